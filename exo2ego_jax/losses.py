@@ -1,0 +1,72 @@
+"""Training objectives: the supervised C2F-TCN loss and distillation losses.
+
+All losses take a frame mask and average over valid frames only, so padding
+never changes a loss value.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+IGNORE_LABEL = -100
+LOG_EPS = 1e-10
+SMOOTH_CLAMP = 16.0
+
+
+def _masked_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
+  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def cross_entropy(probs: jax.Array, labels: jax.Array, mask: jax.Array
+                  ) -> jax.Array:
+  """Mean negative log-likelihood of `labels` under `probs` (B, T, C).
+
+  Frames labelled IGNORE_LABEL or outside the mask do not count.
+  """
+  valid = (labels != IGNORE_LABEL) & (mask > 0)
+  log_probs = jnp.log(probs + LOG_EPS)
+  safe_labels = jnp.where(valid, labels, 0)
+  nll = -jnp.take_along_axis(log_probs, safe_labels[..., None], axis=-1)[..., 0]
+  return _masked_mean(nll, valid.astype(nll.dtype))
+
+
+def smoothing(probs: jax.Array, mask: jax.Array) -> jax.Array:
+  """Truncated temporal smoothing: mean over valid neighbour pairs (and
+  classes) of clamp((log p_t - stopgrad(log p_{t-1}))^2, 0, 16)."""
+  log_probs = jnp.log(probs + LOG_EPS)
+  diff = log_probs[:, 1:] - jax.lax.stop_gradient(log_probs[:, :-1])
+  per_pair = jnp.mean(jnp.clip(diff**2, 0.0, SMOOTH_CLAMP), axis=-1)
+  pair_valid = ((mask[:, 1:] > 0) & (mask[:, :-1] > 0)).astype(per_pair.dtype)
+  return _masked_mean(per_pair, pair_valid)
+
+
+def supervised_loss(probs: jax.Array, labels: jax.Array, mask: jax.Array,
+                    smooth_weight: float = 0.17) -> tuple[jax.Array, dict]:
+  """C2F-TCN loss on the ensemble probabilities: CE + 0.17 * smoothing."""
+  ce = cross_entropy(probs, labels, mask)
+  smooth = smoothing(probs, mask)
+  return ce + smooth_weight * smooth, {"ce": ce, "smooth": smooth}
+
+
+def masked_mse(prediction: jax.Array, target: jax.Array, mask: jax.Array
+               ) -> jax.Array:
+  """Mean squared error over valid frames and channels of (B, T, C) arrays."""
+  per_frame = jnp.mean((prediction - target) ** 2, axis=-1)
+  return _masked_mean(per_frame, mask.astype(per_frame.dtype))
+
+
+def head_distillation(student_heads: Sequence[jax.Array],
+                      teacher_heads: Sequence[jax.Array],
+                      head_masks: Sequence[jax.Array],
+                      weights: Sequence[float]) -> jax.Array:
+  """Weighted sum over heads of the MSE between student and teacher logits.
+
+  Heads are compared at their own temporal resolution with their own masks.
+  """
+  terms = [w * masked_mse(s, jax.lax.stop_gradient(t), m)
+           for s, t, m, w in zip(student_heads, teacher_heads, head_masks,
+                                 weights)]
+  return sum(terms)
