@@ -1,0 +1,63 @@
+"""Defaults shared by every experiment; other configs start from these.
+
+Not meant to be run by itself: it trains the exo teacher with the reference
+hyper-parameters on the embedded synthetic benchmark, as slowly as the paper.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.mode = "exo_supervised"
+  config.seed = 0
+
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.name = "synthetic_sync/default"
+  # None: TFDS's default ($TFDS_DATA_DIR or ~/tensorflow_datasets).
+  config.dataset.data_dir = config_dict.placeholder(str)
+
+  config.data = ml_collections.ConfigDict()
+  config.data.train_split = "train"
+  config.data.view = "exo"            # the view the trained network is fed
+  config.data.label_key = "labels"    # supervised modes: labels of that view
+  config.data.eval_split = "validation"  # model selection; never "test"
+  config.data.eval_view = "exo"
+  config.data.max_frames = 600        # window length in chunked steps
+  config.data.chunk_size = 4          # frames max-pooled into one step
+  config.data.zoom = True             # random chunk size in [c/2, 2c]
+  config.data.batch_size = 8
+  config.data.eval_batch_size = 8
+
+  config.model = ml_collections.ConfigDict()
+  config.model.ensemble_weights = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # y1..y5, y
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.smooth_weight = 0.17
+  # Distillation: MSE between teacher and student logits of these heads.
+  config.loss.distill_heads = ("y5", "y4", "y3", "y2")
+  config.loss.distill_weights = (1.0, 1.0, 1.0, 1.0)
+  # Optional label term of distillation: CE on the teacher's hard labels.
+  config.loss.pseudo_label_weight = 0.0
+
+  config.adapter = ml_collections.ConfigDict()
+  config.adapter.kind = "attention"   # or "mlp" (per frame)
+  config.adapter.hidden_dim = 256
+  config.adapter.num_layers = 2
+  config.adapter.num_heads = 4
+  config.adapter.window = 32          # attention span in steps
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.learning_rate = 1e-5   # reference: Adam, lr 1e-5, wd 1e-4
+  config.optim.weight_decay = 1e-4
+
+  config.num_epochs = 100
+  config.eval_every_epochs = 10
+  config.log_every_steps = 10
+  config.best_metric = "f1@25"
+  config.background_policy = "exclude_background_segments"
+  config.teacher_workdir = config_dict.placeholder(str)
+  config.adapter_workdir = config_dict.placeholder(str)
+  config.progress = True
+  return config

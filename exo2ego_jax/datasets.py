@@ -1,0 +1,83 @@
+"""Opening TFDS datasets as grain-ready data sources, without TensorFlow.
+
+Builders that ship with the project (see `tfds_builders/`) are prepared on
+first use, in the array_record format, from Python. Any other dataset must
+already be built in `data_dir` (e.g. with `tfds build`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+
+import tensorflow_datasets as tfds
+
+# Dataset name -> module that defines (and so registers) its builder.
+PROJECT_BUILDERS = {
+    "synthetic_sync":
+        "tfds_builders.synthetic_sync.synthetic_sync_dataset_builder",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What training needs to know about a dataset."""
+  name: str
+  splits: tuple[str, ...]
+  feature_dim: int
+  class_names: tuple[str, ...]
+  background_classes: tuple[int, ...]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def _builder(name: str, data_dir: str | None):
+  base = name.split("/")[0].split(":")[0]
+  if base in PROJECT_BUILDERS:
+    importlib.import_module(PROJECT_BUILDERS[base])
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    if not builder.is_prepared():
+      logging.warning("Dataset %s is not built in %s: preparing it now "
+                      "(array_record, no TensorFlow needed).", name,
+                      builder.data_dir)
+      print(f"Preparing dataset {name} in {builder.data_dir} ...", flush=True)
+      builder.download_and_prepare(file_format="array_record")
+    return builder
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # tfds raises several types for "not found"
+    where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+    raise FileNotFoundError(
+        f"dataset {name!r} is not built in {where}: build it first with "
+        f"`tfds build tfds_builders/<builder> --file_format=array_record "
+        f"--data_dir {where}`, or fix config.dataset.name / data_dir ({e})"
+    ) from None
+
+
+def open_dataset(name: str, data_dir: str | None) -> tuple[DatasetInfo, dict]:
+  """Returns the dataset's info and its splits as random-access sources."""
+  builder = _builder(name, data_dir)
+  info = builder.info
+  if info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+    raise ValueError(
+        f"dataset {name} in {builder.data_dir} is stored as "
+        f"{info.file_format}; random access needs array_record: rebuild with "
+        "`--file_format=array_record`")
+  features = info.features
+  feature_dim = int(features["exo"].shape[-1])
+  metadata = info.metadata or {}
+  if "class_names" not in metadata:
+    raise ValueError(
+        f"dataset {name} in {builder.data_dir} has no `class_names` in its "
+        "metadata: its builder must store the class table there")
+  names = tuple(str(n) for n in metadata["class_names"])
+  background = tuple(names.index(b) for b in metadata.get(
+      "background_classes", ()) if b in names)
+  sources = builder.as_data_source()
+  result = DatasetInfo(name=name, splits=tuple(sources), feature_dim=feature_dim,
+                       class_names=names, background_classes=background)
+  return result, dict(sources)

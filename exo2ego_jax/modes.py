@@ -1,0 +1,133 @@
+"""Training modes: what each method trains, on what, and how it predicts.
+
+A run's state is a plain dict of pytrees:
+  step, params (what the optimiser updates), batch_stats (BatchNorm statistics
+  of the model being trained, empty when none), opt_state,
+  frozen (parameters the run uses but never updates: the teacher, a trained
+  adapter; empty for supervised runs).
+Teacher and student are two parameter trees of the same C2F-TCN module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from exo2ego_jax import losses
+from exo2ego_jax.models import c2f_tcn
+
+SUPERVISED_MODES = ("exo_supervised", "ego_oracle")
+DISTILL_MODES = ("distill_model", "distill_feature", "distill_both")
+MODES = SUPERVISED_MODES + DISTILL_MODES
+# Head names in the order C2F-TCN returns them; "y" is the final head.
+HEADS = c2f_tcn.HEAD_NAMES + ("y",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+  """Static description of a run: the pieces a step function closes over."""
+  name: str
+  model: nn.Module
+  adapter: nn.Module | None
+  ensemble_weights: tuple[float, ...]
+  smooth_weight: float
+  distill_heads: tuple[str, ...]
+  distill_weights: tuple[float, ...]
+  pseudo_label_weight: float
+  train_view: str   # the view the trained network is fed
+  label_key: str | None  # labels read by the training pipeline (None: none)
+
+  @property
+  def input_views(self) -> tuple[str, ...]:
+    """Views a training batch must carry."""
+    if self.name in DISTILL_MODES:
+      return ("exo", self.train_view)
+    return (self.train_view,)
+
+  @property
+  def uses_teacher(self) -> bool:
+    return self.name in DISTILL_MODES
+
+  @property
+  def trains_adapter(self) -> bool:
+    return self.name == "distill_feature"
+
+  @property
+  def uses_trained_adapter(self) -> bool:
+    return self.name == "distill_both"
+
+
+def model_variables(mode: Mode, state: dict) -> dict:
+  """The C2F-TCN variables a run predicts with."""
+  if mode.trains_adapter:
+    return state["frozen"]["teacher"]
+  return {"params": state["params"], "batch_stats": state["batch_stats"]}
+
+
+def adapt(mode: Mode, state: dict, features: jax.Array, mask: jax.Array
+          ) -> jax.Array:
+  """Ego features through the run's adapter (identity if it has none)."""
+  if mode.trains_adapter:
+    return mode.adapter.apply({"params": state["params"]}, features, mask)
+  if mode.uses_trained_adapter:
+    return mode.adapter.apply({"params": state["frozen"]["adapter"]},
+                              features, mask)
+  return features
+
+
+def predict_probs(mode: Mode, state: dict, features: jax.Array,
+                  mask: jax.Array) -> jax.Array:
+  """Ensemble class probabilities (B, T, C) for features of the run's view."""
+  x = adapt(mode, state, features, mask)
+  outputs = mode.model.apply(model_variables(mode, state), x, mask, train=False)
+  return c2f_tcn.ensemble_probs(outputs, mode.ensemble_weights)
+
+
+def _selected_heads(outputs: dict, names) -> tuple[list, list]:
+  """Logits and masks of the named heads (mask None: the frame mask)."""
+  heads = list(outputs["head_logits"]) + [outputs["logits"]]
+  masks = list(outputs["head_masks"]) + [None]
+  index = [HEADS.index(name) for name in names]
+  return [heads[i] for i in index], [masks[i] for i in index]
+
+
+def loss_fn(mode: Mode, params: dict, state: dict, batch: dict
+            ) -> tuple[jax.Array, tuple[dict, dict]]:
+  """The training objective of `mode`. Returns loss, (new batch_stats, logs)."""
+  mask = batch["mask"]
+  if mode.trains_adapter:
+    adapted = mode.adapter.apply({"params": params}, batch[mode.train_view],
+                                 mask)
+    loss = losses.masked_mse(adapted, batch["exo"], mask)
+    return loss, (state["batch_stats"], {"feature_mse": loss})
+
+  variables = {"params": params, "batch_stats": state["batch_stats"]}
+  x = adapt(mode, state, batch[mode.train_view], mask)
+  outputs, updates = mode.model.apply(variables, x, mask, train=True,
+                                      mutable=["batch_stats"])
+  probs = c2f_tcn.ensemble_probs(outputs, mode.ensemble_weights)
+  if not mode.uses_teacher:
+    loss, logs = losses.supervised_loss(probs, batch["labels"], mask,
+                                        mode.smooth_weight)
+    return loss, (updates["batch_stats"], logs)
+
+  teacher = mode.model.apply(state["frozen"]["teacher"], batch["exo"], mask,
+                             train=False)
+  teacher = jax.tree.map(jax.lax.stop_gradient, teacher)
+  student_heads, head_masks = _selected_heads(outputs, mode.distill_heads)
+  teacher_heads, _ = _selected_heads(teacher, mode.distill_heads)
+  head_masks = [mask if m is None else m for m in head_masks]
+  loss = losses.head_distillation(student_heads, teacher_heads, head_masks,
+                                  mode.distill_weights)
+  logs = {"head_mse": loss}
+  if mode.pseudo_label_weight:
+    teacher_probs = c2f_tcn.ensemble_probs(teacher, mode.ensemble_weights)
+    pseudo = jnp.argmax(teacher_probs, axis=-1)
+    pseudo_loss, _ = losses.supervised_loss(probs, pseudo, mask,
+                                            mode.smooth_weight)
+    loss = loss + mode.pseudo_label_weight * pseudo_loss
+    logs["pseudo_label"] = pseudo_loss
+  return loss, (updates["batch_stats"], logs)

@@ -1,0 +1,33 @@
+"""Trains a model: python -m exo2ego_jax.train --config configs/X.py --workdir DIR
+
+Config overrides work as usual, e.g. `--config.num_epochs=3`. Re-running the
+same command resumes from the workdir's latest checkpoint. See
+`exo2ego_jax.trainer` for what a run does and writes.
+"""
+
+import json
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from exo2ego_jax import cli
+from exo2ego_jax import trainer
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (configs/*.py).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _WORKDIR.value is None:
+    raise app.UsageError("--workdir is required")
+  results = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  print(json.dumps(results["validation"], indent=2))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  cli.run(main)

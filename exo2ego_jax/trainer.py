@@ -1,0 +1,341 @@
+"""Training: one run of a temporal action segmentation model or an exo->ego
+transfer, from config to best checkpoint (`train_and_evaluate`).
+
+Modes (config.mode): exo_supervised, ego_oracle (supervised C2F-TCN on one
+view's labels), distill_model, distill_feature, distill_both (exo->ego
+transfer from synchronized pairs, no ego label read). Re-running the same
+command resumes from the workdir's latest checkpoint; a finished run only
+re-reports its results.
+
+Workdir contents: config.json, metrics.jsonl (one JSON object per log/eval),
+checkpoints/ (latest), best/ (best by the validation metric), results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from exo2ego_jax import checkpoints
+from exo2ego_jax import datasets
+from exo2ego_jax import evaluation
+from exo2ego_jax import input_pipeline
+from exo2ego_jax import modes
+from exo2ego_jax.models import adapters
+from exo2ego_jax.models import c2f_tcn
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+
+
+def build_mode(config: ml_collections.ConfigDict,
+               info: datasets.DatasetInfo) -> modes.Mode:
+  """Checks the config against the dataset and describes the run."""
+  if config.mode not in modes.MODES:
+    raise ValueError(f"config.mode={config.mode!r} is unknown: use one of "
+                     f"{', '.join(modes.MODES)}")
+  distill = config.mode in modes.DISTILL_MODES
+  for split in (config.data.train_split, config.data.eval_split):
+    if split not in info.splits:
+      raise ValueError(f"dataset {info.name} has no split {split!r} (it has "
+                       f"{', '.join(info.splits)}): fix config.data.*_split")
+  if config.data.train_split.startswith("test") or (
+      config.data.eval_split.startswith("test")):
+    raise ValueError("the test split must never train or select models: set "
+                     "config.data.eval_split to a validation split")
+  for view in (config.data.view, config.data.eval_view):
+    if view not in input_pipeline.VIEWS:
+      raise ValueError(f"view {view!r} is unknown: use 'exo' or 'ego'")
+  heads = tuple(config.loss.distill_heads)
+  unknown = [h for h in heads if h not in modes.HEADS]
+  if unknown or len(heads) != len(config.loss.distill_weights):
+    raise ValueError(
+        f"config.loss.distill_heads={heads} must name heads among "
+        f"{modes.HEADS} with one weight each in config.loss.distill_weights")
+  if distill and not config.teacher_workdir:
+    raise ValueError(f"mode {config.mode} needs a teacher: set "
+                     "--config.teacher_workdir to an exo_supervised run")
+  if config.mode == "distill_both" and not config.adapter_workdir:
+    raise ValueError("mode distill_both needs a trained adapter: set "
+                     "--config.adapter_workdir to a distill_feature run")
+  needs_adapter = config.mode in ("distill_feature", "distill_both")
+  return modes.Mode(
+      name=config.mode,
+      model=c2f_tcn.C2FTCN(num_classes=info.num_classes),
+      adapter=(adapters.make_adapter(**config.adapter.to_dict())
+               if needs_adapter else None),
+      ensemble_weights=tuple(config.model.ensemble_weights),
+      smooth_weight=config.loss.smooth_weight,
+      distill_heads=heads,
+      distill_weights=tuple(config.loss.distill_weights),
+      pseudo_label_weight=config.loss.pseudo_label_weight,
+      train_view=config.data.view,
+      label_key=None if distill else config.data.label_key)
+
+
+def load_frozen(config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
+                mode: modes.Mode) -> dict:
+  """Parameters a distillation run uses without training: teacher, adapter."""
+  frozen = {}
+  if mode.uses_teacher:
+    teacher_config = read_run_config(config.teacher_workdir)
+    if teacher_config.get("mode") not in modes.SUPERVISED_MODES:
+      raise ValueError(f"teacher {config.teacher_workdir} is a "
+                       f"{teacher_config.get('mode')} run: the teacher must "
+                       "be an exo_supervised run")
+    _, teacher = checkpoints.restore_state(config.teacher_workdir)
+    frozen["teacher"] = {"params": teacher["params"],
+                         "batch_stats": teacher["batch_stats"]}
+    check_teacher(frozen["teacher"], config, info, mode)
+  if mode.uses_trained_adapter:
+    _, adapter_state = checkpoints.restore_state(config.adapter_workdir)
+    frozen["adapter"] = adapter_state["params"]
+  return frozen
+
+
+def check_teacher(teacher: dict, config, info, mode: modes.Mode) -> None:
+  """The teacher must be a C2F-TCN for this dataset's features and classes."""
+  x = jnp.zeros((1, 8, info.feature_dim))
+  expected = jax.eval_shape(lambda: mode.model.init(jax.random.key(0), x))
+  want = jax.tree.map(lambda a: a.shape, expected["params"])
+  got = jax.tree.map(lambda a: tuple(a.shape), teacher["params"])
+  if want != got:
+    raise ValueError(
+        f"teacher {config.teacher_workdir} does not match this run's "
+        f"C2F-TCN for {info.name} ({info.feature_dim}-d features, "
+        f"{info.num_classes} classes): train the teacher on this dataset")
+
+
+def read_run_config(workdir: str) -> dict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: {workdir} is not a run "
+                            "directory of exo2ego_jax.train")
+  with open(path) as f:
+    return json.load(f)
+
+
+def make_optimizer(config: ml_collections.ConfigDict
+                   ) -> optax.GradientTransformation:
+  """Adam with L2 weight decay added to the gradient (PyTorch's Adam)."""
+  return optax.chain(optax.add_decayed_weights(config.optim.weight_decay),
+                     optax.adam(config.optim.learning_rate))
+
+
+def init_state(mode: modes.Mode, frozen: dict, optimizer, feature_dim: int,
+               seed: int) -> dict:
+  """Fresh state: students start from the teacher, the rest at random."""
+  x = jnp.zeros((1, 8, feature_dim))
+  mask = jnp.ones((1, 8))
+  rng = jax.random.key(seed)
+  if mode.trains_adapter:
+    params = mode.adapter.init(rng, x, mask)["params"]
+    batch_stats = {}
+  elif mode.uses_teacher:
+    params = frozen["teacher"]["params"]
+    batch_stats = frozen["teacher"]["batch_stats"]
+  else:
+    variables = mode.model.init(rng, x, mask)
+    params, batch_stats = variables["params"], variables["batch_stats"]
+  params = jax.tree.map(jnp.array, params)  # own copies, never the teacher's
+  batch_stats = jax.tree.map(jnp.array, batch_stats)
+  return {"step": jnp.zeros((), jnp.int32), "params": params,
+          "batch_stats": batch_stats, "opt_state": optimizer.init(params),
+          "frozen": jax.tree.map(jnp.asarray, frozen)}
+
+
+def make_train_step(mode: modes.Mode, optimizer):
+  def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
+    grad_fn = jax.value_and_grad(
+        lambda p: modes.loss_fn(mode, p, state, batch), has_aux=True)
+    (loss, (batch_stats, logs)), grads = grad_fn(state["params"])
+    updates, opt_state = optimizer.update(grads, state["opt_state"],
+                                          state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    logs = dict(logs, loss=loss, grad_norm=optax.global_norm(grads))
+    new_state = dict(state, step=state["step"] + 1, params=params,
+                     batch_stats=batch_stats, opt_state=opt_state)
+    return new_state, logs
+  return train_step
+
+
+def make_predict_fn(mode: modes.Mode, state: dict, sharding):
+  """Host-callable (windows, masks) -> probabilities, compiled once."""
+  predict = jax.jit(lambda s, x, m: modes.predict_probs(mode, s, x, m))
+
+  def predict_fn(windows: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    x = jax.device_put(windows, sharding)
+    m = jax.device_put(masks, sharding)
+    return np.asarray(predict(state, x, m))
+  return predict_fn
+
+
+def append_jsonl(workdir: str, record: dict) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
+                       ) -> dict:
+  """Runs (or resumes, or re-reports) one training run; returns results."""
+  # ----- Setup: workdir, dataset, checks before any compute. -----
+  os.makedirs(workdir, exist_ok=True)
+  info, sources = datasets.open_dataset(config.dataset.name,
+                                        config.dataset.data_dir)
+  mode = build_mode(config, info)
+  frozen = load_frozen(config, info, mode)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
+
+  # ----- Device mesh: data parallel over every device of every host. -----
+  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  data_sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec("data"))
+  if config.data.batch_size % jax.device_count():
+    raise ValueError(f"config.data.batch_size={config.data.batch_size} must "
+                     f"be a multiple of the {jax.device_count()} devices")
+
+  # ----- Input pipeline. -----
+  per_process_batch = config.data.batch_size // jax.process_count()
+  train_ds = input_pipeline.train_dataset(
+      sources[config.data.train_split], views=mode.input_views,
+      label_key=mode.label_key, batch_size=per_process_batch,
+      num_epochs=config.num_epochs, max_frames=config.data.max_frames,
+      chunk_size=config.data.chunk_size, zoom=config.data.zoom,
+      seed=config.seed, shard_index=jax.process_index(),
+      shard_count=jax.process_count())
+  total_steps = len(train_ds)
+  steps_per_epoch = max(1, total_steps // config.num_epochs)
+  eval_every = max(1, int(config.eval_every_epochs * steps_per_epoch))
+
+  # ----- Model, optimiser and state (restored if the run exists). -----
+  optimizer = make_optimizer(config)
+  state = jax.jit(lambda: init_state(mode, frozen, optimizer,
+                                     info.feature_dim, config.seed),
+                  out_shardings=replicated)()
+  ckpt = checkpoints.RunCheckpoints(workdir, config.best_metric)
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore_latest(checkpoints.abstract_like(state))
+    state = jax.device_put(state, replicated)
+    logging.info("Resumed %s at step %d", workdir, int(state["step"]))
+  start_step = int(state["step"])
+
+  # ----- Compiled steps. -----
+  train_step = jax.jit(make_train_step(mode, optimizer), donate_argnums=0,
+                       out_shardings=(replicated, replicated))
+
+  def evaluate(split: str, view: str) -> dict:
+    summary = evaluation.evaluate_split(
+        make_predict_fn(mode, state, data_sharding), sources[split],
+        view=view, chunk_sizes=(config.data.chunk_size,),
+        max_frames=config.data.max_frames,
+        batch_size=config.data.eval_batch_size,
+        class_names=info.class_names,
+        background_classes=info.background_classes,
+        background_policy=config.background_policy)
+    summary.pop("per_video")
+    return summary
+
+  # ----- Train loop. -----
+  batches = iter(train_ds[start_step:].to_iter_dataset(
+      input_pipeline.grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
+  bar = tqdm.tqdm(total=total_steps, initial=start_step, desc=config.mode,
+                  disable=jax.process_index() != 0 or not config.progress,
+                  dynamic_ncols=True)
+  window_logs, t0 = [], time.time()
+  for step in range(start_step + 1, total_steps + 1):
+    batch = next(batches)
+    global_batch = {k: jax.make_array_from_process_local_data(data_sharding, v)
+                    for k, v in batch.items()}
+    state, logs = train_step(state, global_batch)
+    window_logs.append(logs)
+    if step % config.log_every_steps == 0 or step == total_steps:
+      logs = jax.tree.map(lambda *v: float(np.mean(v)), *window_logs)
+      window_logs = []
+      if not np.isfinite(logs["loss"]):
+        raise NonFiniteLossError(
+            f"non-finite loss {logs['loss']} at step {step} of {workdir}; "
+            "the last good checkpoint is kept. Lower "
+            "config.optim.learning_rate or check the input features.")
+      append_jsonl(workdir, dict(logs, step=step, split="train",
+                                 epoch=step / steps_per_epoch,
+                                 seconds=round(time.time() - t0, 2)))
+      bar.set_postfix(loss=f"{logs['loss']:.4f}")
+    if step % eval_every == 0 or step == total_steps:
+      summary = evaluate(config.data.eval_split, config.data.eval_view)
+      append_jsonl(workdir, dict(summary, step=step,
+                                 split=config.data.eval_split,
+                                 view=config.data.eval_view))
+      bar.write(f"step {step}: {config.data.eval_split}/"
+                f"{config.data.eval_view} " + " ".join(
+                    f"{k}={summary[k]:.2f}" for k in
+                    ("f1@10", "f1@25", "f1@50", "edit", "mof")))
+      ckpt.save(step, state, {config.best_metric: summary[config.best_metric]})
+    bar.update(1)
+  bar.close()
+  ckpt.close()
+
+  # ----- Results of the best checkpoint on the validation split. -----
+  best_step, best = checkpoints.restore_state(
+      workdir, target=checkpoints.abstract_like(state))
+  state = jax.device_put(best, replicated)
+  results = {"mode": config.mode, "workdir": os.path.abspath(workdir),
+             "total_steps": total_steps, "best_step": best_step,
+             "best_metric": config.best_metric,
+             "validation": evaluate(config.data.eval_split,
+                                    config.data.eval_view)}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  return results
+
+
+def evaluate_run(config: ml_collections.ConfigDict, workdir: str, split: str,
+                 view: str | None = None, chunk_sizes=None,
+                 which: str = checkpoints.BEST,
+                 write_predictions: bool = True) -> dict:
+  """Scores a run's checkpoint on `split`; returns the metrics dict."""
+  info, sources = datasets.open_dataset(config.dataset.name,
+                                        config.dataset.data_dir)
+  if split not in sources:
+    raise ValueError(f"dataset {info.name} has no split {split!r}: choose "
+                     f"one of {', '.join(sources)}")
+  view = view or config.data.eval_view
+  chunk_sizes = tuple(int(c) for c in (chunk_sizes or
+                                       (config.data.chunk_size,)))
+  mode = build_mode(config, info)
+  step, state = checkpoints.restore_state(workdir, which)
+  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  data_sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec("data"))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state = jax.device_put(state, replicated)
+  out_dir = os.path.join(workdir, "eval", f"{split}_{view}")
+  summary = evaluation.evaluate_split(
+      make_predict_fn(mode, state, data_sharding), sources[split],
+      view=view, chunk_sizes=chunk_sizes, max_frames=config.data.max_frames,
+      batch_size=config.data.eval_batch_size, class_names=info.class_names,
+      background_classes=info.background_classes,
+      background_policy=config.background_policy,
+      predictions_dir=(os.path.join(out_dir, "predictions")
+                       if write_predictions else None),
+      progress=config.progress)
+  summary.update(mode=config.mode, split=split, view=view, step=int(step),
+                 checkpoint=which, chunk_sizes=list(chunk_sizes),
+                 class_names=list(info.class_names))
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  return summary
