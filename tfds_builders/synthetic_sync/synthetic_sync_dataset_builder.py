@@ -1,0 +1,98 @@
+"""TFDS builder for the synthetic synchronized exo/ego benchmark (dataset `synthetic_sync`).
+
+Needs no download and no TensorFlow when prepared with `file_format="array_record"`:
+
+  builder = Builder(config="tiny", data_dir=d, file_format="array_record")
+  builder.download_and_prepare()
+  sources = tfds.data_source("synthetic_sync/tiny", data_dir=d)
+
+The generator lives in `exo2ego_jax.synthetic`; this file only maps it onto TFDS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import numpy as np
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_serializer
+
+from exo2ego_jax import synthetic
+
+
+@contextlib.contextmanager
+def _deterministic_serialization():
+  """Makes tfds write the same bytes in every process.
+
+  tfds serializes each `tf.train.Example` with plain `SerializeToString()`, which writes the
+  feature map in the protobuf runtime's hash order; that order changes from process to process,
+  so two builds of identical examples would differ. `deterministic=True` sorts the map keys.
+  """
+  cls = example_serializer.ExampleSerializer
+  original = cls.serialize_example
+
+  def serialize_example(self, example):
+    return self.get_tf_example(example).SerializeToString(deterministic=True)
+
+  cls.serialize_example = serialize_example
+  try:
+    yield
+  finally:
+    cls.serialize_example = original
+
+
+@dataclasses.dataclass(eq=False)
+class SyntheticSyncConfig(tfds.core.BuilderConfig):
+  """A named set of generation parameters.
+
+  For other parameters (e.g. synchronization jitter) pass a new config, e.g.
+  `SyntheticSyncConfig(name="jitter5", params=dataclasses.replace(synthetic.DEFAULT,
+  jitter_mode="fixed", jitter_frames=5))`.
+  """
+
+  params: synthetic.SyntheticConfig = synthetic.DEFAULT
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """Procedural multi-step activities rendered by an exo and an ego camera."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = [
+      SyntheticSyncConfig(
+          name="default", params=synthetic.DEFAULT,
+          description="Main benchmark: D=64, 1000-2000 frames per video (~125 MB)."),
+      SyntheticSyncConfig(
+          name="tiny", params=synthetic.TINY,
+          description="For tests: D=16, 150-350 frames per video (~1 MB)."),
+  ]
+  DEFAULT_CONFIG_NAME = "default"
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    params = self.builder_config.params
+    d = params.feature_dim
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "exo": tfds.features.Tensor(shape=(None, d), dtype=np.float32),
+            "ego": tfds.features.Tensor(shape=(None, d), dtype=np.float32),
+            "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+            "ego_labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+            "video_id": tfds.features.Text(),
+            "task_id": tfds.features.Scalar(dtype=np.int32),
+            "jitter": tfds.features.Scalar(dtype=np.int32),
+        }),
+        supervised_keys=None,
+        metadata=tfds.core.MetadataDict(synthetic.metadata(params)),
+    )
+
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    with _deterministic_serialization():
+      super()._download_and_prepare(dl_manager, download_config)
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    del dl_manager  # Nothing to download.
+    return {split: self._generate_examples(split) for split in synthetic.SPLITS}
+
+  def _generate_examples(self, split: str):
+    yield from synthetic.generate_split(self.builder_config.params, split)
