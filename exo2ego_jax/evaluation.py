@@ -30,7 +30,7 @@ def labels_for_view(example: dict, view: str) -> np.ndarray:
   return np.asarray(example[key] if key in example else example["labels"])
 
 
-def _decode(value) -> str:
+def decode_id(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -91,7 +91,7 @@ def evaluate_split(predict_fn: PredictFn, source, *, view: str,
     probs = predict_recordings(predict_fn, features, chunk_sizes, max_frames,
                                batch_size)
     for example, p in zip(examples, probs):
-      video_id = _decode(example["video_id"])
+      video_id = decode_id(example["video_id"])
       prediction = p.argmax(axis=-1)
       scores.add(video_id, prediction, labels_for_view(example, view))
       if predictions_dir:

@@ -27,6 +27,7 @@ import tqdm
 
 from exo2ego_jax import checkpoints
 from exo2ego_jax import datasets
+from exo2ego_jax import distributed
 from exo2ego_jax import evaluation
 from exo2ego_jax import input_pipeline
 from exo2ego_jax import modes
@@ -161,7 +162,7 @@ def make_train_step(mode: modes.Mode, optimizer):
     updates, opt_state = optimizer.update(grads, state["opt_state"],
                                           state["params"])
     params = optax.apply_updates(state["params"], updates)
-    logs = dict(logs, loss=loss, grad_norm=optax.global_norm(grads))
+    logs = dict(logs, loss=loss, grad_norm=optax.tree.norm(grads))
     new_state = dict(state, step=state["step"] + 1, params=params,
                      batch_stats=batch_stats, opt_state=opt_state)
     return new_state, logs
@@ -170,12 +171,20 @@ def make_train_step(mode: modes.Mode, optimizer):
 
 def make_predict_fn(mode: modes.Mode, state: dict, sharding):
   """Host-callable (windows, masks) -> probabilities, compiled once."""
-  predict = jax.jit(lambda s, x, m: modes.predict_probs(mode, s, x, m))
+  # Multi-host: every process passes the same windows and gets all the
+  # probabilities back (replicated output), so scoring needs no gather.
+  replicated = jax.sharding.NamedSharding(sharding.mesh,
+                                          jax.sharding.PartitionSpec())
+  predict = jax.jit(lambda s, x, m: modes.predict_probs(mode, s, x, m),
+                    out_shardings=replicated)
+
+  def global_array(local: np.ndarray) -> jax.Array:
+    return jax.make_array_from_callback(local.shape, sharding,
+                                        lambda index: local[index])
 
   def predict_fn(windows: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    x = jax.device_put(windows, sharding)
-    m = jax.device_put(masks, sharding)
-    return np.asarray(predict(state, x, m))
+    return np.asarray(predict(state, global_array(windows),
+                              global_array(masks)))
   return predict_fn
 
 
@@ -188,6 +197,7 @@ def append_jsonl(workdir: str, record: dict) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                        ) -> dict:
   """Runs (or resumes, or re-reports) one training run; returns results."""
+  distributed.initialize()  # multi-host runs only; see distributed.py
   # ----- Setup: workdir, dataset, checks before any compute. -----
   os.makedirs(workdir, exist_ok=True)
   info, sources = datasets.open_dataset(config.dataset.name,
@@ -206,6 +216,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   if config.data.batch_size % jax.device_count():
     raise ValueError(f"config.data.batch_size={config.data.batch_size} must "
                      f"be a multiple of the {jax.device_count()} devices")
+  if config.data.eval_batch_size % jax.device_count():
+    raise ValueError(f"config.data.eval_batch_size="
+                     f"{config.data.eval_batch_size} must be a multiple of "
+                     f"the {jax.device_count()} devices")
 
   # ----- Input pipeline. -----
   per_process_batch = config.data.batch_size // jax.process_count()
@@ -307,6 +321,7 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, split: str,
                  which: str = checkpoints.BEST,
                  write_predictions: bool = True) -> dict:
   """Scores a run's checkpoint on `split`; returns the metrics dict."""
+  distributed.initialize()
   info, sources = datasets.open_dataset(config.dataset.name,
                                         config.dataset.data_dir)
   if split not in sources:

@@ -1,0 +1,56 @@
+"""Shared fixtures: the tiny synthetic benchmark, built once per session."""
+
+import os
+
+import jax
+import pytest
+
+from configs import synthetic_exo
+from exo2ego_jax import datasets
+
+
+def pytest_configure(config):
+  """Compiled steps are cached on disk: the many small runs of the suite
+  compile the same C2F-TCN programs again and again otherwise."""
+  cache = os.path.join(str(config.rootpath), ".pytest_cache", "jax")
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  datasets.open_dataset("synthetic_sync/tiny", data_dir)  # builds it
+  return data_dir
+
+
+@pytest.fixture
+def make_config(tiny_data_dir):
+  """Factory of configs sized for tests: make_config(mode, **overrides)."""
+  return lambda mode="exo_supervised", **overrides: tiny_config(
+      tiny_data_dir, mode, **overrides)
+
+
+def tiny_config(data_dir: str, mode: str = "exo_supervised", **overrides):
+  """A config of `mode` on synthetic_sync/tiny: 64-step windows, batch 4."""
+  config = synthetic_exo.get_config()
+  config.mode = mode
+  config.dataset.name = "synthetic_sync/tiny"
+  config.dataset.data_dir = data_dir
+  config.data.max_frames = 64
+  config.data.batch_size = 4
+  config.data.eval_batch_size = 4
+  config.num_epochs = 2
+  config.eval_every_epochs = 1
+  config.log_every_steps = 1
+  config.progress = False
+  if mode != "exo_supervised":
+    config.data.train_split = "sync_pairs"
+    config.data.view = "ego"
+    config.data.eval_view = "ego"
+  if mode == "ego_oracle":
+    config.data.label_key = "ego_labels"
+  for key, value in overrides.items():
+    section, _, name = key.rpartition(".")
+    (config[section] if section else config)[name] = value
+  return config

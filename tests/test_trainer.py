@@ -1,0 +1,236 @@
+"""Training runs on the tiny synthetic benchmark: every mode, resume, teacher
+immutability, label blindness of distillation, evaluation outputs."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from exo2ego_jax import checkpoints
+from exo2ego_jax import datasets
+from exo2ego_jax import trainer
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _assert_trees_equal(a, b):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(_leaves(a), _leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def _train_losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  return [r["loss"] for r in records if r["split"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, tiny_data_dir):
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp("teacher"))
+  trainer.train_and_evaluate(tiny_config(tiny_data_dir, num_epochs=4),
+                             workdir)
+  return workdir
+
+
+def test_supervised_training_lowers_the_loss(teacher_dir):
+  losses = _train_losses(teacher_dir)
+  assert len(losses) == 8  # 8 recordings / batch 4 * 4 epochs
+  assert np.mean(losses[-2:]) < np.mean(losses[:2])
+  with open(os.path.join(teacher_dir, "results.json")) as f:
+    results = json.load(f)
+  assert results["mode"] == "exo_supervised" and results["total_steps"] == 8
+  assert 1 <= results["best_step"] <= 8
+  assert 0.0 <= results["validation"]["mof"] <= 100.0
+
+
+def test_rerunning_a_finished_run_reuses_it(teacher_dir, make_config):
+  before = os.path.getmtime(os.path.join(teacher_dir, "metrics.jsonl"))
+  step, state = checkpoints.restore_state(teacher_dir, checkpoints.LATEST)
+  trainer.train_and_evaluate(make_config(num_epochs=4), teacher_dir)
+  assert os.path.getmtime(os.path.join(teacher_dir, "metrics.jsonl")) == before
+  step2, state2 = checkpoints.restore_state(teacher_dir, checkpoints.LATEST)
+  assert step == step2 == 8
+  _assert_trees_equal(state["params"], state2["params"])
+
+
+def test_interrupted_run_resumes_to_the_same_parameters(
+    tmp_path, make_config, monkeypatch):
+  config = make_config(num_epochs=3)
+  straight = str(tmp_path / "straight")
+  trainer.train_and_evaluate(config, straight)
+
+  resumed = str(tmp_path / "resumed")
+  original_save = checkpoints.RunCheckpoints.save
+  def save_then_interrupt(self, step, state, metrics=None):
+    original_save(self, step, state, metrics)
+    if step == 2:
+      raise KeyboardInterrupt  # as Ctrl-C right after the step-2 checkpoint
+  monkeypatch.setattr(checkpoints.RunCheckpoints, "save", save_then_interrupt)
+  with pytest.raises(KeyboardInterrupt):
+    trainer.train_and_evaluate(config, resumed)
+  monkeypatch.setattr(checkpoints.RunCheckpoints, "save", original_save)
+  assert checkpoints.restore_state(resumed, checkpoints.LATEST)[0] == 2
+  trainer.train_and_evaluate(config, resumed)
+
+  _, a = checkpoints.restore_state(straight, checkpoints.LATEST)
+  _, b = checkpoints.restore_state(resumed, checkpoints.LATEST)
+  assert int(a["step"]) == int(b["step"]) == 6
+  _assert_trees_equal(a["params"], b["params"])
+  _assert_trees_equal(a["batch_stats"], b["batch_stats"])
+  assert _train_losses(straight)[2:] == _train_losses(resumed)[-4:]
+
+
+@pytest.fixture(scope="module")
+def feature_dir(tmp_path_factory, tiny_data_dir, teacher_dir):
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp("distill_feature"))
+  trainer.train_and_evaluate(
+      tiny_config(tiny_data_dir, "distill_feature",
+                  teacher_workdir=teacher_dir,
+                  **{"adapter.hidden_dim": 16, "adapter.window": 8}),
+      workdir)
+  return workdir
+
+
+@pytest.mark.parametrize("mode", ["distill_model", "distill_feature",
+                                  "distill_both"])
+def test_distillation_modes_train_and_never_touch_the_teacher(
+    mode, tmp_path, make_config, teacher_dir, feature_dir):
+  _, teacher_before = checkpoints.restore_state(teacher_dir)
+  files_before = {p: os.path.getmtime(os.path.join(r, p))
+                  for r, _, ps in os.walk(os.path.join(teacher_dir, "best"))
+                  for p in ps}
+  config = make_config(mode, teacher_workdir=teacher_dir,
+                       adapter_workdir=feature_dir,
+                       **{"adapter.hidden_dim": 16, "adapter.window": 8})
+  workdir = str(tmp_path / mode)
+  results = trainer.train_and_evaluate(config, workdir)
+  assert results["validation"]["num_videos"] == 6
+  _, state = checkpoints.restore_state(workdir, checkpoints.LATEST)
+  # The frozen teacher the run used is the teacher checkpoint, bit for bit,
+  # and the teacher's own checkpoint files were not rewritten.
+  teacher_vars = {"params": teacher_before["params"],
+                  "batch_stats": teacher_before["batch_stats"]}
+  _assert_trees_equal(state["frozen"]["teacher"], teacher_vars)
+  _, teacher_after = checkpoints.restore_state(teacher_dir)
+  _assert_trees_equal(teacher_after["params"], teacher_before["params"])
+  assert files_before == {
+      p: os.path.getmtime(os.path.join(r, p))
+      for r, _, ps in os.walk(os.path.join(teacher_dir, "best")) for p in ps}
+  losses = _train_losses(workdir)
+  assert all(np.isfinite(losses))
+  if mode == "distill_feature":
+    assert set(state["params"]) == {"embed", "block0_ln_attn", "block0_attn",
+                                    "block0_ln_mlp", "block0_mlp_in",
+                                    "block0_mlp_out", "block1_ln_attn",
+                                    "block1_attn", "block1_ln_mlp",
+                                    "block1_mlp_in", "block1_mlp_out",
+                                    "ln_out", "out"}
+  else:  # the student moved away from its teacher initialisation
+    changed = [not np.array_equal(a, b) for a, b in zip(
+        _leaves(state["params"]), _leaves(teacher_before["params"]))]
+    assert any(changed)
+  if mode == "distill_both":
+    _, adapter = checkpoints.restore_state(feature_dir)
+    _assert_trees_equal(state["frozen"]["adapter"], adapter["params"])
+
+
+def test_distillation_never_reads_ego_labels(tmp_path, make_config,
+                                             teacher_dir, monkeypatch):
+  """Poisoning every label of the synchronized pairs changes nothing."""
+  config = make_config("distill_model", teacher_workdir=teacher_dir)
+  clean = str(tmp_path / "clean")
+  trainer.train_and_evaluate(config, clean)
+
+  open_dataset = datasets.open_dataset
+
+  class Poisoned:
+    def __init__(self, source):
+      self.source = source
+    def __len__(self):
+      return len(self.source)
+    def __getitem__(self, i):
+      example = dict(self.source[i])
+      for key in ("labels", "ego_labels"):
+        example[key] = np.full_like(example[key], 10**6)
+      return example
+
+  def poisoned_open(name, data_dir):
+    info, sources = open_dataset(name, data_dir)
+    sources = dict(sources, sync_pairs=Poisoned(sources["sync_pairs"]))
+    return info, sources
+  monkeypatch.setattr(datasets, "open_dataset", poisoned_open)
+  poisoned = str(tmp_path / "poisoned")
+  trainer.train_and_evaluate(config, poisoned)
+
+  _, a = checkpoints.restore_state(clean, checkpoints.LATEST)
+  _, b = checkpoints.restore_state(poisoned, checkpoints.LATEST)
+  _assert_trees_equal(a["params"], b["params"])
+  assert _train_losses(clean) == _train_losses(poisoned)
+
+
+def test_supervised_run_does_read_labels(tmp_path, make_config, monkeypatch):
+  """The poisoning above would be noticed by a run that reads labels."""
+  open_dataset = datasets.open_dataset
+
+  def poisoned_open(name, data_dir):
+    info, sources = open_dataset(name, data_dir)
+    class Shifted:
+      def __len__(self):
+        return len(sources["sync_pairs"])
+      def __getitem__(self, i):
+        example = dict(sources["sync_pairs"][i])
+        example["ego_labels"] = (example["ego_labels"] + 1) % info.num_classes
+        return example
+    return info, dict(sources, sync_pairs=Shifted())
+  config = make_config("ego_oracle", num_epochs=1)
+  clean = str(tmp_path / "clean")
+  trainer.train_and_evaluate(config, clean)
+  monkeypatch.setattr(datasets, "open_dataset", poisoned_open)
+  shifted = str(tmp_path / "shifted")
+  trainer.train_and_evaluate(config, shifted)
+  assert _train_losses(clean) != _train_losses(shifted)
+
+
+def test_evaluate_run_writes_predictions_and_metrics(teacher_dir, make_config):
+  summary = trainer.evaluate_run(make_config(), teacher_dir, "test",
+                                 view="ego", chunk_sizes=(3, 4))
+  out = os.path.join(teacher_dir, "eval", "test_ego")
+  with open(os.path.join(out, "metrics.json")) as f:
+    saved = json.load(f)
+  assert saved["chunk_sizes"] == [3, 4] and saved["view"] == "ego"
+  assert saved["num_videos"] == 6 and saved["split"] == "test"
+  info, sources = datasets.open_dataset("synthetic_sync/tiny",
+                                        make_config().dataset.data_dir)
+  example = sources["test"][0]
+  video_id = example["video_id"].decode()
+  with open(os.path.join(out, "predictions", f"{video_id}.txt")) as f:
+    lines = f.read().splitlines()
+  assert len(lines) == len(example["ego"])
+  assert set(lines) <= set(info.class_names)
+  per_video = {v["video_id"]: v for v in summary["per_video"]}
+  assert per_video[video_id]["num_frames"] == len(lines)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(mode="distill_model"), "needs a teacher"),
+    (dict(mode="distill_both", teacher_workdir="x"), "needs a trained adapter"),
+    (dict(**{"data.eval_split": "test"}), "test split must never"),
+    (dict(**{"data.train_split": "trian"}), "has no split 'trian'"),
+    (dict(mode="supervised"), "config.mode='supervised' is unknown"),
+    (dict(**{"loss.distill_heads": ("y9",)}), "distill_heads"),
+])
+def test_config_mistakes_are_reported_before_compute(make_config, overrides,
+                                                     message, tmp_path):
+  mode = overrides.pop("mode", "exo_supervised")
+  config = make_config(**overrides)
+  config.mode = mode
+  with pytest.raises(ValueError, match=message):
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
