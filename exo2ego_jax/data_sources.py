@@ -31,7 +31,6 @@ from tensorflow_datasets.core import example_serializer
 IGNORE_LABEL = -100  # frames the loss and the metrics skip (exo2ego_jax.losses)
 SPLITS = ("train", "sync_pairs", "validation", "test")
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
-STREAMS = ("exo", "ego", "labels", "ego_labels")
 
 
 class DataError(ValueError):
@@ -57,6 +56,8 @@ class MissingData(DataError):
 @dataclasses.dataclass(frozen=True)
 class RepairPolicy:
   """What a build may repair (and count) instead of failing.
+
+  Frame counts are in stored frames (after `frame_stride`, or feature steps).
 
   Attributes:
     max_trim_frames: each stream (exo, ego, labels) may lose up to this many
@@ -109,10 +110,12 @@ class RepairLog:
         e["detail"]))
     counts: dict = {}
     for e in entries:
-      c = counts.setdefault(e["kind"], {"videos": 0, "frames": 0})
-      c["videos"] += 1
+      c = counts.setdefault(e["kind"], {"videos": set(), "frames": 0})
+      c["videos"].add((e["split"], e["video_id"]))
       c["frames"] += e["frames"]
-    return {"counts": dict(sorted(counts.items())), "entries": entries}
+    counts = {k: {"videos": len(c["videos"]), "frames": c["frames"]}
+              for k, c in sorted(counts.items())}
+    return {"counts": counts, "entries": entries}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -196,15 +199,20 @@ def user_splits(split_dir: os.PathLike) -> dict[str, list[str]] | None:
   return {s: read_split_list(p) for s, p in paths.items()}
 
 
-def hash_partition(ids: Iterable[str], fraction: float) -> tuple[list[str], list[str]]:
-  """Splits ids into two disjoint lists, the first about `fraction` of them.
+def hash_partition(ids: Iterable[str], fraction: float,
+                   group: Callable[[str], str] = lambda i: i
+                   ) -> tuple[list[str], list[str]]:
+  """Splits ids into two disjoint lists, the first with about `fraction` of the groups.
 
-  Order is by a hash of the id: stable across machines and independent of the
-  order in which ids are listed.
+  Ids of one group (e.g. the videos of one recording) stay together. Order is
+  by a hash of the group: stable across machines and independent of the order
+  in which ids are listed.
   """
-  ordered = sorted(set(ids), key=lambda i: (hashlib.sha1(i.encode()).hexdigest(), i))
-  n = int(round(fraction * len(ordered)))
-  return sorted(ordered[:n]), sorted(ordered[n:])
+  ids = sorted(set(ids))
+  groups = sorted({group(i) for i in ids},
+                  key=lambda g: (hashlib.sha1(g.encode()).hexdigest(), g))
+  first = set(groups[:int(round(fraction * len(groups)))])
+  return [i for i in ids if group(i) in first], [i for i in ids if group(i) not in first]
 
 
 def check_disjoint(splits: Mapping[str, Sequence[str]], where: str):
@@ -367,7 +375,10 @@ def load_feature_file(path: os.PathLike) -> np.ndarray:
   """A (T, D) feature array from `.npy` (memory-mapped) or `.pt` (needs torch)."""
   path = os.fspath(path)
   if path.endswith(".npy"):
-    array = np.load(path, mmap_mode="r")
+    try:
+      array = np.load(path, mmap_mode="r")  # read frames on demand
+    except ValueError:  # e.g. an empty array cannot be memory-mapped
+      array = np.load(path)
   elif path.endswith(".pt"):
     try:
       import torch  # pylint: disable=import-outside-toplevel
@@ -402,9 +413,12 @@ class LmdbViews:
         raise DataError(f"no LMDB environment at {path} (expected "
                         f"{os.path.join(path, 'data.mdb')}): check the manual dir "
                         "layout in the builder's README")
-      import lmdb  # pylint: disable=import-outside-toplevel
-      self._envs[path] = lmdb.open(path, readonly=True, lock=False,
-                                   readahead=False, max_readers=4)
+      try:
+        import lmdb  # pylint: disable=import-outside-toplevel
+      except ImportError:
+        raise DataError("reading LMDB features needs the lmdb package: "
+                        "pip install lmdb") from None
+      self._envs[path] = lmdb.open(path, readonly=True, lock=False, readahead=False)
     return self._envs[path]
 
   def read(self, path: str, keys: Sequence[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -416,20 +430,15 @@ class LmdbViews:
         value = txn.get(key.encode("utf-8"))
         if value is None:
           continue
-        vector = np.frombuffer(value, np.float32)
-        if vector.shape[0] != dim:
+        if len(value) != 4 * dim:
           raise DataError(
-              f"{path}: key {key!r} holds a {vector.shape[0]}-D float32 vector "
-              f"but the config declares feature_dim={dim}; use a config with "
-              f"feature_dim={vector.shape[0]}")
+              f"{path}: key {key!r} holds {len(value)} bytes, a "
+              f"{len(value) / 4:g}-D float32 vector, but the config declares "
+              f"feature_dim={dim}; use a config with the data's dimension")
+        vector = np.frombuffer(value, np.float32)
         out[i] = vector
         present[i] = True
     return out, present
-
-  def close(self):
-    for env in self._envs.values():
-      env.close()
-    self._envs = {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -511,17 +520,25 @@ def align(video_id: str, streams: Mapping[str, Stream], policy: RepairPolicy,
   if hi <= lo:
     raise MissingData("empty", f"{video_id}: the streams do not overlap in time: "
                       + ", ".join(f"{n} frames {frames(a, b)}" for n, (a, b) in ranges.items()))
+
+  def describe():
+    parts = []
+    for n, s in streams.items():
+      extent = (s.start, s.start + len(s.values))
+      part = f"{n} ({s.source}) frames {frames(*extent)}"
+      parts.append(part + (f" with data in {frames(*ranges[n])}"
+                           if ranges[n] != extent else ""))
+    return "; ".join(parts)
+
   out, filled = {}, 0
   for name, s in streams.items():
     cut = (lo - s.start) + (s.start + len(s.values) - hi)
     if cut > policy.max_trim_frames:
       raise DataError(
-          f"{video_id}: {name} ({s.source}) covers frames "
-          f"{frames(s.start, s.start + len(s.values))} with data in "
-          f"{frames(*ranges[name])}, but all streams only overlap in "
-          f"{frames(lo, hi)}: {cut} frames would be cut, more than max_trim_frames="
-          f"{policy.max_trim_frames}. Check that these files belong to the same "
-          "recording, or raise RepairPolicy.max_trim_frames")
+          f"{video_id}: the streams do not line up: {describe()}. Cutting them to "
+          f"their overlap {frames(lo, hi)} would drop {cut} frames of {name}, more "
+          f"than max_trim_frames={policy.max_trim_frames}. Check that these files "
+          "belong to the same recording, or raise RepairPolicy.max_trim_frames")
     if cut:
       report("trim", cut, f"{name} ({s.source}): cut to frames {frames(lo, hi)} "
              f"from {frames(s.start, s.start + len(s.values))}")
@@ -628,6 +645,8 @@ class SyncConfig(tfds.core.BuilderConfig):
   policy: RepairPolicy = RepairPolicy()
 
   def __post_init__(self):
+    if self.feature_dim <= 0:
+      raise ValueError(f"config {self.name!r}: feature_dim must be set (> 0)")
     if self.storage_dtype not in STORAGE_DTYPES:
       raise ValueError(f"storage_dtype must be one of {list(STORAGE_DTYPES)}, "
                        f"not {self.storage_dtype!r}")
@@ -664,6 +683,31 @@ class SyncFeatureBuilder(tfds.core.GeneratorBasedBuilder):
             "storage_dtype": config.storage_dtype,
             "config": _jsonable(config)}),
     )
+
+  def download_and_prepare(self, **kwargs):
+    """As tfds', but a failed forced rebuild keeps the previous dataset.
+
+    tfds deletes an existing dataset before regenerating it
+    (`download_mode=FORCE_REDOWNLOAD`); here it is moved aside and restored
+    byte for byte if the new build fails.
+    """
+    config = kwargs.get("download_config") or tfds.download.DownloadConfig()
+    path = self.data_path
+    if not (config.download_mode.overwrite_dataset and path.exists()):
+      return super().download_and_prepare(**kwargs)
+    backup = path.parent / f"{path.name}.previous"
+    if backup.exists():
+      backup.rmtree()
+    path.rename(backup)
+    try:
+      result = super().download_and_prepare(**kwargs)
+    except BaseException:
+      if path.exists():
+        path.rmtree()
+      backup.rename(path)
+      raise
+    backup.rmtree()
+    return result
 
   def _download_and_prepare(self, dl_manager, download_config=None):
     self._repairs = RepairLog()
@@ -710,6 +754,10 @@ class SyncFeatureBuilder(tfds.core.GeneratorBasedBuilder):
       summary["examples"] += 1
       summary["frames"] += int(len(example["labels"]))
       yield recording.video_id, example
+    if not summary["examples"]:
+      reasons = [e["detail"] for e in self._repairs.entries if e["split"] == split]
+      raise DataError(f"split `{split}`: no example left, all {len(recordings)} "
+                      f"listed recordings were skipped: {reasons[:3]}")
 
   def _example(self, split: str, recording: Recording, num_classes: int) -> dict | None:
     """One aligned example, or None if the policy skips the recording."""

@@ -18,6 +18,12 @@ import tensorflow_datasets as tfds
 PROJECT_BUILDERS = {
     "synthetic_sync":
         "tfds_builders.synthetic_sync.synthetic_sync_dataset_builder",
+    "assembly101_sync":
+        "tfds_builders.assembly101_sync.assembly101_sync_dataset_builder",
+    "egoexo4d_keystep":
+        "tfds_builders.egoexo4d_keystep.egoexo4d_keystep_dataset_builder",
+    "feature_folder":
+        "tfds_builders.feature_folder.feature_folder_dataset_builder",
 }
 
 
@@ -35,7 +41,7 @@ class DatasetInfo:
     return len(self.class_names)
 
 
-def _builder(name: str, data_dir: str | None):
+def _builder(name: str, data_dir: str | None, manual_dir: str | None = None):
   base = name.split("/")[0].split(":")[0]
   if base in PROJECT_BUILDERS:
     importlib.import_module(PROJECT_BUILDERS[base])
@@ -45,7 +51,9 @@ def _builder(name: str, data_dir: str | None):
                       "(array_record, no TensorFlow needed).", name,
                       builder.data_dir)
       print(f"Preparing dataset {name} in {builder.data_dir} ...", flush=True)
-      builder.download_and_prepare(file_format="array_record")
+      builder.download_and_prepare(
+          file_format="array_record",
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return builder
   try:
     return tfds.builder(name, data_dir=data_dir)
@@ -58,9 +66,14 @@ def _builder(name: str, data_dir: str | None):
     ) from None
 
 
-def open_dataset(name: str, data_dir: str | None) -> tuple[DatasetInfo, dict]:
-  """Returns the dataset's info and its splits as random-access sources."""
-  builder = _builder(name, data_dir)
+def open_dataset(name: str, data_dir: str | None,
+                 manual_dir: str | None = None) -> tuple[DatasetInfo, dict]:
+  """Returns the dataset's info and its splits as random-access sources.
+
+  `manual_dir` holds the downloaded files of builders with manual downloads
+  (Assembly101, EgoExo4D, feature folders), used when building on first use.
+  """
+  builder = _builder(name, data_dir, manual_dir)
   info = builder.info
   if info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise ValueError(

@@ -1,0 +1,250 @@
+"""TFDS builder for Ego-Exo4D keystep segmentation with synchronized views (`egoexo4d_keystep`).
+
+Reads the released per-take, per-camera features (Omnivore video features by
+default: `features/omnivore_video/<take_uid>_<cam_id>_<stream_id>.pt`, or .npy)
+of one exo (GoPro) camera, or of every exo camera as separate examples, and of
+the ego (Aria) camera, and labels each feature step with the keystep segment
+annotations (`annotations/keystep_{train,val}.json`). Manual download; see
+README.md for the files and layout.
+
+Reading, alignment and repairs live in `exo2ego_jax.data_sources`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from exo2ego_jax import data_sources as ds
+
+ANNOTATION_FILES = {"train": "annotations/keystep_train.json",
+                    "val": "annotations/keystep_val.json"}
+BACKGROUND = "background"
+
+
+@dataclasses.dataclass(eq=False)
+class EgoExo4DConfig(ds.SyncConfig):
+  """Which cameras and features to read, and how feature steps map to time.
+
+  Attributes:
+    feature_dir: folder of `<take_uid>_<cam_id>_<stream_id>.{npy,pt}` files,
+      relative to the manual dir.
+    exo_camera: "best_exo" (the take's `best_exo` in takes.json), a camera id
+      such as "cam01", or "all" (one example per exo camera of a take).
+    ego_camera: prefix of the ego camera id ("aria" matches aria01, aria02...).
+    feature_fps: feature steps per second (Omnivore: a 32-frame window every
+      16 frames of 30 fps video, so 30 / 16).
+    feature_time_offset: time in seconds that step 0 describes (the middle of
+      the first window: 16 / 30); step i describes offset + i / feature_fps.
+    scenarios: keep only takes of these scenarios (empty: all).
+    sync_fraction: default splits only: share of keystep_train takes that go
+      to `sync_pairs` (the rest is `train`).
+    test_fraction: default splits only: share of keystep_val takes that go to
+      `test` (the rest is `validation`).
+  """
+  feature_dir: str = "features/omnivore_video"
+  exo_camera: str = "best_exo"
+  ego_camera: str = "aria"
+  feature_fps: float = 30 / 16
+  feature_time_offset: float = 16 / 30
+  scenarios: tuple[str, ...] = ()
+  sync_fraction: float = 0.5
+  test_fraction: float = 0.5
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.feature_fps <= 0:
+      raise ValueError("feature_fps must be > 0")
+    self.scenarios = tuple(self.scenarios)
+
+
+class Builder(ds.SyncFeatureBuilder):
+  """Ego-Exo4D procedural takes: exo GoPro and ego Aria features, keystep labels."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = [
+      EgoExo4DConfig(name="omnivore_best_exo", feature_dim=1536,
+                     description="Omnivore video features (1536-D, 1.875 steps/s); "
+                     "exo = each take's best_exo camera."),
+      EgoExo4DConfig(name="omnivore_best_exo_fp16", feature_dim=1536,
+                     storage_dtype="float16",
+                     description="As omnivore_best_exo, stored as float16."),
+      EgoExo4DConfig(name="omnivore_all_exo", feature_dim=1536, exo_camera="all",
+                     description="Omnivore video features; one example per exo "
+                     "camera of each take."),
+  ]
+  DEFAULT_CONFIG_NAME = "omnivore_best_exo"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  Use the Ego-Exo4D download dir as the manual dir (see
+  tfds_builders/egoexo4d_keystep/README.md):
+    egoexo -o <manual_dir> --parts annotations metadata features/omnivore_video
+  so that it holds:
+    annotations/keystep_train.json, annotations/keystep_val.json
+    takes.json                                  (for exo_camera="best_exo")
+    features/omnivore_video/<take_uid>_<cam_id>_<stream_id>.pt (or .npy)
+  Optional: splits/{train,sync_pairs,validation,test}.txt (take uids or names),
+  step_ids.txt (the class table: one step_unique_id per line).
+  """
+
+  def _plan(self, manual_dir: str) -> ds.Plan:
+    config = self.builder_config
+    takes = {}  # take_uid -> (annotation entry, public split, file)
+    for part, relative in ANNOTATION_FILES.items():
+      path = ds.require(os.path.join(manual_dir, relative), "keystep annotations",
+                        "Download them with `egoexo --parts annotations`.")
+      with open(path, encoding="utf-8") as f:
+        annotations = json.load(f).get("annotations")
+      if not isinstance(annotations, dict):
+        raise ds.DataError(f"{path}: expected {{'annotations': {{take_uid: {{...}}}}}}")
+      for uid, take in sorted(annotations.items()):
+        if config.scenarios and take.get("scenario") not in config.scenarios:
+          continue
+        takes[uid] = (take, part, path)
+    class_names, step_classes, table = self._classes(manual_dir, takes)
+    feature_dir = ds.require(os.path.join(manual_dir, config.feature_dir),
+                             "feature folder", "Download features with `egoexo "
+                             "--parts features/omnivore_video` or set feature_dir.")
+    best_exo = self._best_exo(manual_dir) if config.exo_camera == "best_exo" else {}
+
+    names = {take.get("take_name", uid): uid for uid, (take, _, _) in takes.items()}
+    lists = ds.user_splits(os.path.join(manual_dir, "splits"))
+    if lists is None:
+      sync, train = ds.hash_partition(
+          [u for u, t in takes.items() if t[1] == "train"], config.sync_fraction)
+      test, validation = ds.hash_partition(
+          [u for u, t in takes.items() if t[1] == "val"], config.test_fraction)
+      lists = {"train": train, "sync_pairs": sync, "validation": validation,
+               "test": test}
+    splits = {}
+    for split, ids in lists.items():
+      recordings = []
+      for item in ids:
+        uid = item if item in takes else names.get(item)
+        if uid is None:
+          raise ds.DataError(f"split `{split}`: take {item!r} has no keystep "
+                             f"annotation in {list(ANNOTATION_FILES.values())}"
+                             + (f" for scenarios {list(config.scenarios)}"
+                                if config.scenarios else ""))
+        recordings += self._recordings(uid, takes[uid], feature_dir, best_exo,
+                                       step_classes, table)
+      splits[split] = recordings
+    return ds.Plan(class_names, [BACKGROUND], splits, {
+        "fps": config.feature_fps,
+        "feature_time_offset": config.feature_time_offset,
+        "exo_camera": config.exo_camera,
+        "step_unique_ids": [None] + sorted(step_classes, key=step_classes.get)})
+
+  def _classes(self, manual_dir: str, takes: dict):
+    """Class 0 is background; then steps by step_unique_id (or step_ids.txt order)."""
+    steps = {}
+    for take, _, _ in takes.values():
+      for segment in take.get("segments", []):
+        key = str(segment.get("step_unique_id"))
+        steps.setdefault(key, str(segment.get("step_name", key)).strip())
+    table = os.path.join(manual_dir, "step_ids.txt")
+    if os.path.exists(table):
+      ids = [l.split()[0] for l in ds.read_lines(table)]
+      if len(set(ids)) != len(ids):
+        raise ds.DataError(f"{table}: a step_unique_id appears twice")
+    else:
+      table = "the step ids of the annotations"
+      ids = sorted(steps, key=lambda s: (len(s), s))  # numeric order for numeric ids
+    names = [steps.get(i, i) for i in ids]
+    repeated = {n for n in names if names.count(n) > 1}
+    names = [f"{n} [{i}]" if n in repeated else n for n, i in zip(names, ids)]
+    return [BACKGROUND] + names, {i: k + 1 for k, i in enumerate(ids)}, table
+
+  def _best_exo(self, manual_dir: str) -> dict[str, str]:
+    path = ds.require(os.path.join(manual_dir, "takes.json"), "take metadata",
+                      "exo_camera='best_exo' reads each take's best_exo from it: "
+                      "download it with `egoexo --parts metadata`, or pick a camera.")
+    with open(path, encoding="utf-8") as f:
+      return {t["take_uid"]: t.get("best_exo") for t in json.load(f)}
+
+  def _recordings(self, uid, entry, feature_dir, best_exo, step_classes, table):
+    config = self.builder_config
+    take, _, annotation_path = entry
+    name = take.get("take_name", uid)
+    ego = _camera_files(feature_dir, uid, config.ego_camera + "*")
+    if config.exo_camera == "all":
+      cameras = sorted({c for c in _cameras(feature_dir, uid)
+                        if not c.startswith(config.ego_camera)})
+    elif config.exo_camera == "best_exo":
+      cameras = [best_exo.get(uid)]
+    else:
+      cameras = [config.exo_camera]
+    out = []
+    for camera in cameras:
+      video_id = f"{name}/{camera}" if config.exo_camera == "all" else name
+      out.append(ds.Recording(video_id, uid, str(camera), config.ego_camera, _loader(
+          config, uid, video_id, camera, feature_dir, ego, take, annotation_path,
+          step_classes, table)))
+    return out
+
+
+def _cameras(feature_dir: str, uid: str) -> list[str]:
+  """Camera ids with a feature file of the take."""
+  files = glob.glob(os.path.join(glob.escape(feature_dir), f"{glob.escape(uid)}_*.*"))
+  return [os.path.basename(f)[len(uid) + 1:].rsplit("_", 1)[0] for f in files]
+
+
+def _camera_files(feature_dir: str, uid: str, camera: str) -> list[str]:
+  """Feature files of one camera of a take (.npy before .pt)."""
+  stem = os.path.join(glob.escape(feature_dir), f"{glob.escape(uid)}_{camera}_*")
+  return sorted(glob.glob(stem + ".npy")) + sorted(glob.glob(stem + ".pt"))
+
+
+def _one_file(files: list[str], what: str, video_id: str, feature_dir: str) -> str:
+  stems = sorted({os.path.splitext(f)[0] for f in files})
+  if not stems:
+    raise ds.MissingData("missing_view", f"{video_id}: no {what} features in "
+                         f"{feature_dir}")
+  if len(stems) > 1:
+    raise ds.DataError(f"{video_id}: several {what} feature files {stems}; set the "
+                       "camera id in the config")
+  return files[0]
+
+
+def _loader(config, uid, video_id, camera, feature_dir, ego_files, take,
+            annotation_path, step_classes, table):
+  def load() -> ds.Loaded:
+    if camera is None:
+      raise ds.MissingData("missing_view", f"{video_id}: takes.json gives no best_exo")
+    exo_path = _one_file(_camera_files(feature_dir, uid, glob.escape(camera)),
+                         f"exo {camera}", video_id, feature_dir)
+    ego_path = _one_file(ego_files, f"ego {config.ego_camera}*", video_id, feature_dir)
+    exo, ego = ds.load_feature_file(exo_path), ds.load_feature_file(ego_path)
+    segments = []
+    for number, segment in enumerate(take.get("segments", []), 1):
+      try:
+        start, end = float(segment["start_time"]), float(segment["end_time"])
+      except (KeyError, TypeError, ValueError):
+        raise ds.DataError(f"{annotation_path}: take {uid} segment {number} lacks "
+                           "numeric start_time/end_time") from None
+      first = max(_step_at(start, config), 0)
+      last = max(_step_at(end, config), first)
+      segments.append(ds.Segment(first, last, str(segment.get("step_unique_id")),
+                                 number))
+    source = f"{annotation_path} take {uid}"
+    length = max([len(exo), len(ego)] + [s.end for s in segments])
+    if segments:  # frames no keystep covers are background (class 0)
+      labels = ds.segments_to_labels(segments, step_classes, source=source,
+                                     class_table=table, policy=config.policy,
+                                     start=0, length=length, gap_label=0)
+    else:
+      labels = ds.Labels(np.zeros(length, np.int32), 0, source)
+    return ds.Loaded({"exo": ds.Stream(exo, exo_path), "ego": ds.Stream(ego, ego_path),
+                      "labels": labels})
+  return load
+
+
+def _step_at(seconds: float, config: EgoExo4DConfig) -> int:
+  """First feature step whose time (offset + i / fps) is at or after `seconds`."""
+  return math.ceil((seconds - config.feature_time_offset) * config.feature_fps - 1e-6)
