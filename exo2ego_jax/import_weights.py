@@ -38,7 +38,6 @@ import re
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -388,32 +387,35 @@ def save_c2f_teacher(out_dir: str, variables: dict, source: str) -> None:
 
 # ----- Command line. -----
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
-                                  "PyTorch .pth/.pt or .safetensors file.")
-_FORMAT = flags.DEFINE_enum("format", None, FORMATS,
-                            "Layout of the checkpoint.")
-_OUT = flags.DEFINE_string("out", None, "Output directory.")
-_NUM_HEADS = flags.DEFINE_integer(
-    "num_heads", None, "Attention heads (DINOv2; default embed_dim / 64).")
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  state = load_state_dict(_CHECKPOINT.value)
-  if _FORMAT.value == "c2f_tcn":
+  f = flags.FLAGS
+  state = load_state_dict(f.checkpoint)
+  if f.format == "c2f_tcn":
     variables = convert_c2f_tcn(state)
-    save_c2f_teacher(_OUT.value, variables, _CHECKPOINT.value)
-    print(f"wrote C2F-TCN teacher run {_OUT.value}")
+    save_c2f_teacher(f.out, variables, f.checkpoint)
+    print(f"wrote C2F-TCN teacher run {f.out}")
     return
-  params, config = convert_dinov2(state, _FORMAT.value, _NUM_HEADS.value)
-  save_backbone(_OUT.value, params, config)
+  params, config = convert_dinov2(state, f.format, f.num_heads)
+  save_backbone(f.out, params, config)
   count = sum(np.size(p) for p in jax.tree.leaves(params))
-  logging.info("converted %d parameters", count)
-  print(f"wrote {_OUT.value}: {count / 1e6:.1f}M parameters, "
+  print(f"wrote {f.out}: {count / 1e6:.1f}M parameters, "
         + ", ".join(f"{k}={v}" for k, v in config.items()))
 
 
+def define_flags() -> None:
+  """Flags live here, not at import, so that other entry points can import
+  this module's functions without flag-name clashes."""
+  flags.DEFINE_string("checkpoint", None,
+                      "PyTorch .pth/.pt or .safetensors file.", required=True)
+  flags.DEFINE_enum("format", None, FORMATS, "Layout of the checkpoint.",
+                    required=True)
+  flags.DEFINE_string("out", None, "Output directory.", required=True)
+  flags.DEFINE_integer("num_heads", None,
+                       "Attention heads (DINOv2; default embed_dim / 64).")
+
+
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["checkpoint", "format", "out"])
+  define_flags()
   cli.run(main)

@@ -108,6 +108,12 @@ def resize_pos_embed(patch_pos_embed: jax.Array, grid: tuple[int, int],
   return table.reshape(1, gh * gw, dim).astype(patch_pos_embed.dtype)
 
 
+def _dense(features: int, name: str, dtype) -> nn.Dense:
+  # DINOv2 (timm) initialises every Linear with trunc_normal(std=0.02).
+  return nn.Dense(features, dtype=dtype, name=name,
+                  kernel_init=nn.initializers.truncated_normal(0.02))
+
+
 def _layer_norm(name: str, dtype) -> nn.LayerNorm:
   # Two-pass variance as in PyTorch, for parity with converted weights.
   return nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, dtype=dtype,
@@ -124,11 +130,11 @@ class Attention(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     batch, tokens, dim = x.shape
     head_dim = dim // self.num_heads
-    qkv = nn.Dense(3 * dim, dtype=self.dtype, name="qkv")(x)
+    qkv = _dense(3 * dim, "qkv", self.dtype)(x)
     qkv = qkv.reshape(batch, tokens, 3, self.num_heads, head_dim)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     out = jax.nn.dot_product_attention(q, k, v)
-    return nn.Dense(dim, dtype=self.dtype, name="proj")(
+    return _dense(dim, "proj", self.dtype)(
         out.reshape(batch, tokens, dim))
 
 
@@ -138,9 +144,9 @@ class Mlp(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    h = nn.Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
+    h = _dense(self.hidden_dim, "fc1", self.dtype)(x)
     h = nn.gelu(h, approximate=False)  # torch nn.GELU default: exact erf
-    return nn.Dense(x.shape[-1], dtype=self.dtype, name="fc2")(h)
+    return _dense(x.shape[-1], "fc2", self.dtype)(h)
 
 
 class SwiGLU(nn.Module):
@@ -154,8 +160,8 @@ class SwiGLU(nn.Module):
     # Two thirds of the MLP width, rounded up to a multiple of 8.
     hidden = (int(self.hidden_dim * 2 / 3) + 7) // 8 * 8
     gate, up = jnp.split(
-        nn.Dense(2 * hidden, dtype=self.dtype, name="w12")(x), 2, axis=-1)
-    return nn.Dense(x.shape[-1], dtype=self.dtype, name="w3")(
+        _dense(2 * hidden, "w12", self.dtype)(x), 2, axis=-1)
+    return _dense(x.shape[-1], "w3", self.dtype)(
         nn.silu(gate) * up)
 
 
@@ -255,6 +261,32 @@ class ViT(nn.Module):
     first_patch = 1 + self.num_register_tokens
     return {"cls": x[:, 0], "patch_tokens": x[:, first_patch:],
             "register_tokens": x[:, 1:first_patch]}
+
+
+def random_params(model: ViT, seed: int = 0) -> dict:
+  """Random parameters drawn on the host with DINOv2's init scheme: no XLA
+  compilation, so a test or demo backbone is ready in milliseconds (jitting
+  `model.init` compiles a random-number program per parameter).
+
+  Linear/conv kernels and positions ~ N(0, 0.02^2), biases 0, LayerNorm
+  scales 1, LayerScale `layerscale_init`, CLS/register tokens with std 1e-6.
+  """
+  size = model.patch_size * model.pos_embed_grid
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jnp.zeros((1, size, size, 3)))["params"]
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = path[-1].key
+    if name == "bias":
+      return np.zeros(leaf.shape, np.float32)
+    if name == "scale":
+      return np.ones(leaf.shape, np.float32)
+    if name == "gamma":
+      return np.full(leaf.shape, model.layerscale_init, np.float32)
+    std = 1e-6 if name in ("cls_token", "register_tokens") else 0.02
+    return (rng.standard_normal(leaf.shape) * std).astype(np.float32)
+  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def config_of(model: ViT) -> dict:

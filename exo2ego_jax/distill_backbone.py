@@ -1,0 +1,325 @@
+"""Frame-level feature distillation: fine-tune a copy of the ViT backbone on
+ego frames so that its feature matches the frozen backbone's feature of the
+synchronized exo frame (mean squared error). No label is read.
+
+  python -m exo2ego_jax.distill_backbone \
+      --config configs/synthetic_video_distill_backbone.py --workdir DIR
+  python -m exo2ego_jax.extract_features --params DIR --view ego ...
+
+The teacher (frozen) and the student start from the same weights: converted
+ones (`config.backbone.params`) or a random init (`config.backbone.model`,
+for tests). The teacher's exo features are computed once, up front, since
+the teacher never changes. With `config.train_last_blocks = N > 0` only the
+last N blocks and the final LayerNorm are trained: the rest is not even
+differentiated, and stays the teacher's.
+
+Pairs come from `<config.data.video_dir>/exo/<name>.*` and `.../ego/<name>.*`
+(frames paired by index after sampling both at `config.data.fps`), or, with
+no video_dir, from `exo2ego_jax.synthetic_video` rendered in memory. The last
+`config.data.num_validation_videos` pairs are held out: their exo/ego MSE
+selects the exported checkpoint (no test data, no labels).
+
+Workdir: config.json, metrics.jsonl, checkpoints/ and best/ (orbax, trained
+parameters and optimiser state; re-running resumes), results.json, and the
+best student as a backbone (vit_config.json + params/, the import_weights
+layout).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_flags
+import numpy as np
+import optax
+import tqdm
+
+from exo2ego_jax import checkpoints
+from exo2ego_jax import cli
+from exo2ego_jax import distributed
+from exo2ego_jax import extract_features
+from exo2ego_jax import import_weights
+from exo2ego_jax import synthetic_video
+from exo2ego_jax import trainer
+from exo2ego_jax.models import vit
+
+BEST_METRIC = "neg_val_mse"  # best checkpoints keep the highest value
+
+
+# ----- Data: synchronized (exo, ego) frames. -----
+
+def _video_pairs(video_dir: str) -> list[tuple[str, str, str]]:
+  pairs = []
+  for exo in sorted(glob.glob(os.path.join(video_dir, "exo", "*"))):
+    name = extract_features.video_name(exo)
+    ego = glob.glob(os.path.join(video_dir, "ego", name + ".*"))
+    if ego:
+      pairs.append((name, exo, ego[0]))
+  if not pairs:
+    raise FileNotFoundError(f"no synchronized pairs in {video_dir}: expected "
+                            "exo/<name>.mp4 and ego/<name>.mp4")
+  return pairs
+
+
+def load_pairs(config: ml_collections.ConfigDict) -> list[dict]:
+  """[{"name", "exo": (T, S, S, 3) uint8, "ego": same}], preprocessed."""
+  prep = preprocessing(config)
+  pairs = []
+  if config.data.video_dir:
+    for name, exo_path, ego_path in _video_pairs(config.data.video_dir):
+      views = {}
+      for view, path in (("exo", exo_path), ("ego", ego_path)):
+        try:
+          views[view] = np.stack([prep.frame(image) for _, image in
+                                  extract_features.decode_frames(
+                                      path, config.data.fps)])
+        except Exception as e:  # damaged file: name it
+          raise ValueError(f"cannot read {path}: {e}") from e
+      length = min(len(views["exo"]), len(views["ego"]))
+      pairs.append({"name": name, "exo": views["exo"][:length],
+                    "ego": views["ego"][:length]})
+  else:
+    video_config = synthetic_video.VideoConfig(**config.data.synthetic)
+    for index in range(config.data.num_videos):
+      pair = synthetic_video.render_pair(index, video_config)
+      pairs.append({"name": f"pair{index:03d}",
+                    **{view: np.stack([prep.frame(f) for f in pair[view]])
+                       for view in ("exo", "ego")}})
+  if len(pairs) <= config.data.num_validation_videos:
+    raise ValueError(f"{len(pairs)} pairs cannot hold out "
+                     f"{config.data.num_validation_videos} for validation")
+  return pairs
+
+
+def preprocessing(config) -> extract_features.Preprocessing:
+  return extract_features.Preprocessing(config.data.resize, config.data.crop,
+                                        config.data.normalisation)
+
+
+# ----- Model. -----
+
+def load_teacher(config: ml_collections.ConfigDict) -> tuple[vit.ViT, dict]:
+  """The frozen backbone: converted weights, or a seeded random init."""
+  if config.backbone.params:
+    return import_weights.load_backbone(config.backbone.params)
+  model = vit.vit_from_name(config.backbone.model,
+                            **config.backbone.overrides.to_dict())
+  return model, vit.random_params(model, config.seed)
+
+
+def trainable_names(params: dict, depth: int, last_blocks: int) -> set[str]:
+  """Top-level parameter names the student trains."""
+  if not last_blocks:
+    return set(params)
+  if not 0 < last_blocks <= depth:
+    raise ValueError(f"config.train_last_blocks={last_blocks} must be in "
+                     f"0..{depth} (0 trains everything)")
+  return {f"block{i}" for i in range(depth - last_blocks, depth)} | {"norm"}
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  return optax.adamw(config.optim.learning_rate,
+                     weight_decay=config.optim.weight_decay)
+
+
+def _global_batch(sharding, batch: np.ndarray) -> jax.Array:
+  """A batch every process holds in full, as one array sharded over the
+  mesh (each process contributes its own rows: multi-host safe)."""
+  rows = len(batch) // jax.process_count()
+  mine = batch[jax.process_index() * rows:(jax.process_index() + 1) * rows]
+  return jax.make_array_from_process_local_data(sharding, mine)
+
+
+def _batched(fn, frames: np.ndarray, batch_size: int, sharding) -> np.ndarray:
+  """fn over frames in fixed-size (padded) batches; returns host features
+  (fn's output is replicated, so every process can read it)."""
+  outs = []
+  for start in range(0, len(frames), batch_size):
+    chunk = frames[start:start + batch_size]
+    padded = np.zeros((batch_size,) + frames.shape[1:], frames.dtype)
+    padded[:len(chunk)] = chunk
+    outs.append((fn(_global_batch(sharding, padded)), len(chunk)))
+  return np.concatenate([np.asarray(o)[:n] for o, n in outs])
+
+
+# ----- Training. -----
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
+                       ) -> dict:
+  """Distils (or resumes); exports the best student; returns results."""
+  # ----- Setup. -----
+  distributed.initialize()  # multi-host runs only
+  os.makedirs(workdir, exist_ok=True)
+  if config.backbone.params and os.path.abspath(config.backbone.params) == (
+      os.path.abspath(workdir)):
+    raise ValueError("config.backbone.params is the workdir: the export would "
+                     "overwrite the teacher; use another --workdir")
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
+
+  # ----- Device mesh: data parallel over all devices. -----
+  mesh = jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  data = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  batch_size = config.data.batch_size
+  if batch_size % jax.device_count():
+    raise ValueError(f"config.data.batch_size={batch_size} must be a multiple"
+                     f" of the {jax.device_count()} devices")
+
+  # ----- Teacher, student state (restored if the run exists). -----
+  model, teacher = load_teacher(config)
+  teacher = jax.device_put(teacher, replicated)
+  names = trainable_names(teacher, model.depth, config.train_last_blocks)
+  # The student is {**frozen, **trained}: below the trained blocks it is the
+  # teacher. `frozen` is passed to compiled steps as an argument, never a
+  # closure constant, so a large backbone is not baked into the programs.
+  frozen = {k: v for k, v in teacher.items() if k not in names}
+  optimizer = make_optimizer(config)
+
+  def init_state(start):
+    trained = jax.tree.map(jnp.copy, start)  # own buffers: state is donated
+    return {"step": jnp.zeros((), jnp.int32), "params": trained,
+            "opt_state": optimizer.init(trained)}
+
+  state = jax.jit(init_state, out_shardings=replicated)(
+      {k: teacher[k] for k in names})
+  ckpt = checkpoints.RunCheckpoints(workdir, BEST_METRIC)
+  if ckpt.latest_step() is not None:
+    state = jax.device_put(
+        ckpt.restore_latest(checkpoints.abstract_like(state)), replicated)
+  start_step, num_steps = int(state["step"]), config.num_steps
+
+  # ----- Compiled steps. -----
+  features = extract_features.make_feature_fn(
+      model, preprocessing(config), config.loss.feature)
+  embed = jax.jit(features, in_shardings=(replicated, data),
+                  out_shardings=replicated)
+
+  def loss_fn(trained, frozen, ego, target):
+    pred = features({**frozen, **trained}, ego)
+    return jnp.mean(jnp.square(pred.astype(jnp.float32) - target))
+
+  def train_step(state, frozen, ego, target):
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"], frozen, ego,
+                                              target)
+    updates, opt_state = optimizer.update(grads, state["opt_state"],
+                                          state["params"])
+    return ({"step": state["step"] + 1,
+             "params": optax.apply_updates(state["params"], updates),
+             "opt_state": opt_state},
+            {"loss": loss, "grad_norm": optax.tree.norm(grads)})
+
+  train_step = jax.jit(train_step, donate_argnums=0,
+                       in_shardings=(replicated, replicated, data, data),
+                       out_shardings=(replicated, replicated))
+
+  if start_step < num_steps:
+    # ----- Data; the teacher's exo features, computed once. -----
+    pairs = load_pairs(config)
+    split = len(pairs) - config.data.num_validation_videos
+    train_exo, train_ego, val_exo, val_ego = (
+        np.concatenate([p[view] for p in part])
+        for part in (pairs[:split], pairs[split:]) for view in ("exo", "ego"))
+    del pairs
+    train_targets = _batched(lambda x: embed(teacher, x), train_exo,
+                             batch_size, data)
+    val_targets = _batched(lambda x: embed(teacher, x), val_exo, batch_size,
+                           data)
+    del train_exo, val_exo
+
+    def val_mse(trained) -> float:
+      pred = _batched(lambda x: embed({**frozen, **trained}, x), val_ego,
+                      batch_size, data)
+      return float(np.mean(np.square(pred - val_targets)))
+
+    # ----- Train loop. -----
+    if start_step == 0:
+      # The student is still the teacher: val_mse is the view gap. A student
+      # that outputs the mean target would score the targets' variance.
+      trainer.append_jsonl(workdir, {
+          "step": 0, "split": "validation", "val_mse": val_mse(state["params"]),
+          "val_target_variance": float(val_targets.var(0).mean()),
+          "train_frames": len(train_ego), "validation_frames": len(val_ego)})
+    bar = tqdm.tqdm(total=num_steps, initial=start_step, desc="distill",
+                    disable=jax.process_index() != 0 or not config.progress,
+                    dynamic_ncols=True)
+    window, t0 = [], time.time()
+    for step in range(start_step + 1, num_steps + 1):
+      # Batches depend on (seed, step) only: a resumed run sees the same.
+      index = np.random.default_rng((config.seed, step)).integers(
+          0, len(train_ego), batch_size)
+      state, logs = train_step(state, frozen,
+                               _global_batch(data, train_ego[index]),
+                               _global_batch(data, train_targets[index]))
+      window.append(logs)
+      if step % config.log_every_steps == 0 or step == num_steps:
+        logs = jax.tree.map(lambda *v: float(np.mean(v)), *window)
+        window = []
+        if not np.isfinite(logs["loss"]):
+          raise trainer.NonFiniteLossError(
+              f"non-finite loss {logs['loss']} at step {step} of {workdir}; "
+              "the last good checkpoint is kept. Lower "
+              "config.optim.learning_rate")
+        trainer.append_jsonl(workdir, dict(logs, step=step, split="train",
+                                           seconds=round(time.time() - t0, 2)))
+        bar.set_postfix(loss=f"{logs['loss']:.4g}")
+      if step % config.eval_every_steps == 0 or step == num_steps:
+        mse = val_mse(state["params"])
+        trainer.append_jsonl(workdir, {"step": step, "split": "validation",
+                                       "val_mse": mse})
+        ckpt.save(step, state, {BEST_METRIC: -mse})
+      bar.update(1)
+    bar.close()
+  ckpt.close()
+
+  # ----- Export the best student as a backbone. -----
+  best_step, best = checkpoints.restore_state(
+      workdir, target=checkpoints.abstract_like(state))
+  student = jax.device_get({**frozen, **best["params"]})
+  if jax.process_index() == 0:
+    import_weights.save_backbone(workdir, student, vit.config_of(model))
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    val = {r["step"]: r for r in map(json.loads, f)
+           if r.get("split") == "validation"}
+  results = {"workdir": os.path.abspath(workdir), "steps": num_steps,
+             "trained": sorted(names), "best_step": int(best_step),
+             "initial_val_mse": val[0]["val_mse"],
+             "best_val_mse": val[int(best_step)]["val_mse"],
+             "val_target_variance": val[0]["val_target_variance"],
+             "train_frames": val[0]["train_frames"],
+             "validation_frames": val[0]["validation_frames"]}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  results = train_and_evaluate(f.config, f.workdir)
+  print(json.dumps(results, indent=2))
+
+
+def define_flags() -> None:
+  config_flags.DEFINE_config_file(
+      "config", None, "Experiment config file (configs/*.py).",
+      lock_config=True)
+  flags.DEFINE_string("workdir", None, "Directory of the run.", required=True)
+
+
+if __name__ == "__main__":
+  define_flags()
+  flags.mark_flags_as_required(["config"])
+  cli.run(main)
