@@ -48,6 +48,26 @@ def get_config() -> ml_collections.ConfigDict:
   config.adapter.num_heads = 4
   config.adapter.window = 32          # attention span in steps
 
+  # Domain-adaptation baselines (uda_*): unlabeled target windows, drawn
+  # independently of the labeled ones (synchronization ignored).
+  config.uda = ml_collections.ConfigDict()
+  config.uda.target_split = "sync_pairs"
+  config.uda.target_view = "ego"
+  config.uda.frame_weight = 1.0     # uda_adversarial: frame domain classifier
+  config.uda.sequence_weight = 0.0  # uda_adversarial: sequence-level one
+  config.uda.hidden_dim = 64        # uda_adversarial: classifier width
+  config.uda.entropy_weight = 0.01  # uda_entropy: target entropy
+  # uda_entropy: minus the entropy of the mean target prediction (times
+  # entropy_weight), against collapse onto one class; 0: plain entropy.
+  config.uda.diversity_weight = 1.0
+
+  # align_pseudo_label: DTW between the teacher's decoder features of the
+  # exo and the ego steps of each synchronized-pairs recording.
+  config.pseudo_labels = ml_collections.ConfigDict()
+  config.pseudo_labels.metric = "euclidean"  # or "cosine", "sqeuclidean"
+  # Sakoe-Chiba band radius as a fraction of the longer sequence (None: none).
+  config.pseudo_labels.band_fraction = config_dict.placeholder(float)
+
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 1e-5   # reference: Adam, lr 1e-5, wd 1e-4
   config.optim.weight_decay = 1e-4
@@ -55,6 +75,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 100
   config.eval_every_epochs = 10
   config.log_every_steps = 10
+  # Latest-state checkpoints besides those at every evaluation (0: only
+  # those); a preempted or killed run resumes from the last one.
+  config.checkpoint_every_steps = 0
+  # False: a NaN/inf loss or gradient stops the run, naming step and videos.
+  # True: such a batch's update is skipped and counted ("skipped" in logs).
+  config.skip_nonfinite_batches = False
   config.best_metric = "f1@25"
   config.background_policy = "exclude_background_segments"
   config.teacher_workdir = config_dict.placeholder(str)

@@ -19,6 +19,8 @@ from ml_collections import config_dict
 def get_config():
   config = ml_collections.ConfigDict()
   config.workdir = "workdirs/synthetic_benchmark"
+  # Where results.{md,json} and segmentation.png go (None: the workdir).
+  config.results_dir = config_dict.placeholder(str)
   config.seeds = (0, 1, 2)
   # Rows of the table, in order, and the training config of each.
   config.methods = ("exo_only", "ego_oracle", "distill_model",

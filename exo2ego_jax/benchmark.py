@@ -8,7 +8,8 @@ on the test split's ego view. Writes `results.json`, `results.md` (mean and
 std over seeds of F1@10/25/50, Edit, MoF, and the share of the exo-only ->
 ego-oracle gap each method closes) and `segmentation.png` (ground truth and
 each method's prediction of one test recording as coloured bars) into
-`config.workdir`, and prints the Markdown table.
+`config.results_dir` (default `config.workdir`), and prints the Markdown
+table.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def method_config(bench: ml_collections.ConfigDict, method: str, seed: int
   if method in bench.overrides:
     config.update(bench.overrides[method])
   root = os.path.abspath(bench.workdir)
-  if config.mode in modes.DISTILL_MODES:
+  if config.mode in modes.TEACHER_MODES:
     config.teacher_workdir = os.path.join(root, bench.teacher, f"seed{seed}")
   if config.mode == "distill_both":
     config.adapter_workdir = os.path.join(root, bench.adapter, f"seed{seed}")
@@ -81,14 +82,17 @@ def gap_closed(table: dict, row: str, lower: str, upper: str,
   return 100.0 * (value - lo) / (hi - lo) if hi != lo else float("nan")
 
 
-def markdown_table(table: dict, lower: str, upper: str) -> str:
+def markdown_table(table: dict, methods, lower: str, upper: str) -> str:
+  """The results as Markdown; reference rows (not in `methods`) get no
+  gap-closed figure."""
   lines = ["| method | " + " | ".join(METRIC_TITLES) +
            " | gap closed (Edit / F1@25) |",
            "|---" * (len(METRICS) + 2) + "|"]
   for row, values in table.items():
     cells = [f"{mean:.2f} ± {std:.2f}" for mean, std in values.values()]
     closed = ""
-    if row not in (lower, upper) and lower in table and upper in table:
+    if row in methods and row not in (lower, upper) and {lower, upper} <= set(
+        table):
       closed = " / ".join(f"{gap_closed(table, row, lower, upper, m):.0f}%"
                           for m in ("edit", "f1@25"))
     lines.append(f"| {row} | " + " | ".join(cells) + f" | {closed} |")
@@ -110,10 +114,11 @@ def find_labels(config: ml_collections.ConfigDict, split: str, view: str,
 
 def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
   """Trains and scores every (method, seed); returns the results dict."""
-  os.makedirs(bench.workdir, exist_ok=True)
+  out = bench.results_dir or bench.workdir  # tables and figure go here
+  os.makedirs(out, exist_ok=True)
   test = f"{bench.test_split}/{bench.test_view}"
-  reference = (f"{bench.teacher} on {bench.test_split}/"
-               f"{bench.teacher_reference_view}")
+  reference = (f"{bench.teacher} scored on {bench.test_split}/"
+               f"{bench.teacher_reference_view} (reference)")
   scores: dict = {m: [] for m in bench.methods}
   if bench.teacher_reference_view:
     scores[reference] = []
@@ -143,7 +148,7 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
                                          f"{bench.test_view}", "predictions")
       last_summary, last_config = summary, config
   table = summarize(scores)
-  markdown = markdown_table(table, bench.lower, bench.upper)
+  markdown = markdown_table(table, bench.methods, bench.lower, bench.upper)
   results = {
       "table": {row: {m: {"mean": v[0], "std": v[1]} for m, v in
                       values.items()} for row, values in table.items()},
@@ -156,20 +161,20 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
       "seconds_per_run": seconds,
       "total_seconds": round(time.time() - start, 1),
   }
-  with open(os.path.join(bench.workdir, "results.json"), "w") as f:
+  with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
-  with open(os.path.join(bench.workdir, "results.md"), "w") as f:
+  with open(os.path.join(out, "results.md"), "w") as f:
     f.write(f"Scored on {test} ({last_summary['background_policy']}), mean "
             f"± std over seeds {list(bench.seeds)}.\n\n{markdown}\n")
   per_video = last_summary["per_video"]
   video_id = per_video[min(bench.plot_video_index, len(per_video) - 1)][
       "video_id"]
   plots.segmentation_bars(
-      os.path.join(bench.workdir, "segmentation.png"), video_id, predictions,
+      os.path.join(out, "segmentation.png"), video_id, predictions,
       last_summary["class_names"],
       find_labels(last_config, bench.test_split, bench.test_view, video_id))
   print(markdown)
-  print(f"total {results['total_seconds']:.0f} s; results in {bench.workdir}")
+  print(f"total {results['total_seconds']:.0f} s; results in {out}")
   return results
 
 

@@ -48,8 +48,15 @@ class RunCheckpoints:
 
   def restore_latest(self, target: dict) -> dict:
     step = self.latest.latest_step()
-    restored = self.latest.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target)))
+    try:
+      restored = self.latest.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target)))
+    except Exception as e:  # orbax/tensorstore raise many kinds
+      raise ValueError(
+          f"checkpoint {self.latest.directory / str(step)} cannot be restored"
+          f" into this run ({type(e).__name__}: {str(e)[:200]}): it is "
+          "truncated, or from a run with another model or dataset. It was "
+          "left as it is; use a new --workdir") from None
     return restored["state"]
 
   def close(self) -> None:
@@ -78,9 +85,16 @@ def restore_state(workdir: str, which: str = BEST, target: dict | None = None
                             "that run (again) first")
   restore = (ocp.args.StandardRestore(target) if target is not None
              else ocp.args.StandardRestore())
-  state = manager.restore(step, args=ocp.args.Composite(state=restore))["state"]
-  manager.close()
-  return step, state
+  try:
+    state = manager.restore(step, args=ocp.args.Composite(state=restore))
+  except Exception as e:  # orbax/tensorstore raise many kinds
+    raise ValueError(
+        f"checkpoint {os.path.join(path, str(step))} is unreadable (truncated "
+        f"or corrupt: {type(e).__name__}: {str(e)[:200]}). It was left as it "
+        "is: restore it from a copy, or retrain that run") from None
+  finally:
+    manager.close()
+  return step, state["state"]
 
 
 def abstract_like(tree):

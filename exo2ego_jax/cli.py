@@ -1,16 +1,25 @@
 """What every command-line entry point shares."""
 
 import os
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 
+from exo2ego_jax import workdir
+
 # Compiled programs are cached across runs (a benchmark compiles the same
 # C2F-TCN steps for every seed). JAX_COMPILATION_CACHE_DIR overrides the place.
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "exo2ego_jax",
                          "xla")
+
+
+# Mistakes a user can fix: reported as one line, without a traceback (which
+# --verbosity=0 or -v 0 brings back).
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
+               workdir.WorkdirInUseError)
 
 
 def run(main) -> None:
@@ -24,6 +33,11 @@ def run(main) -> None:
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
       jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    return main(argv)
+    try:
+      return main(argv)
+    except USER_ERRORS as e:
+      if flags.FLAGS["verbosity"].present:
+        raise
+      sys.exit(f"error: {e}")
 
   app.run(quiet_main)

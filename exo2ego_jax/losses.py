@@ -1,4 +1,5 @@
-"""Training objectives: the supervised C2F-TCN loss and distillation losses.
+"""Training objectives: the supervised C2F-TCN loss, distillation losses and
+the unsupervised terms of the domain-adaptation baselines.
 
 All losses take a frame mask and average over valid frames only, so padding
 never changes a loss value.
@@ -10,6 +11,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 
 IGNORE_LABEL = -100
 LOG_EPS = 1e-10
@@ -70,3 +72,30 @@ def head_distillation(student_heads: Sequence[jax.Array],
            for s, t, m, w in zip(student_heads, teacher_heads, head_masks,
                                  weights)]
   return sum(terms)
+
+
+def domain_cross_entropy(logits: jax.Array, is_target: jax.Array,
+                         mask: jax.Array) -> jax.Array:
+  """Binary cross-entropy of domain logits (target = 1) over valid entries."""
+  is_target = jnp.broadcast_to(is_target, logits.shape).astype(logits.dtype)
+  nll = optax.sigmoid_binary_cross_entropy(logits, is_target)
+  return _masked_mean(nll, mask.astype(nll.dtype))
+
+
+def entropy(probs: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean Shannon entropy (nats) of (B, T, C) class probabilities over valid
+  frames: minimised on unlabeled target frames, it pushes decision
+  boundaries away from them (Grandvalet & Bengio, NeurIPS 2005)."""
+  per_frame = -jnp.sum(probs * jnp.log(probs + LOG_EPS), axis=-1)
+  return _masked_mean(per_frame, mask.astype(per_frame.dtype))
+
+
+def marginal_entropy(probs: jax.Array, mask: jax.Array) -> jax.Array:
+  """Entropy of the mean class distribution over valid frames: maximised
+  beside `entropy`, it keeps target predictions from collapsing onto one
+  class (the diversity term of information maximisation, as in SHOT, Liang
+  et al., ICML 2020)."""
+  weights = mask.astype(probs.dtype)[..., None]
+  mean = jnp.sum(probs * weights, axis=(0, 1)) / jnp.maximum(
+      jnp.sum(weights), 1.0)
+  return -jnp.sum(mean * jnp.log(mean + LOG_EPS))

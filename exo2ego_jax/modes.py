@@ -6,6 +6,8 @@ A run's state is a plain dict of pytrees:
   frozen (parameters the run uses but never updates: the teacher, a trained
   adapter; empty for supervised runs).
 Teacher and student are two parameter trees of the same C2F-TCN module.
+`uda_adversarial` trains a domain classifier next to the model:
+params = {"model": C2F-TCN params, "domain": classifier params}.
 """
 
 from __future__ import annotations
@@ -18,10 +20,21 @@ import jax.numpy as jnp
 
 from exo2ego_jax import losses
 from exo2ego_jax.models import c2f_tcn
+from exo2ego_jax.models import domain
 
 SUPERVISED_MODES = ("exo_supervised", "ego_oracle")
 DISTILL_MODES = ("distill_model", "distill_feature", "distill_both")
-MODES = SUPERVISED_MODES + DISTILL_MODES
+# Baselines that show what synchronization buys. Unsupervised domain
+# adaptation: labeled exo windows plus unlabeled ego windows drawn
+# independently of them (synchronization ignored).
+UDA_MODES = ("uda_adversarial", "uda_entropy")
+# Supervised training of an ego model on teacher labels of the ego frames,
+# transferred through a DTW alignment or through the synchronization.
+PSEUDO_LABEL_MODES = ("align_pseudo_label", "sync_pseudo_label")
+MODES = SUPERVISED_MODES + DISTILL_MODES + UDA_MODES + PSEUDO_LABEL_MODES
+# Modes that need a trained exo teacher (config.teacher_workdir).
+TEACHER_MODES = DISTILL_MODES + PSEUDO_LABEL_MODES
+PSEUDO_LABEL_KEY = "pseudo_labels"  # field that pseudo_labels.py adds
 # Head names in the order C2F-TCN returns them; "y" is the final head.
 HEADS = c2f_tcn.HEAD_NAMES + ("y",)
 
@@ -39,6 +52,15 @@ class Mode:
   pseudo_label_weight: float
   train_view: str   # the view the trained network is fed
   label_key: str | None  # labels read by the training pipeline (None: none)
+  # UDA_MODES: frame- and sequence-level domain classifier (uda_adversarial),
+  # entropy of the target predictions (uda_entropy); both terms ramp up with
+  # reversal_schedule over `ramp_steps` (the run's length).
+  domain_classifier: nn.Module | None = None
+  frame_domain_weight: float = 0.0
+  sequence_domain_weight: float = 0.0
+  entropy_weight: float = 0.0
+  diversity_weight: float = 0.0
+  ramp_steps: int = 1
 
   @property
   def input_views(self) -> tuple[str, ...]:
@@ -49,7 +71,13 @@ class Mode:
 
   @property
   def uses_teacher(self) -> bool:
+    """Whether the loss runs the frozen teacher (distillation)."""
     return self.name in DISTILL_MODES
+
+  @property
+  def loads_teacher(self) -> bool:
+    """Whether the run starts from (and keeps frozen) a trained teacher."""
+    return self.name in TEACHER_MODES
 
   @property
   def trains_adapter(self) -> bool:
@@ -64,7 +92,10 @@ def model_variables(mode: Mode, state: dict) -> dict:
   """The C2F-TCN variables a run predicts with."""
   if mode.trains_adapter:
     return state["frozen"]["teacher"]
-  return {"params": state["params"], "batch_stats": state["batch_stats"]}
+  params = state["params"]
+  if mode.domain_classifier is not None:
+    params = params["model"]
+  return {"params": params, "batch_stats": state["batch_stats"]}
 
 
 def adapt(mode: Mode, state: dict, features: jax.Array, mask: jax.Array
@@ -103,6 +134,8 @@ def loss_fn(mode: Mode, params: dict, state: dict, batch: dict
                                  mask)
     loss = losses.masked_mse(adapted, batch["exo"], mask)
     return loss, (state["batch_stats"], {"feature_mse": loss})
+  if mode.name in UDA_MODES:
+    return _domain_adaptation_loss(mode, params, state, batch)
 
   variables = {"params": params, "batch_stats": state["batch_stats"]}
   x = adapt(mode, state, batch[mode.train_view], mask)
@@ -130,4 +163,57 @@ def loss_fn(mode: Mode, params: dict, state: dict, batch: dict
                                             mode.smooth_weight)
     loss = loss + mode.pseudo_label_weight * pseudo_loss
     logs["pseudo_label"] = pseudo_loss
+  return loss, (updates["batch_stats"], logs)
+
+
+def _domain_adaptation_loss(mode: Mode, params: dict, state: dict,
+                            batch: dict) -> tuple[jax.Array, tuple[dict, dict]]:
+  """Supervised loss on the labeled source windows plus an unsupervised term
+  on the `target` windows (unlabeled, drawn independently of the source).
+
+  Source and target windows go through the model as one batch, so BatchNorm
+  normalises with (and keeps running statistics of) both domains: the
+  statistics the model predicts ego with have seen ego features.
+  """
+  source, target = batch[mode.train_view], batch["target"]
+  num_source = source.shape[0]
+  mask = jnp.concatenate([batch["mask"], batch["target_mask"]])
+  model_params = (params["model"] if mode.domain_classifier is not None
+                  else params)
+  outputs, updates = mode.model.apply(
+      {"params": model_params, "batch_stats": state["batch_stats"]},
+      jnp.concatenate([source, target]), mask, train=True,
+      mutable=["batch_stats"])
+  probs = c2f_tcn.ensemble_probs(outputs, mode.ensemble_weights)
+  loss, logs = losses.supervised_loss(probs[:num_source], batch["labels"],
+                                      batch["mask"], mode.smooth_weight)
+  progress = jnp.clip(state["step"] / mode.ramp_steps, 0.0, 1.0)
+  ramp = domain.reversal_schedule(progress)
+  logs = dict(logs, ramp=ramp)
+  if mode.entropy_weight:
+    target_probs, target_mask = probs[num_source:], batch["target_mask"]
+    target_entropy = losses.entropy(target_probs, target_mask)
+    diversity = losses.marginal_entropy(target_probs, target_mask)
+    loss = loss + mode.entropy_weight * ramp * (
+        target_entropy - mode.diversity_weight * diversity)
+    logs.update(target_entropy=target_entropy, target_diversity=diversity)
+  if mode.domain_classifier is not None:
+    # The classifier learns at full strength; the model gets -ramp times its
+    # gradient, so it learns features the classifier cannot tell apart.
+    features = domain.gradient_reversal(outputs["features"], ramp)
+    logits = mode.domain_classifier.apply({"params": params["domain"]},
+                                          features, mask)
+    is_target = (jnp.arange(mask.shape[0]) >= num_source).astype(jnp.float32)
+    frame_loss = losses.domain_cross_entropy(logits["frame"],
+                                             is_target[:, None], mask)
+    correct = ((logits["frame"] > 0) == (is_target[:, None] > 0))
+    logs["domain_frame"] = frame_loss
+    logs["domain_frame_accuracy"] = (jnp.sum(correct * mask) /
+                                     jnp.maximum(jnp.sum(mask), 1.0))
+    loss = loss + mode.frame_domain_weight * frame_loss
+    if "sequence" in logits:
+      sequence_loss = losses.domain_cross_entropy(
+          logits["sequence"], is_target, jnp.ones_like(is_target))
+      logs["domain_sequence"] = sequence_loss
+      loss = loss + mode.sequence_domain_weight * sequence_loss
   return loss, (updates["batch_stats"], logs)

@@ -25,11 +25,12 @@ def read_predictions(path: str, class_names: Sequence[str]) -> np.ndarray:
 
 
 def class_colors(num_classes: int) -> np.ndarray:
-  """A fixed colour per class id (background, id 0, is light grey)."""
-  cmap = plt.get_cmap("tab20", 20)
-  colors = np.array([cmap(i % 20) for i in range(num_classes)])
-  if num_classes > 20:  # darken the second round so classes stay distinct
-    colors[20:, :3] *= 0.6
+  """A fixed colour per class id; background (id 0) alone is light grey."""
+  palette = [plt.get_cmap(name)(i) for name in ("tab20", "tab20b", "tab20c")
+             for i in range(20)]
+  palette = [c for c in palette if np.ptp(c[:3]) > 0.05]  # drop the greys
+  colors = np.array([palette[(i - 1) % len(palette)]
+                     for i in range(num_classes)])
   colors[0] = (0.9, 0.9, 0.9, 1.0)
   return colors
 

@@ -1,8 +1,8 @@
 """Trains a model: python -m exo2ego_jax.train --config configs/X.py --workdir DIR
 
 Config overrides work as usual, e.g. `--config.num_epochs=3`. Re-running the
-same command resumes from the workdir's latest checkpoint. See
-`exo2ego_jax.trainer` for what a run does and writes.
+same command resumes from the workdir's latest checkpoint; SIGTERM saves the
+state and exits 0. See `exo2ego_jax.trainer` for what a run does and writes.
 """
 
 import json
@@ -17,6 +17,9 @@ from exo2ego_jax import trainer
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Continue a run in --workdir even though its config.json differs.")
 
 
 def main(argv):
@@ -24,7 +27,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required")
-  results = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  results = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                                       _ALLOW_CONFIG_CHANGE.value)
+  if results.get("preempted"):
+    print(f"preempted at step {results['step']}; state saved in "
+          f"{results['workdir']}")
+    return
   print(json.dumps(results["validation"], indent=2))
 
 

@@ -3,7 +3,9 @@ transfer, from config to best checkpoint (`train_and_evaluate`).
 
 Modes (config.mode): exo_supervised, ego_oracle (supervised C2F-TCN on one
 view's labels), distill_model, distill_feature, distill_both (exo->ego
-transfer from synchronized pairs, no ego label read). Re-running the same
+transfer from synchronized pairs, no ego label read), and the baselines
+uda_adversarial, uda_entropy (no synchronization used), align_pseudo_label
+(timestamps not trusted), sync_pseudo_label. Re-running the same
 command resumes from the workdir's latest checkpoint; a finished run only
 re-reports its results.
 
@@ -13,6 +15,7 @@ checkpoints/ (latest), best/ (best by the validation metric), results.json.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -31,8 +34,11 @@ from exo2ego_jax import distributed
 from exo2ego_jax import evaluation
 from exo2ego_jax import input_pipeline
 from exo2ego_jax import modes
+from exo2ego_jax import pseudo_labels
+from exo2ego_jax import workdir as workdir_lib
 from exo2ego_jax.models import adapters
 from exo2ego_jax.models import c2f_tcn
+from exo2ego_jax.models import domain
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/inf loss; the last good checkpoint is kept."""
@@ -62,13 +68,25 @@ def build_mode(config: ml_collections.ConfigDict,
     raise ValueError(
         f"config.loss.distill_heads={heads} must name heads among "
         f"{modes.HEADS} with one weight each in config.loss.distill_weights")
-  if distill and not config.teacher_workdir:
+  if config.mode in modes.TEACHER_MODES and not config.teacher_workdir:
     raise ValueError(f"mode {config.mode} needs a teacher: set "
                      "--config.teacher_workdir to an exo_supervised run")
+  if (config.mode in modes.PSEUDO_LABEL_MODES and
+      config.data.label_key != modes.PSEUDO_LABEL_KEY):
+    raise ValueError(f"mode {config.mode} trains on teacher pseudo-labels: "
+                     f"set config.data.label_key={modes.PSEUDO_LABEL_KEY!r}")
+  uda = config.mode in modes.UDA_MODES
+  if uda and (config.uda.target_split not in info.splits or
+              config.uda.target_split.startswith("test") or
+              config.uda.target_view not in input_pipeline.VIEWS):
+    raise ValueError(f"config.uda.target_split={config.uda.target_split!r} "
+                     f"and target_view={config.uda.target_view!r} must name a "
+                     f"non-test split of {info.name} and 'exo' or 'ego'")
   if config.mode == "distill_both" and not config.adapter_workdir:
     raise ValueError("mode distill_both needs a trained adapter: set "
                      "--config.adapter_workdir to a distill_feature run")
   needs_adapter = config.mode in ("distill_feature", "distill_both")
+  adversarial = config.mode == "uda_adversarial"
   return modes.Mode(
       name=config.mode,
       model=c2f_tcn.C2FTCN(num_classes=info.num_classes),
@@ -80,14 +98,24 @@ def build_mode(config: ml_collections.ConfigDict,
       distill_weights=tuple(config.loss.distill_weights),
       pseudo_label_weight=config.loss.pseudo_label_weight,
       train_view=config.data.view,
-      label_key=None if distill else config.data.label_key)
+      label_key=None if distill else config.data.label_key,
+      domain_classifier=(domain.DomainClassifier(
+          config.uda.hidden_dim, sequence_level=config.uda.sequence_weight > 0)
+                         if adversarial else None),
+      frame_domain_weight=config.uda.frame_weight if adversarial else 0.0,
+      sequence_domain_weight=(config.uda.sequence_weight if adversarial
+                              else 0.0),
+      entropy_weight=(config.uda.entropy_weight
+                      if config.mode == "uda_entropy" else 0.0),
+      diversity_weight=(config.uda.diversity_weight
+                        if config.mode == "uda_entropy" else 0.0))
 
 
 def load_frozen(config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
                 mode: modes.Mode) -> dict:
-  """Parameters a distillation run uses without training: teacher, adapter."""
+  """Parameters a run uses without training: teacher, adapter."""
   frozen = {}
-  if mode.uses_teacher:
+  if mode.loads_teacher:
     teacher_config = read_run_config(config.teacher_workdir)
     if teacher_config.get("mode") not in modes.SUPERVISED_MODES:
       raise ValueError(f"teacher {config.teacher_workdir} is a "
@@ -141,12 +169,16 @@ def init_state(mode: modes.Mode, frozen: dict, optimizer, feature_dim: int,
   if mode.trains_adapter:
     params = mode.adapter.init(rng, x, mask)["params"]
     batch_stats = {}
-  elif mode.uses_teacher:
+  elif mode.loads_teacher:
     params = frozen["teacher"]["params"]
     batch_stats = frozen["teacher"]["batch_stats"]
   else:
     variables = mode.model.init(rng, x, mask)
     params, batch_stats = variables["params"], variables["batch_stats"]
+    if mode.domain_classifier is not None:  # uda_adversarial
+      features = jnp.zeros((1, 8, c2f_tcn.DECODER_FEATURES))
+      params = {"model": params, "domain": mode.domain_classifier.init(
+          jax.random.fold_in(rng, 1), features, mask)["params"]}
   params = jax.tree.map(jnp.array, params)  # own copies, never the teacher's
   batch_stats = jax.tree.map(jnp.array, batch_stats)
   return {"step": jnp.zeros((), jnp.int32), "params": params,
@@ -154,7 +186,9 @@ def init_state(mode: modes.Mode, frozen: dict, optimizer, feature_dim: int,
           "frozen": jax.tree.map(jnp.asarray, frozen)}
 
 
-def make_train_step(mode: modes.Mode, optimizer):
+def make_train_step(mode: modes.Mode, optimizer, skip_nonfinite: bool = False):
+  """The jitted update. With `skip_nonfinite`, a batch whose loss or gradient
+  is NaN/inf leaves the state unchanged (its log says finite=0)."""
   def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
     grad_fn = jax.value_and_grad(
         lambda p: modes.loss_fn(mode, p, state, batch), has_aux=True)
@@ -162,9 +196,15 @@ def make_train_step(mode: modes.Mode, optimizer):
     updates, opt_state = optimizer.update(grads, state["opt_state"],
                                           state["params"])
     params = optax.apply_updates(state["params"], updates)
-    logs = dict(logs, loss=loss, grad_norm=optax.tree.norm(grads))
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    logs = dict(logs, loss=loss, grad_norm=grad_norm,
+                finite=finite.astype(jnp.float32))
     new_state = dict(state, step=state["step"] + 1, params=params,
                      batch_stats=batch_stats, opt_state=opt_state)
+    if skip_nonfinite:  # drop the update, keep counting steps
+      new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                               new_state, dict(state, step=new_state["step"]))
     return new_state, logs
   return train_step
 
@@ -194,16 +234,46 @@ def append_jsonl(workdir: str, record: dict) -> None:
       f.write(json.dumps(record) + "\n")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
-                       ) -> dict:
-  """Runs (or resumes, or re-reports) one training run; returns results."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> dict:
+  """Runs (or resumes, or re-reports) one training run; returns results.
+
+  The workdir is locked for the duration; SIGTERM makes the run save its
+  state and return early with results["preempted"] set.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  with workdir_lib.locked(workdir), workdir_lib.PreemptionFlag() as preemption:
+    return _run(config, workdir, allow_config_change, preemption)
+
+
+def _check_finite(workdir: str, pending: list, sources, split: str,
+                  skip: bool) -> None:
+  """Raises (or, when skipping, warns) for the first non-finite step."""
+  for step, indices, finite in pending:
+    if finite:
+      continue
+    videos = sorted({evaluation.decode_id(sources[split][int(i)]["video_id"])
+                     for i in indices})
+    if skip:
+      logging.warning("step %d: non-finite loss or gradient, update skipped "
+                      "(videos %s)", step, ", ".join(videos))
+      continue
+    raise NonFiniteLossError(
+        f"non-finite loss or gradient at step {step} (batch of videos "
+        f"{', '.join(videos)}); {workdir} keeps its last good checkpoint. "
+        "Check those videos' features, lower config.optim.learning_rate, or "
+        "set --config.skip_nonfinite_batches=True to skip such batches.")
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str,
+         allow_config_change: bool, preemption) -> dict:
   distributed.initialize()  # multi-host runs only; see distributed.py
   # ----- Setup: workdir, dataset, checks before any compute. -----
-  os.makedirs(workdir, exist_ok=True)
   info, sources = datasets.open_dataset(config.dataset.name,
                                         config.dataset.data_dir)
   mode = build_mode(config, info)
   frozen = load_frozen(config, info, mode)
+  workdir_lib.check_same_config(workdir, config.to_json(), allow_config_change)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json(indent=2))
@@ -223,14 +293,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
   # ----- Input pipeline. -----
   per_process_batch = config.data.batch_size // jax.process_count()
+  train_source = sources[config.data.train_split]
+  if config.mode in modes.PSEUDO_LABEL_MODES:  # teacher labels, made once
+    train_source = pseudo_labels.pseudo_labeled_source(
+        mode, frozen["teacher"], train_source, config, workdir)
   train_ds = input_pipeline.train_dataset(
-      sources[config.data.train_split], views=mode.input_views,
+      train_source, views=mode.input_views,
       label_key=mode.label_key, batch_size=per_process_batch,
       num_epochs=config.num_epochs, max_frames=config.data.max_frames,
       chunk_size=config.data.chunk_size, zoom=config.data.zoom,
       seed=config.seed, shard_index=jax.process_index(),
-      shard_count=jax.process_count())
+      shard_count=jax.process_count(), feature_dim=info.feature_dim,
+      num_classes=info.num_classes)
+  if config.mode in modes.UDA_MODES:  # unlabeled ego, independently drawn
+    train_ds = input_pipeline.with_target_windows(
+        train_ds, sources[config.uda.target_split],
+        view=config.uda.target_view, batch_size=per_process_batch,
+        max_frames=config.data.max_frames, chunk_size=config.data.chunk_size,
+        zoom=config.data.zoom, seed=config.seed + 1,
+        shard_index=jax.process_index(), shard_count=jax.process_count())
   total_steps = len(train_ds)
+  mode = dataclasses.replace(mode, ramp_steps=total_steps)
   steps_per_epoch = max(1, total_steps // config.num_epochs)
   eval_every = max(1, int(config.eval_every_epochs * steps_per_epoch))
 
@@ -247,7 +330,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   start_step = int(state["step"])
 
   # ----- Compiled steps. -----
-  train_step = jax.jit(make_train_step(mode, optimizer), donate_argnums=0,
+  train_step = jax.jit(make_train_step(mode, optimizer,
+                                       config.skip_nonfinite_batches),
+                       donate_argnums=0,
                        out_shardings=(replicated, replicated))
 
   def evaluate(split: str, view: str) -> dict:
@@ -268,38 +353,64 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   bar = tqdm.tqdm(total=total_steps, initial=start_step, desc=config.mode,
                   disable=jax.process_index() != 0 or not config.progress,
                   dynamic_ncols=True)
-  window_logs, t0 = [], time.time()
-  for step in range(start_step + 1, total_steps + 1):
-    batch = next(batches)
-    global_batch = {k: jax.make_array_from_process_local_data(data_sharding, v)
-                    for k, v in batch.items()}
-    state, logs = train_step(state, global_batch)
-    window_logs.append(logs)
-    if step % config.log_every_steps == 0 or step == total_steps:
-      logs = jax.tree.map(lambda *v: float(np.mean(v)), *window_logs)
-      window_logs = []
-      if not np.isfinite(logs["loss"]):
-        raise NonFiniteLossError(
-            f"non-finite loss {logs['loss']} at step {step} of {workdir}; "
-            "the last good checkpoint is kept. Lower "
-            "config.optim.learning_rate or check the input features.")
-      append_jsonl(workdir, dict(logs, step=step, split="train",
-                                 epoch=step / steps_per_epoch,
-                                 seconds=round(time.time() - t0, 2)))
-      bar.set_postfix(loss=f"{logs['loss']:.4f}")
-    if step % eval_every == 0 or step == total_steps:
-      summary = evaluate(config.data.eval_split, config.data.eval_view)
-      append_jsonl(workdir, dict(summary, step=step,
-                                 split=config.data.eval_split,
-                                 view=config.data.eval_view))
-      bar.write(f"step {step}: {config.data.eval_split}/"
-                f"{config.data.eval_view} " + " ".join(
-                    f"{k}={summary[k]:.2f}" for k in
-                    ("f1@10", "f1@25", "f1@50", "edit", "mof")))
-      ckpt.save(step, state, {config.best_metric: summary[config.best_metric]})
-    bar.update(1)
-  bar.close()
-  ckpt.close()
+  pending, t0 = [], time.time()  # per-step logs since the last flush
+  split = config.data.train_split
+
+  def flush(step: int) -> None:
+    """Checks the pending steps are finite, then logs their mean."""
+    nonlocal pending
+    host = jax.device_get([logs for _, _, logs in pending])
+    _check_finite(workdir, [(s, i, bool(l["finite"])) for (s, i, _), l in
+                            zip(pending, host)], sources, split,
+                  config.skip_nonfinite_batches)
+    kept = [l for l in host if l["finite"]]  # skipped steps: not averaged
+    mean = {k: float(np.mean([l[k] for l in kept])) if kept else None
+            for k in host[0] if k != "finite"}
+    mean["skipped"] = len(host) - len(kept)
+    pending = []
+    append_jsonl(workdir, dict(mean, step=step, split="train",
+                               epoch=step / steps_per_epoch,
+                               seconds=round(time.time() - t0, 2)))
+    if kept:
+      bar.set_postfix(loss=f"{mean['loss']:.4f}")
+
+  try:
+    for step in range(start_step + 1, total_steps + 1):
+      batch = next(batches)
+      indices = batch.pop("index")
+      global_batch = {
+          k: jax.make_array_from_process_local_data(data_sharding, v)
+          for k, v in batch.items()}
+      state, logs = train_step(state, global_batch)
+      pending.append((step, indices, logs))
+      evaluate_now = step % eval_every == 0 or step == total_steps
+      save_now = evaluate_now or preemption.requested or (
+          config.checkpoint_every_steps and
+          step % config.checkpoint_every_steps == 0)
+      if save_now or step % config.log_every_steps == 0:
+        flush(step)  # never checkpoint a state that went non-finite
+      if evaluate_now:
+        summary = evaluate(config.data.eval_split, config.data.eval_view)
+        append_jsonl(workdir, dict(summary, step=step,
+                                   split=config.data.eval_split,
+                                   view=config.data.eval_view))
+        bar.write(f"step {step}: {config.data.eval_split}/"
+                  f"{config.data.eval_view} " + " ".join(
+                      f"{k}={summary[k]:.2f}" for k in
+                      ("f1@10", "f1@25", "f1@50", "edit", "mof")))
+        ckpt.save(step, state,
+                  {config.best_metric: summary[config.best_metric]})
+      elif save_now:
+        ckpt.save(step, state)
+      bar.update(1)
+      if preemption.requested and step < total_steps:
+        bar.write(f"SIGTERM: saved step {step} of {total_steps} in {workdir}; "
+                  "run the same command again to resume")
+        return {"mode": config.mode, "preempted": True, "step": step,
+                "workdir": os.path.abspath(workdir)}
+  finally:
+    bar.close()
+    ckpt.close()
 
   # ----- Results of the best checkpoint on the validation split. -----
   best_step, best = checkpoints.restore_state(

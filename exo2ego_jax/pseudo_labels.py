@@ -1,0 +1,150 @@
+"""Teacher pseudo-labels for the ego frames of synchronized-pair recordings.
+
+Two baselines train an ego model (initialised from the exo teacher) with the
+supervised loss on labels the teacher gives the ego frames:
+
+* `sync_pseudo_label` trusts the synchronization: ego frame t gets the
+  teacher's hard prediction on exo frame t.
+* `align_pseudo_label` does not trust timestamps: the ego sequence is aligned
+  to the exo sequence by DTW (`dtw.py`) on the teacher's decoder features of
+  both views (the teacher run on exo and on ego features: an embedding shared
+  by construction, if blurred on ego by the domain gap), and each ego step
+  takes the argmax of the mean teacher probabilities of the exo steps aligned
+  to it.
+
+Both are computed once per run, before training, on the chunked timeline
+(`config.data.chunk_size`, whole recordings in consecutive windows, as
+evaluation predicts), repeated back to frames and saved in
+`<workdir>/pseudo_labels.npz` (one int32 array per video id). The training
+pipeline reads them as the `pseudo_labels` field (`PseudoLabeledSource`) and
+chunks them by majority like real labels. No label of the recordings is read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from exo2ego_jax import dtw
+from exo2ego_jax import evaluation
+from exo2ego_jax import input_pipeline
+from exo2ego_jax import modes
+from exo2ego_jax.models import c2f_tcn
+
+FILENAME = "pseudo_labels.npz"
+
+
+class PseudoLabeledSource:
+  """A data source whose examples also carry `pseudo_labels` (T,) int32."""
+
+  def __init__(self, source, labels: dict[str, np.ndarray]):
+    self.source = source
+    self.labels = labels
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict:
+    example = dict(self.source[index])
+    example[modes.PSEUDO_LABEL_KEY] = self.labels[
+        evaluation.decode_id(example["video_id"])]
+    return example
+
+
+def teacher_predictor(mode: modes.Mode, teacher: dict):
+  """(windows, masks) -> the teacher's ensemble probabilities and decoder
+  features, concatenated (B, T, C + F). Compiled for this process's default
+  device: every process computes the same labels."""
+  @jax.jit
+  def predict(windows, masks):
+    outputs = mode.model.apply(teacher, windows, masks, train=False)
+    probs = c2f_tcn.ensemble_probs(outputs, mode.ensemble_weights)
+    return jnp.concatenate([probs, outputs["features"]], axis=-1)
+  return predict
+
+
+def teacher_outputs(predict, num_classes: int, features, *, chunk_size: int,
+                    max_frames: int, batch_size: int
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+  """The teacher's ensemble probabilities (S, C) and decoder features (S, F)
+  of each recording's S = ceil(T / chunk_size) chunked steps."""
+  frames = evaluation.predict_recordings(predict, features, (chunk_size,),
+                                         max_frames, batch_size)
+  steps = [f[::chunk_size] for f in frames]  # frames repeat their step
+  return [(s[:, :num_classes], s[:, num_classes:]) for s in steps]
+
+
+def transfer_along_path(path: np.ndarray, exo_probs: np.ndarray,
+                        ego_length: int) -> np.ndarray:
+  """Ego labels (ego_length,): for each ego index j, the argmax of the mean
+  of `exo_probs` over the exo indices i that the path pairs with j."""
+  totals = np.zeros((ego_length, exo_probs.shape[-1]), np.float64)
+  np.add.at(totals, path[:, 1], exo_probs[path[:, 0]])
+  return totals.argmax(axis=-1).astype(np.int32)
+
+
+def aligned_labels(exo_features: np.ndarray, ego_features: np.ndarray,
+                   exo_probs: np.ndarray, *, metric: str,
+                   band_fraction: float | None) -> np.ndarray:
+  """Teacher exo predictions moved onto the ego steps along a DTW path."""
+  radius = (None if band_fraction is None else
+            math.ceil(band_fraction * max(len(exo_features),
+                                          len(ego_features))))
+  _, path = dtw.dtw(exo_features, ego_features, radius=radius, metric=metric)
+  return transfer_along_path(path, exo_probs, len(ego_features))
+
+
+def compute(mode: modes.Mode, teacher: dict, source,
+            config: ml_collections.ConfigDict,
+            recordings_per_group: int = 16) -> dict[str, np.ndarray]:
+  """Frame-level pseudo-labels {video_id: (T,) int32} of every recording."""
+  chunk = config.data.chunk_size
+  predict = teacher_predictor(mode, teacher)
+  kwargs = dict(chunk_size=chunk, max_frames=config.data.max_frames,
+                batch_size=config.data.eval_batch_size)
+  labels = {}
+  for start in range(0, len(source), recordings_per_group):
+    examples = [source[i] for i in
+                range(start, min(start + recordings_per_group, len(source)))]
+    exo = teacher_outputs(predict, mode.model.num_classes,
+                          [np.asarray(e["exo"], np.float32) for e in examples],
+                          **kwargs)
+    if mode.name == "align_pseudo_label":
+      ego = teacher_outputs(
+          predict, mode.model.num_classes,
+          [np.asarray(e["ego"], np.float32) for e in examples], **kwargs)
+    for k, example in enumerate(examples):
+      exo_probs, exo_features = exo[k]
+      if mode.name == "align_pseudo_label":
+        steps = aligned_labels(exo_features, ego[k][1], exo_probs,
+                               metric=config.pseudo_labels.metric,
+                               band_fraction=config.pseudo_labels.band_fraction)
+      else:  # sync_pseudo_label: the exo step of the same instant
+        steps = exo_probs.argmax(axis=-1).astype(np.int32)
+      length = len(example["ego"])
+      labels[evaluation.decode_id(example["video_id"])] = (
+          input_pipeline.steps_to_frames(steps, chunk, length))
+  return labels
+
+
+def pseudo_labeled_source(mode: modes.Mode, teacher: dict, source,
+                          config: ml_collections.ConfigDict, workdir: str
+                          ) -> PseudoLabeledSource:
+  """`source` with the run's pseudo-labels, computed once and kept in the
+  workdir (a resumed run reads them back: the same labels, batch for batch)."""
+  path = os.path.join(workdir, FILENAME)
+  if os.path.exists(path):
+    with np.load(path) as saved:
+      labels = {name: saved[name] for name in saved.files}
+  else:
+    labels = compute(mode, teacher, source, config)
+    if jax.process_index() == 0:
+      partial = path + ".partial.npz"
+      np.savez(partial, **labels)
+      os.replace(partial, path)  # never a half-written file under `path`
+  return PseudoLabeledSource(source, labels)

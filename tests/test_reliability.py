@@ -1,0 +1,277 @@
+"""Failure behaviour: preemption (SIGTERM), SIGKILL at any point, NaN
+batches, locked workdirs, config changes and bad inputs. Every failure leaves
+existing checkpoints and dataset files byte-identical."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from exo2ego_jax import checkpoints
+from exo2ego_jax import datasets
+from exo2ego_jax import trainer
+from exo2ego_jax import workdir as workdir_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _digest(path):
+  """sha256 of every file under `path` (a folder tree's content)."""
+  out = {}
+  for root, _, files in os.walk(path):
+    for name in sorted(files):
+      if name == ".lock":
+        continue
+      full = os.path.join(root, name)
+      with open(full, "rb") as f:
+        out[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def _params(workdir, which=checkpoints.LATEST):
+  step, state = checkpoints.restore_state(workdir, which)
+  return step, [np.asarray(x) for x in jax.tree.leaves(state["params"])]
+
+
+def _train_command(data_dir, workdir, epochs):
+  return [sys.executable, "-m", "exo2ego_jax.train",
+          "--config", os.path.join(ROOT, "configs", "synthetic_exo.py"),
+          "--workdir", workdir,
+          "--config.dataset.name=synthetic_sync/tiny",
+          f"--config.dataset.data_dir={data_dir}",
+          "--config.data.max_frames=64", "--config.data.batch_size=4",
+          "--config.data.eval_batch_size=4", f"--config.num_epochs={epochs}",
+          f"--config.eval_every_epochs={epochs}",
+          "--config.checkpoint_every_steps=1", "--config.progress=False"]
+
+
+def _env(tmp_path):
+  return dict(os.environ, JAX_COMPILATION_CACHE_DIR=os.path.join(
+      ROOT, ".pytest_cache", "jax"), PYTHONPATH=ROOT)
+
+
+def _run_until_checkpoint(command, workdir, env, min_step, sig):
+  """Starts training, sends `sig` once checkpoint `min_step` exists."""
+  proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  latest = os.path.join(workdir, checkpoints.LATEST)
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    done = ([int(d) for d in os.listdir(latest) if d.isdigit()]
+            if os.path.isdir(latest) else [])
+    if done and max(done) >= min_step:
+      proc.send_signal(sig)
+      break
+    time.sleep(0.02)
+  out, _ = proc.communicate(timeout=240)
+  return proc.returncode, out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_or_preempted_run_resumes_to_identical_parameters(
+    sig, tmp_path, tiny_data_dir):
+  env = _env(tmp_path)
+  epochs = 10  # 20 steps, a checkpoint after each
+  straight = str(tmp_path / "straight")
+  subprocess.run(_train_command(tiny_data_dir, straight, epochs), cwd=ROOT,
+                 env=env, check=True, capture_output=True)
+
+  resumed = str(tmp_path / "resumed")
+  command = _train_command(tiny_data_dir, resumed, epochs)
+  code, out = _run_until_checkpoint(command, resumed, env, 3, sig)
+  if sig == signal.SIGKILL:
+    assert code == -signal.SIGKILL, out
+  else:
+    assert code == 0, out
+    assert "preempted at step" in out
+  interrupted_at, _ = _params(resumed)
+  assert 3 <= interrupted_at < 20, "the run ended before the signal"
+  subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+
+  step_a, a = _params(straight)
+  step_b, b = _params(resumed)
+  assert step_a == step_b == 20
+  for x, y in zip(a, b):  # bitwise: same batches, same order, same math
+    np.testing.assert_array_equal(x, y)
+  _, best_a = _params(straight, checkpoints.BEST)
+  _, best_b = _params(resumed, checkpoints.BEST)
+  for x, y in zip(best_a, best_b):
+    np.testing.assert_array_equal(x, y)
+
+
+class _Edited:
+  """A data source whose examples pass through `edit(index, example)`."""
+
+  def __init__(self, source, edit):
+    self.source, self.edit = source, edit
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, i):
+    return self.edit(i, dict(self.source[i]))
+
+
+def _with_edited_split(monkeypatch, split, edit):
+  open_dataset = datasets.open_dataset
+
+  def edited_open(name, data_dir):
+    info, sources = open_dataset(name, data_dir)
+    return info, dict(sources, **{split: _Edited(sources[split], edit)})
+  monkeypatch.setattr(datasets, "open_dataset", edited_open)
+
+
+def _nan_recording(i, example):
+  if i == 3:
+    example["exo"] = np.full_like(example["exo"], np.nan)
+  return example
+
+
+def test_nan_batch_stops_the_run_naming_step_and_videos(
+    tmp_path, make_config, monkeypatch):
+  workdir = str(tmp_path / "run")
+  config = make_config(num_epochs=1)
+  trainer.train_and_evaluate(config, workdir)  # a good run: 2 steps
+  before = _digest(workdir)
+  _with_edited_split(monkeypatch, "train", _nan_recording)
+  config = make_config(num_epochs=3)
+  with pytest.raises(trainer.NonFiniteLossError,
+                     match=r"at step \d+ \(batch of videos .*train_0003"):
+    trainer.train_and_evaluate(config, workdir, allow_config_change=True)
+  after = _digest(workdir)
+  # The good checkpoints are untouched; only the logs grew.
+  for name in before:
+    if not name.endswith(("metrics.jsonl", "config.json")):
+      assert before[name] == after[name], name
+
+
+def test_nan_batches_can_be_skipped(tmp_path, make_config, monkeypatch):
+  _with_edited_split(monkeypatch, "train", _nan_recording)
+  config = make_config(num_epochs=2, skip_nonfinite_batches=True)
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(config, workdir)
+  _, params = _params(workdir)
+  assert all(np.isfinite(p).all() for p in params)
+  import json  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    logs = [json.loads(l) for l in f if '"split": "train"' in l]
+  assert sum(l["skipped"] for l in logs) == 2  # one bad batch per epoch
+  # A log window of only skipped steps has no loss; the others are finite.
+  assert [l["loss"] is None for l in logs].count(True) == 2
+  assert all(np.isfinite(l["loss"]) for l in logs if l["loss"] is not None)
+
+
+def test_locked_workdir_is_refused(tmp_path, make_config):
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  with workdir_lib.locked(workdir):
+    with pytest.raises(workdir_lib.WorkdirInUseError,
+                       match=f"in use by pid {os.getpid()}"):
+      trainer.train_and_evaluate(make_config(), workdir)
+
+
+def test_changed_config_needs_explicit_flag(tmp_path, make_config):
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(make_config(num_epochs=1), workdir)
+  before = _digest(workdir)
+  with pytest.raises(workdir_lib.ConfigMismatchError,
+                     match=r"optim.learning_rate: 0.001 -> 0.01.*"
+                     r"--allow_config_change"):
+    trainer.train_and_evaluate(
+        make_config(num_epochs=1, **{"optim.learning_rate": 1e-2}), workdir)
+  assert _digest(workdir) == before
+
+
+def test_label_outside_class_table_names_the_video(tmp_path, make_config,
+                                                   monkeypatch):
+  def bad_label(i, example):
+    if i == 2:
+      example["labels"] = example["labels"].copy()
+      example["labels"][7] = 99
+    return example
+  _with_edited_split(monkeypatch, "train", bad_label)
+  with pytest.raises(ValueError, match=r"recording train_\d+: labels holds "
+                     r"label 99 outside the class table \(0..30"):
+    trainer.train_and_evaluate(make_config(), str(tmp_path / "run"))
+
+
+def test_wrong_feature_size_names_the_video(tmp_path, make_config,
+                                            monkeypatch):
+  def short_features(i, example):
+    if i == 1:
+      example["exo"] = example["exo"][:, :10]
+    return example
+  _with_edited_split(monkeypatch, "train", short_features)
+  with pytest.raises(ValueError, match=r"exo features have shape \(\d+, 10\), "
+                     r"expected \(T, 16\)"):
+    trainer.train_and_evaluate(make_config(), str(tmp_path / "run"))
+
+
+def test_truncated_teacher_checkpoint_is_reported_and_kept(
+    tmp_path, make_config):
+  teacher = str(tmp_path / "teacher")
+  trainer.train_and_evaluate(make_config(num_epochs=1), teacher)
+  best = os.path.join(teacher, checkpoints.BEST)
+  biggest = max((os.path.join(r, f) for r, _, fs in os.walk(best) for f in fs),
+                key=os.path.getsize)
+  with open(biggest, "r+b") as f:
+    f.truncate(os.path.getsize(biggest) // 2)
+  before = _digest(teacher)
+  with pytest.raises(ValueError, match="is unreadable .*truncated"):
+    trainer.train_and_evaluate(
+        make_config("distill_model", teacher_workdir=teacher),
+        str(tmp_path / "student"))
+  assert _digest(teacher) == before
+
+
+def test_teacher_of_another_dataset_is_refused(tmp_path, make_config):
+  teacher = str(tmp_path / "teacher")
+  trainer.train_and_evaluate(make_config(num_epochs=1), teacher)
+  config = make_config("distill_model", teacher_workdir=teacher)
+  # Pretend the teacher was trained with 12-d features.
+  _, state = checkpoints.restore_state(teacher)
+  kernel = state["params"]["x1"]["conv0"]["kernel"]
+  mode = trainer.build_mode(config, datasets.open_dataset(
+      config.dataset.name, config.dataset.data_dir)[0])
+  info = datasets.open_dataset(config.dataset.name,
+                               config.dataset.data_dir)[0]
+  state["params"]["x1"]["conv0"]["kernel"] = kernel[:, :12]
+  with pytest.raises(ValueError, match="does not match this run's C2F-TCN"):
+    trainer.check_teacher({"params": state["params"]}, config, info, mode)
+
+
+def test_cli_reports_config_mistakes_in_one_line(tmp_path, tiny_data_dir):
+  env = _env(tmp_path)
+  base = _train_command(tiny_data_dir, str(tmp_path / "run"), 1)
+  unknown = subprocess.run(base + ["--config.num_epoch=3"], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+  assert unknown.returncode != 0
+  assert "num_epoch" in unknown.stderr
+  no_teacher = subprocess.run(
+      base + ["--config.mode=distill_model", "--config.data.view=ego"],
+      cwd=ROOT, env=env, capture_output=True, text=True)
+  assert no_teacher.returncode == 1
+  assert no_teacher.stderr.strip().splitlines()[-1] == (
+      "error: mode distill_model needs a teacher: set "
+      "--config.teacher_workdir to an exo_supervised run")
+  missing = subprocess.run(
+      base + ["--config.dataset.name=not_built_here"], cwd=ROOT, env=env,
+      capture_output=True, text=True)
+  assert missing.returncode == 1
+  assert "not_built_here" in missing.stderr and "tfds build" in missing.stderr
+
+
+def test_dataset_files_survive_failed_runs(tiny_data_dir, tmp_path,
+                                           make_config):
+  before = _digest(tiny_data_dir)
+  for config in (make_config("distill_model"),
+                 make_config(**{"data.train_split": "nope"})):
+    with pytest.raises(ValueError):
+      trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert _digest(tiny_data_dir) == before
