@@ -11,35 +11,13 @@ The generator lives in `exo2ego_jax.synthetic`; this file only maps it onto TFDS
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core import example_serializer
 
+from exo2ego_jax import data_sources
 from exo2ego_jax import synthetic
-
-
-@contextlib.contextmanager
-def _deterministic_serialization():
-  """Makes tfds write the same bytes in every process.
-
-  tfds serializes each `tf.train.Example` with plain `SerializeToString()`, which writes the
-  feature map in the protobuf runtime's hash order; that order changes from process to process,
-  so two builds of identical examples would differ. `deterministic=True` sorts the map keys.
-  """
-  cls = example_serializer.ExampleSerializer
-  original = cls.serialize_example
-
-  def serialize_example(self, example):
-    return self.get_tf_example(example).SerializeToString(deterministic=True)
-
-  cls.serialize_example = serialize_example
-  try:
-    yield
-  finally:
-    cls.serialize_example = original
 
 
 @dataclasses.dataclass(eq=False)
@@ -87,7 +65,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     )
 
   def _download_and_prepare(self, dl_manager, download_config=None):
-    with _deterministic_serialization():
+    with data_sources.deterministic_serialization():
       super()._download_and_prepare(dl_manager, download_config)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
