@@ -1,0 +1,302 @@
+"""Training and distillation step throughput of C2F-TCN: JAX vs PyTorch.
+
+  python benchmarks/step_throughput.py                 # reference sizes
+  python benchmarks/step_throughput.py --quick         # smoke run, seconds
+  python benchmarks/step_throughput.py --sizes 1024x600x8 --repeats 5
+
+For every size FEATURE_DIMxWINDOWxBATCH it times, each in a fresh process
+(so peak memory is that configuration's own): the JAX supervised step
+(`trainer.make_train_step`, the trainer's Adam, jit with donated state), the
+JAX model-distillation step (frozen teacher forward + student update), and
+the same two steps in PyTorch (`torch_c2f_tcn.py`). It reports the median
+step time over --repeats timed steps after --warmup steps, frames per second
+(batch x window / step time), achieved FLOP/s (FLOPs of the compiled JAX step
+from XLA's cost analysis, used for both frameworks) against a measured
+float32 matmul ceiling, and peak memory (the process's max RSS on CPU, the
+device's peak bytes in use on an accelerator), then prints a Markdown table
+with the JAX/PyTorch throughput ratio and the distillation/supervised step
+time ratio.
+
+Both frameworks run float32 on the same inputs with their default threading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+REFERENCE_SIZES = ("1024x600x1", "1024x600x8", "2048x600x1", "2048x600x8")
+QUICK_SIZES = ("16x64x2",)
+STEPS = ("train", "distill")
+NUM_CLASSES = 32
+
+
+def parse_size(text: str) -> tuple[int, int, int]:
+  try:
+    feature_dim, window, batch = (int(v) for v in text.lower().split("x"))
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"size {text!r} is not FEATURE_DIMxWINDOWxBATCH, e.g. 1024x600x8")
+  return feature_dim, window, batch
+
+
+def peak_memory_mib(device=None) -> float:
+  """Peak bytes on an accelerator, else this process's max RSS."""
+  if device is not None and device.platform != "cpu":
+    stats = device.memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+      return stats["peak_bytes_in_use"] / 2**20
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB
+
+
+def time_steps(step, warmup: int, repeats: int) -> list[float]:
+  """Seconds per call of `step()` (which must block until done)."""
+  for _ in range(warmup):
+    step()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+# ----- Workers: one configuration per process. -----
+
+
+def jax_worker(kind: str, feature_dim: int, window: int, batch: int,
+               warmup: int, repeats: int) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, REPO)
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import modes  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.models import c2f_tcn  # pylint: disable=g-import-not-at-top
+
+  distill = kind == "distill"
+  model = c2f_tcn.C2FTCN(NUM_CLASSES)
+  mode = modes.Mode(
+      name="distill_model" if distill else "exo_supervised", model=model,
+      adapter=None, ensemble_weights=(1.0,) * 6, smooth_weight=0.17,
+      distill_heads=("y5", "y4", "y3", "y2"),
+      distill_weights=(1.0, 1.0, 1.0, 1.0), pseudo_label_weight=0.0,
+      train_view="ego" if distill else "exo",
+      label_key=None if distill else "labels")
+  rng = np.random.default_rng(0)
+  data = {
+      "exo": rng.normal(size=(batch, window, feature_dim)).astype(np.float32),
+      "mask": np.ones((batch, window), np.float32)}
+  if distill:
+    data["ego"] = rng.normal(size=data["exo"].shape).astype(np.float32)
+    data["labels"] = np.full((batch, window), -100, np.int32)
+  else:
+    data["labels"] = rng.integers(0, NUM_CLASSES, (batch, window),
+                                  dtype=np.int32)
+  frozen = {}
+  if distill:
+    frozen["teacher"] = model.init(jax.random.key(1), data["exo"][:1, :8],
+                                   data["mask"][:1, :8])
+  optimizer = trainer.make_optimizer(default.get_config())
+  state = jax.jit(lambda: trainer.init_state(mode, frozen, optimizer,
+                                             feature_dim, seed=0))()
+  data = jax.device_put(data)
+  start = time.perf_counter()
+  compiled = jax.jit(trainer.make_train_step(mode, optimizer),
+                     donate_argnums=0).lower(state, data).compile()
+  compile_s = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
+    cost = cost[0]
+  flops = float((cost or {}).get("flops", float("nan")))
+
+  def step():
+    nonlocal state
+    state, logs = compiled(state, data)
+    logs["loss"].block_until_ready()
+
+  times = time_steps(step, warmup, repeats)
+  return {"times": times, "flops": flops, "compile_s": compile_s,
+          "peak_mib": peak_memory_mib(jax.devices()[0]),
+          "device": jax.devices()[0].device_kind}
+
+
+def torch_worker(kind: str, feature_dim: int, window: int, batch: int,
+                 warmup: int, repeats: int) -> dict:
+  import torch  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, HERE)
+  import torch_c2f_tcn  # pylint: disable=g-import-not-at-top
+
+  torch.manual_seed(0)
+  student = torch_c2f_tcn.C2FTCN(feature_dim, NUM_CLASSES)
+  optimizer = torch_c2f_tcn.make_optimizer(student)
+  data = {"mask": torch.ones(batch, window)}
+  if kind == "distill":
+    teacher = torch_c2f_tcn.C2FTCN(feature_dim, NUM_CLASSES)
+    for p in teacher.parameters():
+      p.requires_grad_(False)
+    data["exo"] = torch.randn(batch, feature_dim, window)
+    data["ego"] = torch.randn(batch, feature_dim, window)
+    run = lambda: torch_c2f_tcn.distill_step(student, teacher, optimizer, data)
+  else:
+    data["x"] = torch.randn(batch, feature_dim, window)
+    data["labels"] = torch.randint(0, NUM_CLASSES, (batch, window))
+    run = lambda: torch_c2f_tcn.train_step(student, optimizer, data)
+  times = time_steps(lambda: float(run()), warmup, repeats)
+  return {"times": times, "peak_mib": peak_memory_mib(),
+          "threads": torch.get_num_threads(), "version": torch.__version__}
+
+
+def ceiling_worker(size: int, repeats: int) -> dict:
+  """FLOP/s of a large float32 matmul: what this machine can reach."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+  matmul = jax.jit(jnp.matmul)
+  times = time_steps(lambda: matmul(a, b).block_until_ready(), 2, repeats)
+  return {"flops_per_s": 2 * size**3 / statistics.median(times),
+          "device": jax.devices()[0].device_kind,
+          "platform": jax.devices()[0].platform}
+
+
+def run_worker(args: list[str]) -> dict | None:
+  """Runs this file as a worker; None if it failed (the error is printed)."""
+  proc = subprocess.run([sys.executable, __file__, "--worker", *args],
+                        capture_output=True, text=True, cwd=REPO)
+  if proc.returncode:
+    print(f"worker {' '.join(args)} failed:\n{proc.stderr[-3000:]}",
+          file=sys.stderr)
+    return None
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ----- Report. -----
+
+
+def median_ms(result: dict | None) -> float:
+  return 1e3 * statistics.median(result["times"]) if result else float("nan")
+
+
+def fmt(value: float, digits: int = 0) -> str:
+  return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN -> n/a
+
+
+def table(results: dict, sizes, frameworks, ceiling: float) -> str:
+  """Markdown: one row per size and step, JAX and PyTorch side by side."""
+  head = ("| features x window x batch | step | JAX ms | JAX frames/s "
+          "| PyTorch ms | PyTorch frames/s | JAX / PyTorch throughput "
+          "| GFLOP/step | JAX GFLOP/s (% ceiling) | PyTorch GFLOP/s (% ceiling) "
+          "| JAX peak MiB | PyTorch peak MiB | JAX compile s |")
+  lines = [head, "|" + "---|" * head.count(" |")]
+  for size in sizes:
+    feature_dim, window, batch = size
+    for kind in STEPS:
+      jax_r = results.get(("jax", kind, size))
+      torch_r = results.get(("torch", kind, size))
+      jax_ms, torch_ms = median_ms(jax_r), median_ms(torch_r)
+      flops = jax_r["flops"] if jax_r else float("nan")
+      frames = batch * window
+
+      def rate(ms):
+        return frames / ms * 1e3
+
+      def achieved(ms):
+        gflops = flops / ms / 1e6
+        return f"{fmt(gflops, 1)} ({fmt(100 * gflops * 1e9 / ceiling, 0)}%)"
+
+      lines.append(
+          f"| {feature_dim} x {window} x {batch} | {kind} | {fmt(jax_ms, 1)} "
+          f"| {fmt(rate(jax_ms))} | {fmt(torch_ms, 1)} | {fmt(rate(torch_ms))} "
+          f"| {fmt(torch_ms / jax_ms, 2)}x | {fmt(flops / 1e9, 1)} "
+          f"| {achieved(jax_ms)} | {achieved(torch_ms)} "
+          f"| {fmt(jax_r['peak_mib'] if jax_r else float('nan'))} "
+          f"| {fmt(torch_r['peak_mib'] if torch_r else float('nan'))} "
+          f"| {fmt(jax_r['compile_s'] if jax_r else float('nan'), 1)} |")
+  lines.append("")
+  lines.append("Distillation step time / supervised step time:")
+  for size in sizes:
+    ratios = []
+    for framework in frameworks:
+      train = median_ms(results.get((framework, "train", size)))
+      distill = median_ms(results.get((framework, "distill", size)))
+      ratios.append(f"{framework} {fmt(distill / train, 2)}")
+    lines.append(f"- {' x '.join(map(str, size))}: {', '.join(ratios)}")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--sizes", type=parse_size, nargs="+", default=None,
+                      help="FEATURE_DIMxWINDOWxBATCH ... (default: "
+                           f"{' '.join(REFERENCE_SIZES)})")
+  parser.add_argument("--repeats", type=int, default=None,
+                      help="timed steps per configuration (default 10)")
+  parser.add_argument("--warmup", type=int, default=None,
+                      help="untimed steps after compiling (default 2)")
+  parser.add_argument("--frameworks", nargs="+", default=["jax", "torch"],
+                      choices=["jax", "torch"])
+  parser.add_argument("--quick", action="store_true",
+                      help=f"smoke run: sizes {' '.join(QUICK_SIZES)}, "
+                           "2 repeats, 1 warmup step, a small ceiling matmul")
+  parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+
+  if args.worker:
+    what, *rest = args.worker
+    if what == "ceiling":
+      result = ceiling_worker(int(rest[0]), int(rest[1]))
+    else:
+      kind, size, warmup, repeats = rest
+      worker = jax_worker if what == "jax" else torch_worker
+      result = worker(kind, *parse_size(size), int(warmup), int(repeats))
+    print(json.dumps(result))
+    return
+
+  sizes = args.sizes or [parse_size(s) for s in (
+      QUICK_SIZES if args.quick else REFERENCE_SIZES)]
+  repeats = args.repeats or (2 if args.quick else 10)
+  warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+  frameworks = list(args.frameworks)
+  if "torch" in frameworks:
+    try:
+      import torch  # pylint: disable=g-import-not-at-top,unused-import
+    except ImportError:
+      print("PyTorch is not installed: JAX only (pip install -e '.[bench]')",
+            file=sys.stderr)
+      frameworks.remove("torch")
+
+  ceiling = run_worker(["ceiling", "512" if args.quick else "4096",
+                        str(min(repeats, 5))])
+  results = {}
+  for size in sizes:
+    for kind in STEPS:
+      for framework in frameworks:
+        text = "x".join(map(str, size))
+        result = run_worker([framework, kind, text, str(warmup), str(repeats)])
+        if result:
+          results[framework, kind, size] = result
+        print(f"{framework} {kind} {text}: {fmt(median_ms(result), 1)} ms",
+              file=sys.stderr, flush=True)
+
+  torch_info = next((r for (f, _, _), r in results.items() if f == "torch"),
+                    None)
+  print(f"Device: {ceiling['device']} ({ceiling['platform']}), "
+        f"{os.cpu_count()} CPUs visible. float32 matmul ceiling (JAX): "
+        f"{ceiling['flops_per_s'] / 1e9:.1f} GFLOP/s. "
+        + (f"PyTorch {torch_info['version']}, {torch_info['threads']} "
+           "threads. " if torch_info else "")
+        + f"Median of {repeats} steps after {warmup} warm-up steps.\n")
+  print(table(results, sizes, frameworks, ceiling["flops_per_s"]))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,103 @@
+"""benchmarks/step_throughput.py: the quick mode runs and prints its table;
+the PyTorch C2F-TCN it compares against has the JAX model's layers."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from exo2ego_jax.models import c2f_tcn
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_quick_run_prints_the_table():
+  frameworks = ["jax", "torch"] if HAS_TORCH else ["jax"]
+  proc = subprocess.run(
+      [sys.executable, "benchmarks/step_throughput.py", "--quick",
+       "--frameworks", *frameworks], cwd=REPO, capture_output=True,
+      text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.splitlines()
+  assert lines[0].startswith("Device: ") and "GFLOP/s" in lines[0]
+  rows = [line.split(" | ") for line in lines if line.startswith("| 16 x 64 x 2")]
+  assert [row[1] for row in rows] == ["train", "distill"]
+  number = lambda text: float(text.replace(",", ""))
+  for row in rows:
+    assert number(row[2]) > 0  # JAX ms
+    assert number(row[7]) > 0  # XLA counted the step's FLOPs
+    if HAS_TORCH:
+      assert number(row[4]) > 0 and row[6].endswith("x")
+  assert any(line.startswith("- 16 x 64 x 2: jax ") for line in lines)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
+def test_torch_model_has_the_jax_models_parameters():
+  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+  import torch_c2f_tcn  # pylint: disable=g-import-not-at-top
+  feature_dim, num_classes = 12, 7
+  torch_model = torch_c2f_tcn.C2FTCN(feature_dim, num_classes)
+  variables = jax.eval_shape(lambda: c2f_tcn.C2FTCN(num_classes).init(
+      jax.random.key(0), jnp.zeros((1, 8, feature_dim))))
+  jax_shapes = sorted(tuple(int(d) for d in leaf.shape)[::-1]  # channels-last
+                      for leaf in jax.tree.leaves(variables["params"]))
+  torch_shapes = sorted(tuple(p.shape) for p in torch_model.parameters())
+  # Flax kernels are (k, in, out), PyTorch's (out, in, k): same reversed.
+  assert jax_shapes == torch_shapes
+  assert sum(np.prod(s) for s in torch_shapes) == sum(
+      np.prod(s) for s in jax_shapes)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
+def test_torch_model_computes_what_the_jax_model_computes():
+  """Same weights, eval mode: the same ensemble probabilities."""
+  import torch  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+  import torch_c2f_tcn  # pylint: disable=g-import-not-at-top
+  feature_dim, num_classes, length = 6, 4, 100
+  model = c2f_tcn.C2FTCN(num_classes)
+  x = np.random.default_rng(0).normal(size=(2, length, feature_dim))
+  mask = np.ones((2, length), np.float32)
+  mask[1, 70:] = 0
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, feature_dim)))
+  params = variables["params"]
+  torch_model = torch_c2f_tcn.C2FTCN(feature_dim, num_classes).eval()
+
+  def copy_conv(conv, p):
+    conv.weight.data = torch.tensor(np.asarray(p["kernel"]).transpose(2, 1, 0))
+    conv.bias.data = torch.tensor(np.asarray(p["bias"]))
+
+  def copy_block(block, p):
+    for i in range(2):
+      copy_conv(getattr(block, f"conv{i}"), p[f"conv{i}"])
+      getattr(block, f"bn{i}").weight.data = torch.tensor(
+          np.asarray(p[f"bn{i}"]["scale"]))
+      getattr(block, f"bn{i}").bias.data = torch.tensor(
+          np.asarray(p[f"bn{i}"]["bias"]))
+
+  for i, block in enumerate(torch_model.encoder):
+    copy_block(block, params[f"x{i + 1}"])
+  for i, block in enumerate(torch_model.decoder):
+    copy_block(block, params[f"up{i + 1}"])
+  copy_conv(torch_model.tpp_project, params["tpp"]["project"])
+  for head, name in zip(torch_model.heads, c2f_tcn.HEAD_NAMES + ("y",)):
+    copy_conv(head, params[name])
+
+  jax_probs = c2f_tcn.ensemble_probs(model.apply(
+      variables, jnp.asarray(x, jnp.float32), jnp.asarray(mask)))
+  with torch.no_grad():
+    logits, _ = torch_model(torch.tensor(x, dtype=torch.float32).transpose(1, 2),
+                            torch.tensor(mask))
+    torch_probs = torch_c2f_tcn.ensemble_probs(logits, length)
+  np.testing.assert_allclose(torch_probs.numpy().transpose(0, 2, 1)[0],
+                             np.asarray(jax_probs)[0], atol=1e-5)
+  np.testing.assert_allclose(torch_probs.numpy().transpose(0, 2, 1)[1, :70],
+                             np.asarray(jax_probs)[1, :70], atol=1e-5)

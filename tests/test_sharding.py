@@ -1,0 +1,292 @@
+"""Data parallelism changes nothing but speed: one global batch gives the same
+loss, BatchNorm statistics and updated parameters on 1 device, on 8 devices,
+and on 2 processes (hosts) of 2 devices each.
+
+XLA fixes the number of simulated CPU devices when JAX starts, and other tests
+start it with one, so the devices live in subprocesses (this file, run as a
+script) with XLA_FLAGS=--xla_force_host_platform_device_count=N. They train
+the trainer's real `make_train_step` (with SGD, see `_setup`) for two steps on
+the same global batch, once per layout, and write the losses of both steps and
+the state after the first; the tests compare them.
+
+Bit-equal float32 updates are not a property of ReLU networks: the layouts
+sum the batch in different orders, and a ReLU (or max-pool) input within
+rounding of zero (about one in 10^6 here) can land on either side, which
+changes that frame's gradient by O(1) and a few parameters' updates by a few
+%. So the forward quantities (loss, BatchNorm statistics) must agree to
+float32 rounding and the update to 1% in norm (a tie measured 0.35%); a
+mean of per-device means instead of the global masked mean changes the loss
+itself (checked with uneven masks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+NUM_DEVICES = 8
+BATCH, WINDOW, FEATURE_DIM, NUM_CLASSES = 8, 64, 8, 5
+# Valid frames per window: uneven on purpose, so that averaging per-device
+# means (mean of means) would give a different loss than the global mean.
+VALID_FRAMES = (64, 10, 64, 33, 1, 64, 50, 20)
+STEPS = 2
+MODES = ("exo_supervised", "distill_model")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(num_devices: int, **extra) -> dict:
+  env = {k: v for k, v in os.environ.items()
+         if not k.startswith(("EXO2EGO_DISTRIBUTED", "JAX_COORDINATOR"))}
+  env.update(JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+             **extra)
+  return env
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+  out_dir = tmp_path_factory.mktemp("sharding")
+  proc = subprocess.run([sys.executable, __file__, "devices", str(out_dir)],
+                        env=_env(NUM_DEVICES), capture_output=True, text=True,
+                        timeout=900, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  with open(out_dir / "facts.json") as f:
+    facts = json.load(f)
+  arrays = {(mode, devices): dict(np.load(out_dir / f"{mode}_{devices}.npz"))
+            for mode in MODES for devices in (1, NUM_DEVICES)}
+  return {"facts": facts, "arrays": arrays}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_is_split_over_eight_devices_and_state_replicated(results, mode):
+  facts = results["facts"][mode]
+  assert facts["device_count"] == NUM_DEVICES
+  assert facts["batch_devices"] == NUM_DEVICES
+  # Each device holds BATCH / 8 windows of the global batch.
+  assert facts["batch_shard_shapes"] == [[BATCH // NUM_DEVICES, WINDOW,
+                                          FEATURE_DIM]] * NUM_DEVICES
+  assert facts["params_replicated"] and facts["batch_stats_replicated"]
+  assert facts["params_devices"] == NUM_DEVICES
+
+
+def assert_same_run(one: dict, other: dict) -> None:
+  """Same first loss and BatchNorm statistics (float32 rounding), the same
+  update up to ReLU ties (1% in norm), and a close second-step loss."""
+  np.testing.assert_allclose(other["losses"][0], one["losses"][0], rtol=1e-5)
+  np.testing.assert_allclose(other["losses"][1:], one["losses"][1:],
+                             rtol=1e-3)
+  assert np.all(one["losses"] > 0) and np.isfinite(one["losses"]).all()
+  for key in one:
+    if key.startswith("batch_stats"):
+      np.testing.assert_allclose(other[key], one[key], rtol=0,
+                                 atol=1e-5 * np.abs(one[key]).max(),
+                                 err_msg=key)
+  keys = [k for k in one if k.startswith("params")]
+  initial = [one["initial" + k[len("params"):]] for k in keys]
+  update = np.concatenate([(one[k] - i).ravel() for k, i in zip(keys, initial)])
+  other_update = np.concatenate([(other[k] - i).ravel()
+                                 for k, i in zip(keys, initial)])
+  assert np.abs(update).max() > 1e-3  # the step really trains
+  error = np.linalg.norm(other_update - update) / np.linalg.norm(update)
+  assert error < 1e-2, f"updates differ by {error:.2%} in norm"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_eight_devices_match_one_device(results, mode):
+  one = results["arrays"][mode, 1]
+  eight = results["arrays"][mode, NUM_DEVICES]
+  assert one.keys() == eight.keys()
+  assert_same_run(one, eight)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_loss_is_the_global_masked_mean_not_a_mean_of_device_means(results,
+                                                                   mode):
+  facts = results["facts"][mode]
+  one = results["arrays"][mode, 1]
+  np.testing.assert_allclose(facts["first_loss"], one["losses"][0], rtol=1e-5)
+  # What a per-device loss averaged over devices would have reported.
+  assert abs(facts["mean_of_device_losses"] - facts["first_loss"]) > (
+      1e-3 * facts["first_loss"])
+
+
+def test_two_hosts_match_one_device(results, tmp_path):
+  """Two processes joined by distributed.initialize() from the environment,
+  each feeding its half of the batch, as the trainer does on a pod."""
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  procs = [subprocess.Popen(
+      [sys.executable, __file__, "host", str(tmp_path)], cwd=REPO,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      env=_env(2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+               JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
+           for i in range(2)]
+  outputs = [p.communicate(timeout=900)[0] for p in procs]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-4000:]
+  hosts = [dict(np.load(tmp_path / f"host{i}.npz")) for i in range(2)]
+  one = results["arrays"]["exo_supervised", 1]
+  for host in hosts:
+    assert tuple(host["layout"]) == (2, 4, 2)  # processes, devices, local
+    assert_same_run(one, {k: v for k, v in host.items() if k != "probs"})
+  # Evaluation: both processes get every window's probabilities.
+  np.testing.assert_array_equal(hosts[0]["probs"], hosts[1]["probs"])
+  assert hosts[0]["probs"].shape == (BATCH, WINDOW, NUM_CLASSES)
+
+
+# ----- The subprocesses: several simulated CPU devices (and hosts). -----
+
+
+def _flat(prefix: str, tree) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  return {prefix + jax.tree_util.keystr(path): np.array(leaf)  # a copy
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _setup():
+  """The batch, modes, optimizer and teacher every layout trains with."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import modes  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.models import c2f_tcn  # pylint: disable=g-import-not-at-top
+
+  model = c2f_tcn.C2FTCN(NUM_CLASSES)
+  rng = np.random.default_rng(0)
+  mask = np.arange(WINDOW)[None] < np.array(VALID_FRAMES)[:, None]
+  labels = rng.integers(0, NUM_CLASSES, (BATCH, WINDOW)).astype(np.int32)
+  labels[:, 5] = -100  # an ignored frame
+  batch = {
+      "exo": rng.normal(size=(BATCH, WINDOW, FEATURE_DIM)).astype(np.float32),
+      "ego": rng.normal(size=(BATCH, WINDOW, FEATURE_DIM)).astype(np.float32),
+      "labels": np.where(mask, labels, -100).astype(np.int32),
+      "mask": mask.astype(np.float32)}
+  # A teacher whose BatchNorm statistics are not the initial 0/1.
+  teacher = jax.tree.map(np.asarray, model.init(
+      jax.random.key(1), batch["exo"][:1], batch["mask"][:1]))
+  teacher["batch_stats"] = jax.tree.map(
+      lambda a: a + rng.uniform(0.5, 1.5, a.shape).astype(a.dtype),
+      teacher["batch_stats"])
+
+  def make_mode(name: str) -> modes.Mode:
+    distill = name in modes.DISTILL_MODES
+    return modes.Mode(
+        name=name, model=model, adapter=None, ensemble_weights=(1.0,) * 6,
+        smooth_weight=0.17, distill_heads=("y5", "y4", "y3", "y2"),
+        distill_weights=(1.0, 1.0, 1.0, 1.0), pseudo_label_weight=0.0,
+        train_view="ego" if distill else "exo",
+        label_key=None if distill else "labels")
+
+  # The trainer's weight decay, then SGD rather than Adam: Adam's first
+  # update is about lr * sign(gradient), and many gradients are zero up to
+  # rounding (e.g. conv biases before a BatchNorm), so their sign is noise.
+  optimizer = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(0.1))
+  return batch, make_mode, optimizer, teacher
+
+
+def _train(mode, optimizer, frozen, batch, mesh, process_slice=slice(None)):
+  """Two steps as trainer.train_and_evaluate runs them; (arrays, state,
+  global batch). `process_slice`: this process's part of the batch."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
+
+  replicated = NamedSharding(mesh, P())
+  data_sharding = NamedSharding(mesh, P("data"))
+  state = jax.jit(lambda: trainer.init_state(mode, frozen, optimizer,
+                                             FEATURE_DIM, seed=0),
+                  out_shardings=replicated)()
+  global_batch = {k: jax.make_array_from_process_local_data(
+      data_sharding, v[process_slice]) for k, v in batch.items()}
+  train_step = jax.jit(trainer.make_train_step(mode, optimizer),
+                       donate_argnums=0, out_shardings=(replicated, replicated))
+  arrays = _flat("initial", state["params"])
+  losses = []
+  for step in range(STEPS):
+    state, logs = train_step(state, global_batch)
+    losses.append(float(logs["loss"]))  # replicated: readable on every host
+    if step == 0:
+      arrays.update(_flat("params", state["params"]))
+      arrays.update(_flat("batch_stats", state["batch_stats"]))
+  arrays["losses"] = np.array(losses)
+  return arrays, state, global_batch
+
+
+def _run_devices(out_dir: str) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import modes  # pylint: disable=g-import-not-at-top
+
+  assert jax.device_count() == NUM_DEVICES, jax.devices()
+  batch, make_mode, optimizer, teacher = _setup()
+  facts = {}
+  for name in MODES:
+    mode = make_mode(name)
+    frozen = {"teacher": teacher} if mode.uses_teacher else {}
+    for devices in (jax.devices()[:1], jax.devices()):
+      mesh = jax.make_mesh((len(devices),), ("data",), devices=devices)
+      arrays, state, global_batch = _train(mode, optimizer, frozen, batch,
+                                           mesh)
+      np.savez(os.path.join(out_dir, f"{name}_{len(devices)}.npz"), **arrays)
+    params = jax.tree.leaves(state["params"])
+    initial_params = [arrays[k] for k in arrays if k.startswith("initial")]
+    assert len(initial_params) == len(params)
+    exo = global_batch["exo"]
+    # Each device's loss on its own windows, for the mean-of-means check.
+    loss_fn = jax.jit(lambda s, b, mode=mode: modes.loss_fn(
+        mode, s["params"], s, b)[0])
+    init = jax.tree.map(np.asarray, jax.tree.unflatten(
+        jax.tree.structure(state["params"]), initial_params))
+    start = dict(state, params=init)
+    per_device = [float(loss_fn(start, {k: v[i:i + 1]
+                                        for k, v in batch.items()}))
+                  for i in range(BATCH)]
+    facts[name] = {
+        "device_count": jax.device_count(),
+        "batch_devices": len(exo.sharding.device_set),
+        "batch_shard_shapes": [list(s.data.shape)
+                               for s in exo.addressable_shards],
+        "params_replicated": all(p.sharding.is_fully_replicated
+                                 for p in params),
+        "params_devices": len(params[0].sharding.device_set),
+        "batch_stats_replicated": all(
+            a.sharding.is_fully_replicated
+            for a in jax.tree.leaves(state["batch_stats"])),
+        "first_loss": float(arrays["losses"][0]),
+        "mean_of_device_losses": float(np.mean(per_device)),
+    }
+  with open(os.path.join(out_dir, "facts.json"), "w") as f:
+    json.dump(facts, f)
+
+
+def _run_host(out_dir: str) -> None:
+  """One of two processes; the environment makes it join the other."""
+  from exo2ego_jax import distributed  # pylint: disable=g-import-not-at-top
+  assert distributed.initialize()
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
+
+  batch, make_mode, optimizer, _ = _setup()
+  mode = make_mode("exo_supervised")
+  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  per_process = BATCH // jax.process_count()
+  start = jax.process_index() * per_process
+  arrays, state, _ = _train(mode, optimizer, {}, batch, mesh,
+                            slice(start, start + per_process))
+  arrays["layout"] = np.array([jax.process_count(), jax.device_count(),
+                               jax.local_device_count()])
+  predict_fn = trainer.make_predict_fn(mode, state,
+                                       NamedSharding(mesh, P("data")))
+  arrays["probs"] = predict_fn(batch["exo"], batch["mask"])
+  np.savez(os.path.join(out_dir, f"host{jax.process_index()}.npz"), **arrays)
+
+
+if __name__ == "__main__":
+  sys.path.insert(0, REPO)
+  {"devices": _run_devices, "host": _run_host}[sys.argv[1]](sys.argv[2])
