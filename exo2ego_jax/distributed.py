@@ -23,6 +23,8 @@ import os
 from typing import Mapping
 
 import jax
+from jax.experimental import multihost_utils
+import numpy as np
 
 ENABLE_VAR = "EXO2EGO_DISTRIBUTED"
 
@@ -56,3 +58,13 @@ def initialize(environ: Mapping[str, str] = os.environ) -> bool:
     return False
   jax.distributed.initialize(**cluster_args(environ))
   return True
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` is set on any process. Multi-host runs must take the same
+  branch together (a checkpoint save, an early return), or they deadlock in
+  the next collective; a SIGTERM may reach some hosts before others."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  flags = multihost_utils.process_allgather(np.asarray(flag))
+  return bool(np.any(flags))

@@ -15,6 +15,7 @@ checkpoints/ (latest), best/ (best by the validation metric), results.json.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -241,8 +242,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   The workdir is locked for the duration; SIGTERM makes the run save its
   state and return early with results["preempted"] set.
   """
+  distributed.initialize()  # multi-host runs only; see distributed.py
   os.makedirs(workdir, exist_ok=True)
-  with workdir_lib.locked(workdir), workdir_lib.PreemptionFlag() as preemption:
+  # Multi-host: the hosts share the workdir, and process 0 locks it for all.
+  lock = (workdir_lib.locked(workdir) if jax.process_index() == 0
+          else contextlib.nullcontext())
+  with lock, workdir_lib.PreemptionFlag() as preemption:
     return _run(config, workdir, allow_config_change, preemption)
 
 
@@ -267,7 +272,6 @@ def _check_finite(workdir: str, pending: list, sources, split: str,
 
 def _run(config: ml_collections.ConfigDict, workdir: str,
          allow_config_change: bool, preemption) -> dict:
-  distributed.initialize()  # multi-host runs only; see distributed.py
   # ----- Setup: workdir, dataset, checks before any compute. -----
   info, sources = datasets.open_dataset(config.dataset.name,
                                         config.dataset.data_dir)
@@ -384,7 +388,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
       state, logs = train_step(state, global_batch)
       pending.append((step, indices, logs))
       evaluate_now = step % eval_every == 0 or step == total_steps
-      save_now = evaluate_now or preemption.requested or (
+      preempted = distributed.any_process(preemption.requested)
+      save_now = evaluate_now or preempted or (
           config.checkpoint_every_steps and
           step % config.checkpoint_every_steps == 0)
       if save_now or step % config.log_every_steps == 0:
@@ -403,7 +408,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
       elif save_now:
         ckpt.save(step, state)
       bar.update(1)
-      if preemption.requested and step < total_steps:
+      if preempted and step < total_steps:
         bar.write(f"SIGTERM: saved step {step} of {total_steps} in {workdir}; "
                   "run the same command again to resume")
         return {"mode": config.mode, "preempted": True, "step": step,

@@ -194,7 +194,8 @@ def _train(mode, optimizer, frozen, batch, mesh, process_slice=slice(None)):
   """Two steps as trainer.train_and_evaluate runs them; (arrays, state,
   global batch). `process_slice`: this process's part of the batch."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
 
   replicated = NamedSharding(mesh, P())
@@ -269,7 +270,8 @@ def _run_host(out_dir: str) -> None:
   from exo2ego_jax import distributed  # pylint: disable=g-import-not-at-top
   assert distributed.initialize()
   import jax  # pylint: disable=g-import-not-at-top
-  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
 
   batch, make_mode, optimizer, _ = _setup()
