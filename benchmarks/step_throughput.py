@@ -9,20 +9,23 @@ For every size FEATURE_DIMxWINDOWxBATCH it times, each in a fresh process
 (`trainer.make_train_step`, the trainer's Adam, jit with donated state), the
 JAX model-distillation step (frozen teacher forward + student update), and
 the same two steps in PyTorch (`torch_c2f_tcn.py`). It reports the median
-step time over --repeats timed steps after --warmup steps, frames per second
-(batch x window / step time), achieved FLOP/s (FLOPs of the compiled JAX step
-from XLA's cost analysis, used for both frameworks) against a measured
-float32 matmul ceiling, and peak memory (the process's max RSS on CPU, the
-device's peak bytes in use on an accelerator), then prints a Markdown table
-with the JAX/PyTorch throughput ratio and the distillation/supervised step
-time ratio.
+and the best step time over --repeats timed steps after --warmup steps,
+frames per second (batch x window / step time), achieved FLOP/s (FLOPs of the
+compiled JAX step from XLA's cost analysis, used for both frameworks) against
+a measured float32 matmul ceiling (the faster of JAX's and PyTorch's 4096^2
+matmul), and peak memory (the process's max RSS on CPU, the device's peak
+bytes in use on an accelerator), then prints a Markdown table with the
+JAX/PyTorch throughput ratio and the distillation/supervised step time ratio.
 
 Both frameworks run float32 on the same inputs with their default threading.
+On a machine shared with other jobs the median moves with their load (the
+header prints the load average); the best step is the steadier estimate.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -155,15 +158,21 @@ def torch_worker(kind: str, feature_dim: int, window: int, batch: int,
           "threads": torch.get_num_threads(), "version": torch.__version__}
 
 
-def ceiling_worker(size: int, repeats: int) -> dict:
+def ceiling_worker(framework: str, size: int, repeats: int) -> dict:
   """FLOP/s of a large float32 matmul: what this machine can reach."""
+  if framework == "torch":
+    import torch  # pylint: disable=g-import-not-at-top
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    times = time_steps(lambda: a @ b, 1, repeats)
+    return {"flops_per_s": 2 * size**3 / min(times), "device": "cpu",
+            "platform": "cpu"}
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
   matmul = jax.jit(jnp.matmul)
-  times = time_steps(lambda: matmul(a, b).block_until_ready(), 2, repeats)
-  return {"flops_per_s": 2 * size**3 / statistics.median(times),
+  times = time_steps(lambda: matmul(a, b).block_until_ready(), 1, repeats)
+  return {"flops_per_s": 2 * size**3 / min(times),
           "device": jax.devices()[0].device_kind,
           "platform": jax.devices()[0].platform}
 
@@ -186,16 +195,23 @@ def median_ms(result: dict | None) -> float:
   return 1e3 * statistics.median(result["times"]) if result else float("nan")
 
 
+def best_ms(result: dict | None) -> float:
+  """The fastest step: the least disturbed by other work on the machine."""
+  return 1e3 * min(result["times"]) if result else float("nan")
+
+
 def fmt(value: float, digits: int = 0) -> str:
   return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN -> n/a
 
 
 def table(results: dict, sizes, frameworks, ceiling: float) -> str:
-  """Markdown: one row per size and step, JAX and PyTorch side by side."""
-  head = ("| features x window x batch | step | JAX ms | JAX frames/s "
-          "| PyTorch ms | PyTorch frames/s | JAX / PyTorch throughput "
-          "| GFLOP/step | JAX GFLOP/s (% ceiling) | PyTorch GFLOP/s (% ceiling) "
-          "| JAX peak MiB | PyTorch peak MiB | JAX compile s |")
+  """Markdown: one row per size and step, JAX and PyTorch side by side;
+  times, frames/s and FLOP/s from the median step, (best) from the fastest."""
+  head = ("| features x window x batch | step | JAX ms | PyTorch ms "
+          "| JAX frames/s | PyTorch frames/s | JAX / PyTorch throughput "
+          "| GFLOP/step | JAX GFLOP/s (% ceiling) "
+          "| PyTorch GFLOP/s (% ceiling) | JAX peak MiB | PyTorch peak MiB "
+          "| JAX compile s |")
   lines = [head, "|" + "---|" * head.count(" |")]
   for size in sizes:
     feature_dim, window, batch = size
@@ -206,20 +222,23 @@ def table(results: dict, sizes, frameworks, ceiling: float) -> str:
       flops = jax_r["flops"] if jax_r else float("nan")
       frames = batch * window
 
-      def rate(ms):
-        return frames / ms * 1e3
-
       def achieved(ms):
         gflops = flops / ms / 1e6
         return f"{fmt(gflops, 1)} ({fmt(100 * gflops * 1e9 / ceiling, 0)}%)"
 
+      def peak(r):
+        return fmt(r["peak_mib"] if r else float("nan"))
+
       lines.append(
-          f"| {feature_dim} x {window} x {batch} | {kind} | {fmt(jax_ms, 1)} "
-          f"| {fmt(rate(jax_ms))} | {fmt(torch_ms, 1)} | {fmt(rate(torch_ms))} "
-          f"| {fmt(torch_ms / jax_ms, 2)}x | {fmt(flops / 1e9, 1)} "
-          f"| {achieved(jax_ms)} | {achieved(torch_ms)} "
-          f"| {fmt(jax_r['peak_mib'] if jax_r else float('nan'))} "
-          f"| {fmt(torch_r['peak_mib'] if torch_r else float('nan'))} "
+          f"| {feature_dim} x {window} x {batch} | {kind} "
+          f"| {fmt(jax_ms, 1)} ({fmt(best_ms(jax_r), 1)}) "
+          f"| {fmt(torch_ms, 1)} ({fmt(best_ms(torch_r), 1)}) "
+          f"| {fmt(frames / jax_ms * 1e3)} | {fmt(frames / torch_ms * 1e3)} "
+          f"| {fmt(torch_ms / jax_ms, 2)}x "
+          f"({fmt(best_ms(torch_r) / best_ms(jax_r), 2)}x) "
+          f"| {fmt(flops / 1e9, 1)} | {achieved(jax_ms)} "
+          f"| {achieved(torch_ms)} "
+          f"| {peak(jax_r)} | {peak(torch_r)} "
           f"| {fmt(jax_r['compile_s'] if jax_r else float('nan'), 1)} |")
   lines.append("")
   lines.append("Distillation step time / supervised step time:")
@@ -253,7 +272,7 @@ def main() -> None:
   if args.worker:
     what, *rest = args.worker
     if what == "ceiling":
-      result = ceiling_worker(int(rest[0]), int(rest[1]))
+      result = ceiling_worker(rest[0], int(rest[1]), int(rest[2]))
     else:
       kind, size, warmup, repeats = rest
       worker = jax_worker if what == "jax" else torch_worker
@@ -266,16 +285,16 @@ def main() -> None:
   repeats = args.repeats or (2 if args.quick else 10)
   warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
   frameworks = list(args.frameworks)
-  if "torch" in frameworks:
-    try:
-      import torch  # pylint: disable=g-import-not-at-top,unused-import
-    except ImportError:
-      print("PyTorch is not installed: JAX only (pip install -e '.[bench]')",
-            file=sys.stderr)
-      frameworks.remove("torch")
+  if "torch" in frameworks and importlib.util.find_spec("torch") is None:
+    print("PyTorch is not installed: JAX only (pip install -e '.[bench]')",
+          file=sys.stderr)
+    frameworks.remove("torch")
 
-  ceiling = run_worker(["ceiling", "512" if args.quick else "4096",
-                        str(min(repeats, 5))])
+  load_before = os.getloadavg()[0]
+  ceilings = {f: run_worker(["ceiling", f, "512" if args.quick else "4096",
+                             str(min(repeats, 5))]) for f in frameworks}
+  ceiling = max((c for c in ceilings.values() if c),
+                key=lambda c: c["flops_per_s"])
   results = {}
   for size in sizes:
     for kind in STEPS:
@@ -290,11 +309,15 @@ def main() -> None:
   torch_info = next((r for (f, _, _), r in results.items() if f == "torch"),
                     None)
   print(f"Device: {ceiling['device']} ({ceiling['platform']}), "
-        f"{os.cpu_count()} CPUs visible. float32 matmul ceiling (JAX): "
-        f"{ceiling['flops_per_s'] / 1e9:.1f} GFLOP/s. "
+        f"{os.cpu_count()} CPUs visible; load average {load_before:.1f} "
+        f"before, {os.getloadavg()[0]:.1f} after. float32 matmul ceiling "
+        "(best of " + ", ".join(
+            f"{f} {c['flops_per_s'] / 1e9:.1f}" for f, c in ceilings.items()
+            if c) + " GFLOP/s). "
         + (f"PyTorch {torch_info['version']}, {torch_info['threads']} "
            "threads. " if torch_info else "")
-        + f"Median of {repeats} steps after {warmup} warm-up steps.\n")
+        + f"Step times: median (best) of {repeats} steps after {warmup} "
+        "warm-up steps.\n")
   print(table(results, sizes, frameworks, ceiling["flops_per_s"]))
 
 

