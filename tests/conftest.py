@@ -24,6 +24,17 @@ def tiny_data_dir(tmp_path_factory):
   return data_dir
 
 
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory, tiny_data_dir):
+  """A trained exo teacher on synthetic_sync/tiny (4 epochs, 8 steps).
+  Shared by the whole session: tests must not change it."""
+  from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp("teacher"))
+  trainer.train_and_evaluate(tiny_config(tiny_data_dir, num_epochs=4),
+                             workdir)
+  return workdir
+
+
 @pytest.fixture
 def make_config(tiny_data_dir):
   """Factory of configs sized for tests: make_config(mode, **overrides)."""

@@ -193,15 +193,6 @@ def test_time_stretched_ego_gets_the_stretched_labels():
 # ----- Training runs on the tiny benchmark. -----
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, tiny_data_dir):
-  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
-  workdir = str(tmp_path_factory.mktemp("teacher"))
-  trainer.train_and_evaluate(tiny_config(tiny_data_dir, num_epochs=2),
-                             workdir)
-  return workdir
-
-
 def _baseline_config(make_config, mode, teacher_dir, **overrides):
   config = make_config(mode, teacher_workdir=teacher_dir, **overrides)
   if mode.startswith("uda_"):  # labeled exo train split, unlabeled ego

@@ -29,15 +29,6 @@ def _train_losses(workdir):
   return [r["loss"] for r in records if r["split"] == "train"]
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, tiny_data_dir):
-  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
-  workdir = str(tmp_path_factory.mktemp("teacher"))
-  trainer.train_and_evaluate(tiny_config(tiny_data_dir, num_epochs=4),
-                             workdir)
-  return workdir
-
-
 def test_supervised_training_lowers_the_loss(teacher_dir):
   losses = _train_losses(teacher_dir)
   assert len(losses) == 8  # 8 recordings / batch 4 * 4 epochs
