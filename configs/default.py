@@ -29,6 +29,22 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.zoom = True             # random chunk size in [c/2, 2c]
   config.data.batch_size = 8
   config.data.eval_batch_size = 8
+  # Chunk sizes whose predictions are averaged at evaluation, validation and
+  # test (test-time augmentation), e.g. (3, 4, 5); None: (chunk_size,).
+  config.data.eval_chunk_sizes = config_dict.placeholder(tuple)
+  # Robustness studies (configs/synthetic_ablation_*.py).
+  # Share of the training split's recordings used: a fixed random subset
+  # (subset_seed; smaller subsets nest in larger ones), trained for as many
+  # steps as the whole split would take.
+  config.data.train_fraction = 1.0
+  config.data.subset_seed = 0
+  # Synchronization error put in at training time (distill_* and
+  # sync_pseudo_label): the student view's frames are shifted by sync_offset
+  # frames against the teacher's ("fixed"), or by an offset drawn uniformly
+  # from [-sync_offset, sync_offset] once per recording ("per_video") or per
+  # window ("per_window"). Independent of any jitter built into the dataset.
+  config.data.sync_offset = 0
+  config.data.sync_offset_mode = "fixed"
 
   config.model = ml_collections.ConfigDict()
   config.model.ensemble_weights = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # y1..y5, y

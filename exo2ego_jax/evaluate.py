@@ -31,7 +31,7 @@ _VIEW = flags.DEFINE_string("view", None,
                             "exo or ego (default: the run's eval view).")
 _CHUNK_SIZES = flags.DEFINE_list(
     "chunk_sizes", None, "Chunk sizes to average (test-time augmentation); "
-    "default: the run's chunk size.")
+    "default: the run's config.data.eval_chunk_sizes, else its chunk size.")
 _CHECKPOINT = flags.DEFINE_enum("checkpoint", checkpoints.BEST,
                                 [checkpoints.BEST, checkpoints.LATEST],
                                 "Which checkpoint to evaluate.")

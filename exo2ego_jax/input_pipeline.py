@@ -8,6 +8,12 @@ max-pooled c frames to a step (majority label per step) and padded to
 `max_frames` steps with a mask. The pipeline is a `grain.MapDataset`, so batch
 k of a run is a pure function of (seed, k): a resumed run gets exactly the
 batches it would have seen.
+
+Two knobs serve robustness studies: `fraction` trains on a fixed random
+subset of the recordings (nested: a smaller fraction's subset lies inside a
+larger one's) for as many steps as the whole split would take, and
+`SyncOffset` shifts one view's frames against the rest of the recording, a
+synchronization error applied at training time.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import numpy as np
 from exo2ego_jax.losses import IGNORE_LABEL
 
 VIEWS = ("exo", "ego")
+# How a training-time synchronization offset is drawn: the same for every
+# window, once per recording, or afresh for every window.
+OFFSET_MODES = ("fixed", "per_video", "per_window")
 
 
 def pool_chunks(features: np.ndarray, chunk: int) -> np.ndarray:
@@ -70,12 +79,23 @@ def pad_steps(array: np.ndarray, length: int, value) -> np.ndarray:
 
 def make_window(example: dict, start: int, stop: int, chunk: int,
                 max_frames: int, views: Sequence[str],
-                label_key: str | None) -> dict:
-  """Frames [start, stop) of a recording as one padded, chunked window."""
+                label_key: str | None, shift: int = 0,
+                shift_view: str | None = None) -> dict:
+  """Frames [start, stop) of a recording as one padded, chunked window.
+
+  `shift` frames of synchronization error: `shift_view` contributes frames
+  [start + shift, stop + shift) instead, clamped to the recording (its first
+  or last frame repeats where the shift runs off an end).
+  """
   out = {}
   for view in views:
-    pooled = pool_chunks(np.asarray(example[view][start:stop], np.float32),
-                         chunk)
+    if shift and view == shift_view:
+      frames = np.clip(np.arange(start, stop) + shift, 0,
+                       example[view].shape[0] - 1)
+      raw = np.asarray(example[view])[frames]
+    else:
+      raw = example[view][start:stop]
+    pooled = pool_chunks(np.asarray(raw, np.float32), chunk)
     out[view] = pad_steps(pooled, max_frames, 0.0)
   steps = -(-(stop - start) // chunk)
   if label_key is None:  # distillation never reads labels
@@ -120,6 +140,35 @@ def check_recording(example: dict, views: Sequence[str],
           "ignore a frame): fix the annotation or the class table")
 
 
+class SyncOffset:
+  """A synchronization error put into training windows on purpose.
+
+  `view`'s frames are shifted by an offset (in frames) against the other
+  views and the labels: `frames` itself ("fixed"), or an integer drawn
+  uniformly from [-frames, frames] once per recording ("per_video", from
+  `seed` and the recording's index, the same in every epoch) or for every
+  window ("per_window").
+  """
+
+  def __init__(self, frames: int, mode: str = "fixed", view: str = "ego",
+               seed: int = 0):
+    if mode not in OFFSET_MODES:
+      raise ValueError(f"synchronization offset mode {mode!r} is unknown: "
+                       f"use one of {', '.join(OFFSET_MODES)}")
+    if mode != "fixed" and frames < 0:
+      raise ValueError(f"a {mode} synchronization offset draws from "
+                       f"[-frames, frames]: give frames >= 0, not {frames}")
+    self.frames, self.mode, self.view, self.seed = int(frames), mode, view, seed
+
+  def draw(self, index: int, rng: np.random.Generator) -> int:
+    """The offset of one window of recording `index`."""
+    if self.mode == "fixed" or not self.frames:
+      return self.frames
+    if self.mode == "per_video":
+      rng = np.random.default_rng([self.seed, 0x5eed, index])
+    return int(rng.integers(-self.frames, self.frames + 1))
+
+
 class RandomWindow(grain.transforms.RandomMap):
   """One random training window of a recording (random zoom and crop).
 
@@ -129,7 +178,8 @@ class RandomWindow(grain.transforms.RandomMap):
 
   def __init__(self, views: Sequence[str], label_key: str | None,
                max_frames: int, chunk_size: int, zoom: bool,
-               feature_dim: int | None = None, num_classes: int | None = None):
+               feature_dim: int | None = None, num_classes: int | None = None,
+               sync_offset: SyncOffset | None = None):
     self.views = tuple(views)
     self.label_key = label_key
     self.max_frames = max_frames
@@ -137,6 +187,7 @@ class RandomWindow(grain.transforms.RandomMap):
     self.zoom = zoom
     self.feature_dim = feature_dim
     self.num_classes = num_classes
+    self.sync_offset = sync_offset
 
   def random_map(self, example: dict, rng: np.random.Generator) -> dict:
     check_recording(example, self.views, self.label_key, self.feature_dim,
@@ -145,8 +196,12 @@ class RandomWindow(grain.transforms.RandomMap):
     length = example[self.views[0]].shape[0]
     span = min(length, self.max_frames * chunk)
     start = int(rng.integers(0, length - span + 1))
+    shift, shift_view = 0, None
+    if self.sync_offset is not None:
+      shift = self.sync_offset.draw(int(example["index"]), rng)
+      shift_view = self.sync_offset.view
     window = make_window(example, start, start + span, chunk, self.max_frames,
-                         self.views, self.label_key)
+                         self.views, self.label_key, shift, shift_view)
     window["index"] = np.int32(example["index"])
     return window
 
@@ -156,29 +211,60 @@ def train_dataset(source, *, views: Sequence[str], label_key: str | None,
                   chunk_size: int, zoom: bool, seed: int,
                   shard_index: int = 0, shard_count: int = 1,
                   feature_dim: int | None = None,
-                  num_classes: int | None = None) -> grain.MapDataset:
+                  num_classes: int | None = None, fraction: float = 1.0,
+                  subset_seed: int = 0,
+                  sync_offset: SyncOffset | None = None) -> grain.MapDataset:
   """Batched training windows over `num_epochs` reshuffled epochs.
 
   `shard_index/shard_count` split the recordings between processes
   (multi-host): each process batches `batch_size` windows of its own shard.
+  `fraction` < 1 trains on `subset_indices(len(source), fraction,
+  subset_seed)` only, for as many batches as `num_epochs` epochs of the whole
+  split give (equal compute: the subset is seen more often).
   Index k of the result is batch k of the run.
   """
-  # grain hands later epochs' indices through to the source (which wraps
-  # them), so the recording's own index is taken modulo the source length.
   num_recordings = len(source)
-  ds = grain.MapDataset.source(source).map_with_index(
-      lambda index, example: dict(example, index=index % num_recordings))
+  if fraction < 1.0:
+    chosen = subset_indices(num_recordings, fraction, subset_seed)
+    ds = grain.MapDataset.range(len(chosen)).map(
+        lambda i: dict(source[int(chosen[i % len(chosen)])],
+                       index=int(chosen[i % len(chosen)])))
+  else:
+    # grain hands later epochs' indices through to the source (which wraps
+    # them), so the recording's own index is taken modulo the source length.
+    ds = grain.MapDataset.source(source).map_with_index(
+        lambda index, example: dict(example, index=index % num_recordings))
   if shard_count > 1:
     ds = ds[shard_index::shard_count]
   if len(ds) < batch_size:
+    subset = (f" (config.data.train_fraction={fraction} of {num_recordings})"
+              if fraction < 1.0 else "")
     raise ValueError(
-        f"the training split has {len(ds)} recordings for this process, "
-        f"fewer than the per-process batch size {batch_size}: lower "
-        "config.data.batch_size")
+        f"the training split has {len(ds)} recordings{subset} for this "
+        f"process, fewer than the per-process batch size {batch_size}: lower "
+        "config.data.batch_size" + (" or raise the fraction" if subset else ""))
+  total_batches = None
+  if fraction < 1.0:
+    full_shard = len(range(shard_index, num_recordings, shard_count))
+    total_batches = num_epochs * (full_shard // batch_size)
+    num_epochs = -(-total_batches // (len(ds) // batch_size))
   ds = ds.seed(seed).shuffle().repeat(num_epochs)
   ds = ds.random_map(RandomWindow(views, label_key, max_frames, chunk_size,
-                                  zoom, feature_dim, num_classes))
-  return ds.batch(batch_size, drop_remainder=True)
+                                  zoom, feature_dim, num_classes, sync_offset))
+  ds = ds.batch(batch_size, drop_remainder=True)
+  return ds if total_batches is None else ds[:total_batches]
+
+
+def subset_indices(num_recordings: int, fraction: float, seed: int = 0
+                   ) -> np.ndarray:
+  """Sorted indices of round(fraction * num_recordings) recordings (at least
+  one), a prefix of one fixed random permutation: subsets are nested."""
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f"config.data.train_fraction={fraction} must lie in "
+                     "(0, 1]")
+  count = max(1, int(round(fraction * num_recordings)))
+  order = np.random.default_rng(seed).permutation(num_recordings)
+  return np.sort(order[:count])
 
 
 def eval_windows(features: np.ndarray, chunk: int, max_frames: int

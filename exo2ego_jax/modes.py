@@ -34,6 +34,9 @@ PSEUDO_LABEL_MODES = ("align_pseudo_label", "sync_pseudo_label")
 MODES = SUPERVISED_MODES + DISTILL_MODES + UDA_MODES + PSEUDO_LABEL_MODES
 # Modes that need a trained exo teacher (config.teacher_workdir).
 TEACHER_MODES = DISTILL_MODES + PSEUDO_LABEL_MODES
+# Modes that train on synchronized pairs as such, where config.data.sync_offset
+# (a deliberate synchronization error) means something.
+SYNC_OFFSET_MODES = DISTILL_MODES + ("sync_pseudo_label",)
 PSEUDO_LABEL_KEY = "pseudo_labels"  # field that pseudo_labels.py adds
 # Head names in the order C2F-TCN returns them; "y" is the final head.
 HEADS = c2f_tcn.HEAD_NAMES + ("y",)

@@ -45,6 +45,18 @@ class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/inf loss; the last good checkpoint is kept."""
 
 
+def data_option(config: ml_collections.ConfigDict, name: str):
+  """config.data.<name>; runs made before the option existed (their
+  config.json lacks it) get the value that reproduces them."""
+  return config.data.get(name, workdir_lib.ADDED_FIELDS[f"data.{name}"])
+
+
+def eval_chunk_sizes(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """Chunk sizes averaged at evaluation (test-time augmentation)."""
+  sizes = data_option(config, "eval_chunk_sizes") or (config.data.chunk_size,)
+  return tuple(int(c) for c in sizes)
+
+
 def build_mode(config: ml_collections.ConfigDict,
                info: datasets.DatasetInfo) -> modes.Mode:
   """Checks the config against the dataset and describes the run."""
@@ -83,6 +95,24 @@ def build_mode(config: ml_collections.ConfigDict,
     raise ValueError(f"config.uda.target_split={config.uda.target_split!r} "
                      f"and target_view={config.uda.target_view!r} must name a "
                      f"non-test split of {info.name} and 'exo' or 'ego'")
+  if not 0.0 < data_option(config, "train_fraction") <= 1.0:
+    raise ValueError(f"config.data.train_fraction="
+                     f"{data_option(config, 'train_fraction')} must lie in "
+                     "(0, 1]")
+  if (data_option(config, "sync_offset") and
+      config.mode not in modes.SYNC_OFFSET_MODES):
+    raise ValueError(
+        f"config.data.sync_offset shifts the student's view against the "
+        f"teacher's; mode {config.mode} trains on no synchronized pair: "
+        f"leave it 0, or use one of {', '.join(modes.SYNC_OFFSET_MODES)}")
+  if data_option(config, "sync_offset_mode") not in (
+      input_pipeline.OFFSET_MODES):
+    raise ValueError(f"config.data.sync_offset_mode="
+                     f"{data_option(config, 'sync_offset_mode')!r} is unknown:"
+                     f" use one of {', '.join(input_pipeline.OFFSET_MODES)}")
+  if any(int(c) < 1 for c in eval_chunk_sizes(config)):
+    raise ValueError(f"config.data.eval_chunk_sizes="
+                     f"{eval_chunk_sizes(config)} must be positive integers")
   if config.mode == "distill_both" and not config.adapter_workdir:
     raise ValueError("mode distill_both needs a trained adapter: set "
                      "--config.adapter_workdir to a distill_feature run")
@@ -308,7 +338,13 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
       chunk_size=config.data.chunk_size, zoom=config.data.zoom,
       seed=config.seed, shard_index=jax.process_index(),
       shard_count=jax.process_count(), feature_dim=info.feature_dim,
-      num_classes=info.num_classes)
+      num_classes=info.num_classes,
+      fraction=data_option(config, "train_fraction"),
+      subset_seed=data_option(config, "subset_seed"),
+      sync_offset=(input_pipeline.SyncOffset(
+          data_option(config, "sync_offset"),
+          data_option(config, "sync_offset_mode"), view=config.data.view,
+          seed=config.seed) if data_option(config, "sync_offset") else None))
   if config.mode in modes.UDA_MODES:  # unlabeled ego, independently drawn
     train_ds = input_pipeline.with_target_windows(
         train_ds, sources[config.uda.target_split],
@@ -342,7 +378,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   def evaluate(split: str, view: str) -> dict:
     summary = evaluation.evaluate_split(
         make_predict_fn(mode, state, data_sharding), sources[split],
-        view=view, chunk_sizes=(config.data.chunk_size,),
+        view=view, chunk_sizes=eval_chunk_sizes(config),
         max_frames=config.data.max_frames,
         batch_size=config.data.eval_batch_size,
         class_names=info.class_names,
@@ -444,8 +480,8 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, split: str,
     raise ValueError(f"dataset {info.name} has no split {split!r}: choose "
                      f"one of {', '.join(sources)}")
   view = view or config.data.eval_view
-  chunk_sizes = tuple(int(c) for c in (chunk_sizes or
-                                       (config.data.chunk_size,)))
+  chunk_sizes = (tuple(int(c) for c in chunk_sizes) if chunk_sizes
+                 else eval_chunk_sizes(config))
   mode = build_mode(config, info)
   step, state = checkpoints.restore_state(workdir, which)
   mesh = jax.make_mesh((jax.device_count(),), ("data",))

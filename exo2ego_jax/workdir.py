@@ -12,6 +12,16 @@ import threading
 
 # Fields that may change between invocations of the same run.
 MUTABLE_FIELDS = ("progress",)
+# Fields added after runs already existed, with the value that means "as
+# before": a run whose config.json lacks one continues (and is reused by the
+# benchmark) when the new config leaves it at that value.
+ADDED_FIELDS = {
+    "data.train_fraction": 1.0,
+    "data.subset_seed": 0,
+    "data.sync_offset": 0,
+    "data.sync_offset_mode": "fixed",
+    "data.eval_chunk_sizes": None,
+}
 
 
 class WorkdirInUseError(RuntimeError):
@@ -71,6 +81,8 @@ def check_same_config(workdir: str, config_json: str,
   with open(path) as f:
     old = _flatten(json.load(f))
   new = _flatten(json.loads(config_json))
+  for key, value in ADDED_FIELDS.items():
+    old.setdefault(key, value)
   changed = sorted(k for k in set(old) | set(new)
                    if k not in MUTABLE_FIELDS and old.get(k) != new.get(k))
   if changed:
