@@ -10,6 +10,12 @@ ego-oracle gap each method closes) and `segmentation.png` (ground truth and
 each method's prediction of one test recording as coloured bars) into
 `config.results_dir` (default `config.workdir`), and prints the Markdown
 table.
+
+A config with a `sweep` (configs/synthetic_ablation_*.py) adds one row per
+value of one config key of one method, e.g. data.train_fraction of
+distill_model, and plots the score against the value (`sweep.png`) with the
+`sweep.references` rows (exo-only, ego-oracle) as horizontal lines. Sweep
+points that leave a method's config unchanged reuse its ordinary runs.
 """
 
 from __future__ import annotations
@@ -46,9 +52,12 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
   return module.get_config()
 
 
-def method_config(bench: ml_collections.ConfigDict, method: str, seed: int
+def method_config(bench: ml_collections.ConfigDict, method: str, seed: int,
+                  point: dict | None = None
                   ) -> tuple[ml_collections.ConfigDict, str]:
-  """The training config and workdir of one method and seed."""
+  """The training config and workdir of one method and seed; `point` (a
+  sweep point: {dotted config key: value}) is applied last. A point that
+  leaves the config as it was shares the method's own workdir."""
   config = load_config_file(bench.method_configs[method])
   config.seed = seed
   config.progress = bench.progress
@@ -63,7 +72,55 @@ def method_config(bench: ml_collections.ConfigDict, method: str, seed: int
     config.teacher_workdir = os.path.join(root, bench.teacher, f"seed{seed}")
   if config.mode == "distill_both":
     config.adapter_workdir = os.path.join(root, bench.adapter, f"seed{seed}")
-  return config, os.path.join(root, method, f"seed{seed}")
+  subdir = method
+  if point:
+    plain = config.to_json()
+    config.update_from_flattened_dict(dict(point))
+    if config.to_json() != plain:
+      subdir = os.path.join(method, point_name(point))
+  return config, os.path.join(root, subdir, f"seed{seed}")
+
+
+def point_name(point: dict) -> str:
+  """A sweep point as a row and folder name, e.g. train_fraction=0.5."""
+  return ",".join(f"{key.rsplit('.', 1)[-1]}={value}"
+                  for key, value in point.items())
+
+
+def sweep_points(bench: ml_collections.ConfigDict) -> list[dict]:
+  """The config changes of each sweep point (none without a sweep)."""
+  sweep = bench.get("sweep")
+  if not sweep or not sweep.grid:
+    return []
+  if sweep.method not in bench.method_configs:
+    raise ValueError(f"config.sweep.method={sweep.method!r} has no entry in "
+                     "config.method_configs")
+  fixed = flatten(sweep.fixed.to_dict()) if sweep.get("fixed") else {}
+  return [dict(fixed, **{sweep.key: value}) for value in sweep.grid]
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """{"data": {"x": 1}} -> {"data.x": 1}."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def study_rows(bench: ml_collections.ConfigDict
+               ) -> list[tuple[str, str, dict | None]]:
+  """(row name, method, sweep point) of every table row, in order: the
+  methods, then one row per sweep point."""
+  rows = [(method, method, None) for method in bench.methods]
+  if sweep_points(bench):
+    short = bench.sweep.key.rsplit(".", 1)[-1]
+    rows += [(f"{bench.sweep.method} {short}={value}", bench.sweep.method,
+              point)
+             for value, point in zip(bench.sweep.grid, sweep_points(bench))]
+  return rows
 
 
 def summarize(scores: dict) -> dict:
@@ -119,53 +176,74 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
   test = f"{bench.test_split}/{bench.test_view}"
   reference = (f"{bench.teacher} scored on {bench.test_split}/"
                f"{bench.teacher_reference_view} (reference)")
-  scores: dict = {m: [] for m in bench.methods}
+  rows = study_rows(bench)
+  scores: dict = {row: [] for row, _, _ in rows}
   if bench.teacher_reference_view:
     scores[reference] = []
   predictions, seconds = {}, {}
   start = time.time()
-  runs = [(seed, method) for seed in bench.seeds for method in bench.methods]
-  for i, (seed, method) in enumerate(runs, 1):
-    config, workdir = method_config(bench, method, seed)
-    print(f"[{i}/{len(runs)}] {method} seed {seed} ({workdir})", flush=True)
+  runs = [(seed, *row) for seed in bench.seeds for row in rows]
+  for i, (seed, row, method, point) in enumerate(runs, 1):
+    config, workdir = method_config(bench, method, seed, point)
+    print(f"[{i}/{len(runs)}] {row} seed {seed} ({workdir})", flush=True)
     t0 = time.time()
     trainer.train_and_evaluate(config, workdir)
     summary = trainer.evaluate_run(config, workdir, bench.test_split,
                                    view=bench.test_view)
-    scores[method].append({m: summary[m] for m in METRICS})
-    if method == bench.teacher and bench.teacher_reference_view:
+    scores[row].append({m: summary[m] for m in METRICS})
+    if row == bench.teacher and bench.teacher_reference_view:
       ref = trainer.evaluate_run(config, workdir, bench.test_split,
                                  view=bench.teacher_reference_view,
                                  write_predictions=False)
       scores[reference].append({m: ref[m] for m in METRICS})
-    seconds[f"{method}/seed{seed}"] = round(time.time() - t0, 1)
+    seconds[f"{row}/seed{seed}"] = round(time.time() - t0, 1)
     print(f"    {test}: " + " ".join(f"{t}={summary[m]:.2f}" for m, t in
                                      zip(METRICS, METRIC_TITLES)) +
-          f" ({seconds[f'{method}/seed{seed}']:.0f} s)", flush=True)
-    if seed == bench.seeds[0]:
-      predictions[method] = os.path.join(workdir, "eval",
+          f" ({seconds[f'{row}/seed{seed}']:.0f} s)", flush=True)
+    if seed == bench.seeds[0] and point is None:
+      predictions[row] = os.path.join(workdir, "eval",
                                          f"{bench.test_split}_"
                                          f"{bench.test_view}", "predictions")
       last_summary, last_config = summary, config
   table = summarize(scores)
-  markdown = markdown_table(table, bench.methods, bench.lower, bench.upper)
+  gap_rows = [row for row, _, _ in rows]
+  markdown = markdown_table(table, gap_rows, bench.lower, bench.upper)
   results = {
       "table": {row: {m: {"mean": v[0], "std": v[1]} for m, v in
                       values.items()} for row, values in table.items()},
       "gap_closed_percent": {
           row: {m: gap_closed(table, row, bench.lower, bench.upper, m)
                 for m in METRICS}
-          for row in bench.methods if row not in (bench.lower, bench.upper)},
+          for row in gap_rows if row not in (bench.lower, bench.upper)
+          and {bench.lower, bench.upper} <= set(table)},
       "per_seed": scores, "seeds": list(bench.seeds), "scored_on": test,
       "background_policy": last_summary["background_policy"],
       "seconds_per_run": seconds,
       "total_seconds": round(time.time() - start, 1),
   }
+  sweep = bench.get("sweep") if sweep_points(bench) else None
+  if sweep:
+    curve = {m: [table[row][m] for row, _, point in rows if point]
+             for m in sweep.metrics}
+    references = {row: {m: table[row][m][0] for m in sweep.metrics}
+                  for row in sweep.references if row in table}
+    results["sweep"] = {
+        "method": sweep.method, "key": sweep.key,
+        "values": list(sweep.grid),
+        "fixed": flatten(sweep.fixed.to_dict()) if sweep.get("fixed") else {},
+        "curve": {m: [{"mean": mean, "std": std} for mean, std in values]
+                  for m, values in curve.items()},
+        "references": references}
   with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
   with open(os.path.join(out, "results.md"), "w") as f:
     f.write(f"Scored on {test} ({last_summary['background_policy']}), mean "
             f"± std over seeds {list(bench.seeds)}.\n\n{markdown}\n")
+  if sweep:
+    plots.sweep_curves(os.path.join(out, "sweep.png"), list(sweep.grid),
+                       curve, references, xlabel=sweep.label,
+                       title=f"{sweep.method} on {test}, mean ± std over "
+                       f"{len(bench.seeds)} seeds", label=sweep.method)
   per_video = last_summary["per_video"]
   video_id = per_video[min(bench.plot_video_index, len(per_video) - 1)][
       "video_id"]

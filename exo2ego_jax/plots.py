@@ -47,18 +47,77 @@ def segmentation_bars(path: str, video_id: str,
   for name, folder in predictions.items():
     rows.append((name, read_predictions(os.path.join(folder, f"{video_id}.txt"),
                                         class_names)))
-  colors = class_colors(len(class_names))
-  fig, axes = plt.subplots(len(rows), 1, figsize=(12, 0.55 * len(rows) + 0.8),
-                           sharex=True)
-  for ax, (name, labels) in zip(np.atleast_1d(axes), rows):
-    ax.imshow(colors[labels][None], aspect="auto", interpolation="nearest")
+  label_bars(path, rows, class_names,
+             f"{video_id}: ground truth and predictions (ego view)")
+
+
+def label_bars(path: str, rows: Sequence[tuple[str, np.ndarray]],
+               class_names: Sequence[str], title: str,
+               gap_after: Sequence[int] = ()) -> None:
+  """One horizontal bar of per-frame class colours per (name, labels) row;
+  frames labelled -100 (not scored) are white. A thin gap follows the rows
+  whose indices are in `gap_after` (to group rows by video)."""
+  colors = np.concatenate([class_colors(len(class_names)),
+                           np.ones((1, 4))])  # index -1 (from -100): white
+  heights = []
+  for i in range(len(rows)):
+    heights += [1.0] + ([0.35] if i in gap_after else [])
+  fig, axes = plt.subplots(len(heights), 1,
+                           figsize=(12, 0.55 * sum(heights) + 0.8),
+                           gridspec_kw={"height_ratios": heights})
+  axes = list(np.atleast_1d(axes))
+  bar_axes = []
+  for i in range(len(rows)):
+    bar_axes.append(axes.pop(0))
+    if i in gap_after:
+      axes.pop(0).axis("off")
+  width = max(len(labels) for _, labels in rows)
+  for ax, (name, labels) in zip(bar_axes, rows):
+    ids = np.where(np.asarray(labels) < 0, len(class_names), labels)
+    ax.imshow(colors[ids][None], aspect="auto", interpolation="nearest",
+              extent=(0, len(labels), 0, 1))
+    ax.set_xlim(0, width)
     ax.set_yticks([])
     ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     for side in ("top", "right", "left"):
       ax.spines[side].set_visible(False)
-  np.atleast_1d(axes)[-1].set_xlabel("frame")
-  fig.suptitle(f"{video_id}: ground truth and predictions (ego view)",
-               fontsize=10)
+  bar_axes[-1].set_xlabel("frame")
+  fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def sweep_curves(path: str, values: Sequence[float],
+                 curves: Mapping[str, Sequence[tuple[float, float]]],
+                 references: Mapping[str, Mapping[str, float]], *,
+                 xlabel: str, title: str, label: str = "swept") -> None:
+  """Score against a swept value, one panel per metric.
+
+  `curves` maps a metric to (mean, std) per value (drawn with error bars);
+  `references` maps a row name (exo-only, ego-oracle) to its mean per metric
+  (drawn as horizontal lines).
+  """
+  styles = ("--", ":", "-.")
+  fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.6),
+                           squeeze=False)
+  for ax, (metric, points) in zip(axes[0], curves.items()):
+    means, stds = np.array(points, np.float64).reshape(-1, 2).T
+    ax.errorbar(values, means, yerr=stds, marker="o", capsize=3,
+                color="tab:blue", label=label)
+    for k, (name, scores) in enumerate(references.items()):
+      ax.axhline(scores[metric], color="grey" if k else "tab:red",
+                 linestyle=styles[k % len(styles)], label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(metric_title(metric))
+    ax.grid(alpha=0.3)
+  axes[0][0].legend(fontsize=8, loc="best")
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def metric_title(metric: str) -> str:
+  """f1@25 -> F1@25, edit -> Edit, mof -> MoF."""
+  return {"edit": "Edit", "mof": "MoF"}.get(metric, metric.upper())
