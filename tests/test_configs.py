@@ -1,0 +1,57 @@
+"""Every config file loads, and every benchmark config names runnable runs."""
+
+import glob
+import os
+
+import pytest
+
+from exo2ego_jax import benchmark
+from exo2ego_jax import modes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
+# Configs of other commands: python -m exo2ego_jax.distill_backbone.
+OTHER = [c for c in CONFIGS if c.endswith(("__init__.py",
+                                           "video_distill_backbone.py"))]
+BENCHMARKS = [c for c in CONFIGS if os.path.basename(c).endswith((
+    "_benchmark.py", "_benchmark_baselines.py")) or "_ablation_" in c]
+
+
+def _name(path):
+  return os.path.basename(path)[:-3]
+
+
+@pytest.mark.parametrize("path", [c for c in CONFIGS
+                                  if c not in BENCHMARKS + OTHER], ids=_name)
+def test_training_configs_load_with_a_known_mode(path):
+  config = benchmark.load_config_file(path)
+  assert config.mode in modes.MODES
+  assert config.data.train_split and config.seed == 0
+
+
+@pytest.mark.parametrize("path", BENCHMARKS, ids=_name)
+def test_benchmark_configs_name_every_run(path, monkeypatch):
+  monkeypatch.chdir(ROOT)  # method configs are paths from the repository root
+  bench = benchmark.load_config_file(path)
+  workdirs = set()
+  for row, method, point in benchmark.study_rows(bench):
+    config, workdir = benchmark.method_config(bench, method, 1, point)
+    assert config.seed == 1 and config.mode in modes.MODES
+    if bench.dataset_name:
+      assert config.dataset.name == bench.dataset_name
+    if config.mode in modes.TEACHER_MODES:
+      assert config.teacher_workdir.endswith(
+          os.path.join(bench.teacher, "seed1"))
+    assert workdir not in workdirs or point is not None, row
+    workdirs.add(workdir)
+  assert bench.teacher in bench.methods
+
+
+def test_assembly101_benchmark_uses_the_reference_schedule(monkeypatch):
+  monkeypatch.chdir(ROOT)
+  bench = benchmark.load_config_file("configs/assembly101_benchmark.py")
+  for method in bench.methods:
+    config, _ = benchmark.method_config(bench, method, 0)
+    assert config.dataset.name.startswith("assembly101_sync/dinov2")
+    assert (config.data.max_frames, config.data.chunk_size) == (600, 4)
+    assert config.optim.learning_rate == 1e-5 and config.num_epochs == 100
