@@ -65,3 +65,16 @@ def tiny_config(data_dir: str, mode: str = "exo_supervised", **overrides):
     section, _, name = key.rpartition(".")
     (config[section] if section else config)[name] = value
   return config
+
+
+class ListSource:
+  """A data source (len and index) over a list of example dicts."""
+
+  def __init__(self, examples):
+    self.examples = examples
+
+  def __len__(self):
+    return len(self.examples)
+
+  def __getitem__(self, i):
+    return self.examples[i]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from exo2ego_jax import input_pipeline as ip
+from conftest import ListSource
 
 
 def test_pool_chunks_takes_max_including_partial_chunk():
@@ -47,19 +48,8 @@ def test_make_window_pads_and_masks():
   assert (no_labels["labels"] == -100).all()
 
 
-class _Source:
-  def __init__(self, examples):
-    self.examples = examples
-
-  def __len__(self):
-    return len(self.examples)
-
-  def __getitem__(self, i):
-    return self.examples[i]
-
-
 def _dataset(**kwargs):
-  source = _Source([_example(30 + 40 * i, offset=1000 * i) for i in range(6)])
+  source = ListSource([_example(30 + 40 * i, offset=1000 * i) for i in range(6)])
   args = dict(views=("exo", "ego"), label_key="labels", batch_size=2,
               num_epochs=3, max_frames=8, chunk_size=2, zoom=True, seed=7)
   args.update(kwargs)

@@ -16,20 +16,9 @@ from exo2ego_jax import input_pipeline as ip
 from exo2ego_jax import report
 from exo2ego_jax import trainer
 from exo2ego_jax import workdir as workdir_lib
+from conftest import ListSource
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class _Source:
-
-  def __init__(self, examples):
-    self.examples = examples
-
-  def __len__(self):
-    return len(self.examples)
-
-  def __getitem__(self, i):
-    return self.examples[i]
 
 
 def _recording(index, length=40, dim=2):
@@ -44,7 +33,7 @@ def _dataset(num=12, **kwargs):
   args = dict(views=("exo", "ego"), label_key="labels", batch_size=2,
               num_epochs=3, max_frames=40, chunk_size=1, zoom=False, seed=3)
   args.update(kwargs)
-  return ip.train_dataset(_Source([_recording(i) for i in range(num)]),
+  return ip.train_dataset(ListSource([_recording(i) for i in range(num)]),
                           **args)
 
 
