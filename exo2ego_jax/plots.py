@@ -61,7 +61,7 @@ def label_bars(path: str, rows: Sequence[tuple[str, np.ndarray]],
                            np.ones((1, 4))])  # index -1 (from -100): white
   heights = []
   for i in range(len(rows)):
-    heights += [1.0] + ([0.35] if i in gap_after else [])
+    heights += [1.0] + ([0.3] if i in gap_after else [])
   fig, axes = plt.subplots(len(heights), 1,
                            figsize=(12, 0.55 * sum(heights) + 0.8),
                            gridspec_kw={"height_ratios": heights})
@@ -81,6 +81,8 @@ def label_bars(path: str, rows: Sequence[tuple[str, np.ndarray]],
     ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     for side in ("top", "right", "left"):
       ax.spines[side].set_visible(False)
+  for ax in bar_axes[:-1]:  # one frame axis, under the last bar
+    ax.tick_params(labelbottom=False)
   bar_axes[-1].set_xlabel("frame")
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
