@@ -10,7 +10,7 @@ random subset per share, smaller subsets inside larger ones; every run takes
 the same number of steps, so a smaller share is seen more often). The 100%
 point is the main study's distill_model run. Writes
 workdirs/synthetic_benchmark/ablation_sync/{results.md,results.json,sweep.png}.
-About 12 minutes on 2 CPU cores after the main study (9 new runs).
+About 9 minutes on 2 CPU cores after the main study (9 new runs).
 """
 
 import ml_collections
