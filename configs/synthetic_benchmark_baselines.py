@@ -8,12 +8,12 @@ adaptation and entropy minimisation (labeled exo + unlabeled ego drawn
 independently: no synchronization), DTW-aligned teacher pseudo-labels
 (timestamps not trusted) and synchronized teacher pseudo-labels (the simplest
 use of synchronization). Tables and figure go to
-workdirs/synthetic_benchmark/baselines/. About 13 minutes a seed (40 for
-three) on 2 CPU cores on top of the main study.
-Expected (seed 0, ego test F1@25 / Edit): uda_adversarial about 6 / 11 and
-uda_entropy about 5 / 12 (exo-only about 5 / 10: no synchronization, little
-transfer), align_pseudo_label about 43 / 37, sync_pseudo_label about 45 / 38.5
-(distill_model about 46 / 41.5).
+workdirs/synthetic_benchmark/baselines/. About 22 minutes for the three
+seeds on 2 CPU cores on top of the main study (12 new runs).
+Expected (mean of seeds 0-2, ego test F1@25 / Edit): uda_adversarial and
+uda_entropy about 5.3 / 11 (exo-only 5.3 / 10.9: no synchronization, no
+transfer), align_pseudo_label 47.1 / 39.8, sync_pseudo_label 48.1 / 40.8
+(distill_model 49.3 / 43.5).
 """
 
 from configs import synthetic_benchmark
