@@ -36,6 +36,7 @@ from exo2ego_jax import evaluation
 from exo2ego_jax import modes
 from exo2ego_jax import plots
 from exo2ego_jax import trainer
+from exo2ego_jax import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None,
                                           "Benchmark config file.")
@@ -95,19 +96,13 @@ def sweep_points(bench: ml_collections.ConfigDict) -> list[dict]:
   if sweep.method not in bench.method_configs:
     raise ValueError(f"config.sweep.method={sweep.method!r} has no entry in "
                      "config.method_configs")
-  fixed = flatten(sweep.fixed.to_dict()) if sweep.get("fixed") else {}
+  fixed = fixed_settings(sweep)
   return [dict(fixed, **{sweep.key: value}) for value in sweep.grid]
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-  """{"data": {"x": 1}} -> {"data.x": 1}."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(flatten(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
+def fixed_settings(sweep: ml_collections.ConfigDict) -> dict:
+  """The settings a sweep sets on every point, as {dotted key: value}."""
+  return workdir_lib.flatten(sweep.fixed.to_dict()) if sweep.get("fixed") else {}
 
 
 def study_rows(bench: ml_collections.ConfigDict
@@ -115,11 +110,11 @@ def study_rows(bench: ml_collections.ConfigDict
   """(row name, method, sweep point) of every table row, in order: the
   methods, then one row per sweep point."""
   rows = [(method, method, None) for method in bench.methods]
-  if sweep_points(bench):
+  points = sweep_points(bench)
+  if points:
     short = bench.sweep.key.rsplit(".", 1)[-1]
     rows += [(f"{bench.sweep.method} {short}={value}", bench.sweep.method,
-              point)
-             for value, point in zip(bench.sweep.grid, sweep_points(bench))]
+              point) for value, point in zip(bench.sweep.grid, points)]
   return rows
 
 
@@ -221,7 +216,7 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
       "seconds_per_run": seconds,
       "total_seconds": round(time.time() - start, 1),
   }
-  sweep = bench.get("sweep") if sweep_points(bench) else None
+  sweep = bench.sweep if any(point for _, _, point in rows) else None
   if sweep:
     curve = {m: [table[row][m] for row, _, point in rows if point]
              for m in sweep.metrics}
@@ -230,7 +225,7 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
     results["sweep"] = {
         "method": sweep.method, "key": sweep.key,
         "values": list(sweep.grid),
-        "fixed": flatten(sweep.fixed.to_dict()) if sweep.get("fixed") else {},
+        "fixed": fixed_settings(sweep),
         "curve": {m: [{"mean": mean, "std": std} for mean, std in values]
                   for m, values in curve.items()},
         "references": references}
@@ -243,7 +238,8 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
     plots.sweep_curves(os.path.join(out, "sweep.png"), list(sweep.grid),
                        curve, references, xlabel=sweep.label,
                        title=f"{sweep.method} on {test}, mean ± std over "
-                       f"{len(bench.seeds)} seeds", label=sweep.method)
+                       f"{len(bench.seeds)} seeds", label=sweep.method,
+                       metric_titles=dict(zip(METRICS, METRIC_TITLES)))
   per_video = last_summary["per_video"]
   video_id = per_video[min(bench.plot_video_index, len(per_video) - 1)][
       "video_id"]

@@ -226,9 +226,11 @@ def train_dataset(source, *, views: Sequence[str], label_key: str | None,
   num_recordings = len(source)
   if fraction < 1.0:
     chosen = subset_indices(num_recordings, fraction, subset_seed)
-    ds = grain.MapDataset.range(len(chosen)).map(
-        lambda i: dict(source[int(chosen[i % len(chosen)])],
-                       index=int(chosen[i % len(chosen)])))
+
+    def load(i: int) -> dict:  # later epochs may hand i past the subset
+      index = int(chosen[i % len(chosen)])
+      return dict(source[index], index=index)
+    ds = grain.MapDataset.range(len(chosen)).map(load)
   else:
     # grain hands later epochs' indices through to the source (which wraps
     # them), so the recording's own index is taken modulo the source length.
@@ -259,9 +261,7 @@ def subset_indices(num_recordings: int, fraction: float, seed: int = 0
                    ) -> np.ndarray:
   """Sorted indices of round(fraction * num_recordings) recordings (at least
   one), a prefix of one fixed random permutation: subsets are nested."""
-  if not 0.0 < fraction <= 1.0:
-    raise ValueError(f"config.data.train_fraction={fraction} must lie in "
-                     "(0, 1]")
+  check_fraction(fraction)
   count = max(1, int(round(fraction * num_recordings)))
   order = np.random.default_rng(seed).permutation(num_recordings)
   return np.sort(order[:count])
@@ -313,3 +313,10 @@ def with_target_windows(labeled: grain.MapDataset, source, *, view: str,
     window = target[index]
     return dict(batch, target=window[view], target_mask=window["mask"])
   return labeled.map_with_index(add_target)
+
+
+def check_fraction(fraction: float) -> None:
+  """A share of the training recordings lies in (0, 1]."""
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f"config.data.train_fraction={fraction} must lie in "
+                     "(0, 1]")

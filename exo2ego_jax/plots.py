@@ -93,10 +93,12 @@ def label_bars(path: str, rows: Sequence[tuple[str, np.ndarray]],
 def sweep_curves(path: str, values: Sequence[float],
                  curves: Mapping[str, Sequence[tuple[float, float]]],
                  references: Mapping[str, Mapping[str, float]], *,
-                 xlabel: str, title: str, label: str = "swept") -> None:
+                 xlabel: str, title: str, label: str = "swept",
+                 metric_titles: Mapping[str, str] | None = None) -> None:
   """Score against a swept value, one panel per metric.
 
   `curves` maps a metric to (mean, std) per value (drawn with error bars);
+  `metric_titles` names a metric on its axis (default: the metric's key);
   `references` maps a row name (exo-only, ego-oracle) to its mean per metric
   (drawn as horizontal lines).
   """
@@ -111,7 +113,7 @@ def sweep_curves(path: str, values: Sequence[float],
       ax.axhline(scores[metric], color="grey" if k else "tab:red",
                  linestyle=styles[k % len(styles)], label=name)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(metric_title(metric))
+    ax.set_ylabel((metric_titles or {}).get(metric, metric))
     ax.grid(alpha=0.3)
   axes[0][0].legend(fontsize=8, loc="best")
   fig.suptitle(title, fontsize=10)
@@ -119,7 +121,3 @@ def sweep_curves(path: str, values: Sequence[float],
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
-
-def metric_title(metric: str) -> str:
-  """f1@25 -> F1@25, edit -> Edit, mof -> MoF."""
-  return {"edit": "Edit", "mof": "MoF"}.get(metric, metric.upper())

@@ -95,10 +95,7 @@ def build_mode(config: ml_collections.ConfigDict,
     raise ValueError(f"config.uda.target_split={config.uda.target_split!r} "
                      f"and target_view={config.uda.target_view!r} must name a "
                      f"non-test split of {info.name} and 'exo' or 'ego'")
-  if not 0.0 < data_option(config, "train_fraction") <= 1.0:
-    raise ValueError(f"config.data.train_fraction="
-                     f"{data_option(config, 'train_fraction')} must lie in "
-                     "(0, 1]")
+  input_pipeline.check_fraction(data_option(config, "train_fraction"))
   if (data_option(config, "sync_offset") and
       config.mode not in modes.SYNC_OFFSET_MODES):
     raise ValueError(

@@ -61,14 +61,15 @@ def locked(workdir: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """Nested dicts as one level of dotted keys: {"data": {"x": 1}} ->
+  {"data.x": 1}."""
   flat = {}
   for key, value in tree.items():
-    name = f"{prefix}{key}"
     if isinstance(value, dict):
-      flat.update(_flatten(value, name + "."))
+      flat.update(flatten(value, f"{prefix}{key}."))
     else:
-      flat[name] = list(value) if isinstance(value, tuple) else value
+      flat[f"{prefix}{key}"] = value
   return flat
 
 
@@ -79,8 +80,8 @@ def check_same_config(workdir: str, config_json: str,
   if allow_change or not os.path.exists(path):
     return
   with open(path) as f:
-    old = _flatten(json.load(f))
-  new = _flatten(json.loads(config_json))
+    old = flatten(json.load(f))
+  new = flatten(json.loads(config_json))
   for key, value in ADDED_FIELDS.items():
     old.setdefault(key, value)
   changed = sorted(k for k in set(old) | set(new)
