@@ -3,6 +3,7 @@
 import os
 
 import jax
+import numpy as np
 import pytest
 
 from configs import synthetic_exo
@@ -78,3 +79,39 @@ class ListSource:
 
   def __getitem__(self, i):
     return self.examples[i]
+
+
+class EditedSource:
+  """A data source whose examples pass through `edit(index, example)`."""
+
+  def __init__(self, source, edit):
+    self.source, self.edit = source, edit
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, i):
+    return self.edit(i, dict(self.source[i]))
+
+
+def poison(*keys):
+  """An edit that replaces the fields `keys` (labels) with garbage."""
+
+  def edit(index, example):
+    del index
+    for key in keys:
+      example[key] = np.full_like(example[key], 10**6)
+    return example
+  return edit
+
+
+def edit_splits(monkeypatch, **edits):
+  """Makes datasets.open_dataset pass each example of split `name` through
+  `edits[name]` (see EditedSource), for the rest of the test."""
+  open_dataset = datasets.open_dataset
+
+  def edited_open(*args, **kwargs):
+    info, sources = open_dataset(*args, **kwargs)
+    return info, dict(sources, **{split: EditedSource(sources[split], edit)
+                                  for split, edit in edits.items()})
+  monkeypatch.setattr(datasets, "open_dataset", edited_open)

@@ -19,6 +19,8 @@ from exo2ego_jax import modes
 from exo2ego_jax import pseudo_labels
 from exo2ego_jax import trainer
 from exo2ego_jax.models import domain
+from conftest import edit_splits
+from conftest import poison
 
 
 def _assert_trees_equal(a, b):
@@ -205,22 +207,6 @@ def _baseline_config(make_config, mode, teacher_dir, **overrides):
   return config
 
 
-class _Poisoned:
-  """A split whose label fields are replaced by garbage."""
-
-  def __init__(self, source, keys):
-    self.source, self.keys = source, keys
-
-  def __len__(self):
-    return len(self.source)
-
-  def __getitem__(self, i):
-    example = dict(self.source[i])
-    for key in self.keys:
-      example[key] = np.full_like(example[key], 10**6)
-    return example
-
-
 @pytest.mark.parametrize("mode", ["uda_adversarial", "uda_entropy",
                                   "align_pseudo_label", "sync_pseudo_label"])
 def test_baselines_train_evaluate_and_never_read_ego_labels(
@@ -261,15 +247,8 @@ def test_baselines_train_evaluate_and_never_read_ego_labels(
                                  write_predictions=False)
   assert summary["num_videos"] == 6 and 0 <= summary["mof"] <= 100
 
-  open_dataset = datasets.open_dataset
-
-  def poisoned_open(name, data_dir):
-    info, sources = open_dataset(name, data_dir)
-    return info, dict(
-        sources,
-        sync_pairs=_Poisoned(sources["sync_pairs"], ("labels", "ego_labels")),
-        train=_Poisoned(sources["train"], ("ego_labels",)))
-  monkeypatch.setattr(datasets, "open_dataset", poisoned_open)
+  edit_splits(monkeypatch, sync_pairs=poison("labels", "ego_labels"),
+              train=poison("ego_labels"))
   poisoned = str(tmp_path / "poisoned")
   trainer.train_and_evaluate(config, poisoned)
   _, other = checkpoints.restore_state(poisoned, checkpoints.LATEST)

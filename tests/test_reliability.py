@@ -17,6 +17,7 @@ from exo2ego_jax import checkpoints
 from exo2ego_jax import datasets
 from exo2ego_jax import trainer
 from exo2ego_jax import workdir as workdir_lib
+from conftest import edit_splits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,28 +106,6 @@ def test_killed_or_preempted_run_resumes_to_identical_parameters(
     np.testing.assert_array_equal(x, y)
 
 
-class _Edited:
-  """A data source whose examples pass through `edit(index, example)`."""
-
-  def __init__(self, source, edit):
-    self.source, self.edit = source, edit
-
-  def __len__(self):
-    return len(self.source)
-
-  def __getitem__(self, i):
-    return self.edit(i, dict(self.source[i]))
-
-
-def _with_edited_split(monkeypatch, split, edit):
-  open_dataset = datasets.open_dataset
-
-  def edited_open(name, data_dir):
-    info, sources = open_dataset(name, data_dir)
-    return info, dict(sources, **{split: _Edited(sources[split], edit)})
-  monkeypatch.setattr(datasets, "open_dataset", edited_open)
-
-
 def _nan_recording(i, example):
   if i == 3:
     example["exo"] = np.full_like(example["exo"], np.nan)
@@ -139,7 +118,7 @@ def test_nan_batch_stops_the_run_naming_step_and_videos(
   config = make_config(num_epochs=1)
   trainer.train_and_evaluate(config, workdir)  # a good run: 2 steps
   before = _digest(workdir)
-  _with_edited_split(monkeypatch, "train", _nan_recording)
+  edit_splits(monkeypatch, train=_nan_recording)
   config = make_config(num_epochs=3)
   with pytest.raises(trainer.NonFiniteLossError,
                      match=r"at step \d+ \(batch of videos .*train_0003"):
@@ -152,7 +131,7 @@ def test_nan_batch_stops_the_run_naming_step_and_videos(
 
 
 def test_nan_batches_can_be_skipped(tmp_path, make_config, monkeypatch):
-  _with_edited_split(monkeypatch, "train", _nan_recording)
+  edit_splits(monkeypatch, train=_nan_recording)
   config = make_config(num_epochs=2, skip_nonfinite_batches=True)
   workdir = str(tmp_path / "run")
   trainer.train_and_evaluate(config, workdir)
@@ -195,7 +174,7 @@ def test_label_outside_class_table_names_the_video(tmp_path, make_config,
       example["labels"] = example["labels"].copy()
       example["labels"][7] = 99
     return example
-  _with_edited_split(monkeypatch, "train", bad_label)
+  edit_splits(monkeypatch, train=bad_label)
   with pytest.raises(ValueError, match=r"recording train_\d+: labels holds "
                      r"label 99 outside the class table \(0..30"):
     trainer.train_and_evaluate(make_config(), str(tmp_path / "run"))
@@ -207,7 +186,7 @@ def test_wrong_feature_size_names_the_video(tmp_path, make_config,
     if i == 1:
       example["exo"] = example["exo"][:, :10]
     return example
-  _with_edited_split(monkeypatch, "train", short_features)
+  edit_splits(monkeypatch, train=short_features)
   with pytest.raises(ValueError, match=r"exo features have shape \(\d+, 10\), "
                      r"expected \(T, 16\)"):
     trainer.train_and_evaluate(make_config(), str(tmp_path / "run"))

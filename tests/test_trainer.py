@@ -11,6 +11,8 @@ import pytest
 from exo2ego_jax import checkpoints
 from exo2ego_jax import datasets
 from exo2ego_jax import trainer
+from conftest import edit_splits
+from conftest import poison
 
 
 def _leaves(tree):
@@ -139,24 +141,7 @@ def test_distillation_never_reads_ego_labels(tmp_path, make_config,
   clean = str(tmp_path / "clean")
   trainer.train_and_evaluate(config, clean)
 
-  open_dataset = datasets.open_dataset
-
-  class Poisoned:
-    def __init__(self, source):
-      self.source = source
-    def __len__(self):
-      return len(self.source)
-    def __getitem__(self, i):
-      example = dict(self.source[i])
-      for key in ("labels", "ego_labels"):
-        example[key] = np.full_like(example[key], 10**6)
-      return example
-
-  def poisoned_open(name, data_dir):
-    info, sources = open_dataset(name, data_dir)
-    sources = dict(sources, sync_pairs=Poisoned(sources["sync_pairs"]))
-    return info, sources
-  monkeypatch.setattr(datasets, "open_dataset", poisoned_open)
+  edit_splits(monkeypatch, sync_pairs=poison("labels", "ego_labels"))
   poisoned = str(tmp_path / "poisoned")
   trainer.train_and_evaluate(config, poisoned)
 
@@ -168,22 +153,16 @@ def test_distillation_never_reads_ego_labels(tmp_path, make_config,
 
 def test_supervised_run_does_read_labels(tmp_path, make_config, monkeypatch):
   """The poisoning above would be noticed by a run that reads labels."""
-  open_dataset = datasets.open_dataset
-
-  def poisoned_open(name, data_dir):
-    info, sources = open_dataset(name, data_dir)
-    class Shifted:
-      def __len__(self):
-        return len(sources["sync_pairs"])
-      def __getitem__(self, i):
-        example = dict(sources["sync_pairs"][i])
-        example["ego_labels"] = (example["ego_labels"] + 1) % info.num_classes
-        return example
-    return info, dict(sources, sync_pairs=Shifted())
   config = make_config("ego_oracle", num_epochs=1)
+  info, _ = datasets.open_dataset(config.dataset.name, config.dataset.data_dir)
+
+  def shift(index, example):
+    del index
+    example["ego_labels"] = (example["ego_labels"] + 1) % info.num_classes
+    return example
   clean = str(tmp_path / "clean")
   trainer.train_and_evaluate(config, clean)
-  monkeypatch.setattr(datasets, "open_dataset", poisoned_open)
+  edit_splits(monkeypatch, sync_pairs=shift)
   shifted = str(tmp_path / "shifted")
   trainer.train_and_evaluate(config, shifted)
   assert _train_losses(clean) != _train_losses(shifted)
