@@ -110,6 +110,11 @@ def build_mode(config: ml_collections.ConfigDict,
   if any(int(c) < 1 for c in eval_chunk_sizes(config)):
     raise ValueError(f"config.data.eval_chunk_sizes="
                      f"{eval_chunk_sizes(config)} must be positive integers")
+  conv_impl = config.model.get("conv_impl",
+                               workdir_lib.ADDED_FIELDS["model.conv_impl"])
+  if conv_impl not in c2f_tcn.CONV_IMPLS:
+    raise ValueError(f"config.model.conv_impl={conv_impl!r} is unknown: use "
+                     f"one of {', '.join(c2f_tcn.CONV_IMPLS)}")
   if config.mode == "distill_both" and not config.adapter_workdir:
     raise ValueError("mode distill_both needs a trained adapter: set "
                      "--config.adapter_workdir to a distill_feature run")
@@ -117,7 +122,7 @@ def build_mode(config: ml_collections.ConfigDict,
   adversarial = config.mode == "uda_adversarial"
   return modes.Mode(
       name=config.mode,
-      model=c2f_tcn.C2FTCN(num_classes=info.num_classes),
+      model=c2f_tcn.C2FTCN(num_classes=info.num_classes, conv_impl=conv_impl),
       adapter=(adapters.make_adapter(**config.adapter.to_dict())
                if needs_adapter else None),
       ensemble_weights=tuple(config.model.ensemble_weights),

@@ -21,6 +21,7 @@ ADDED_FIELDS = {
     "data.sync_offset": 0,
     "data.sync_offset_mode": "fixed",
     "data.eval_chunk_sizes": None,
+    "model.conv_impl": "xla",
 }
 
 

@@ -150,6 +150,7 @@ def test_runs_from_before_the_new_options_still_resume(tmp_path,
   for key in ("train_fraction", "subset_seed", "sync_offset",
               "sync_offset_mode", "eval_chunk_sizes"):
     del old["data"][key]
+  del old["model"]["conv_impl"]
   (tmp_path / "config.json").write_text(json.dumps(old))
   workdir_lib.check_same_config(str(tmp_path), config.to_json(), False)
   config.data.train_fraction = 0.5

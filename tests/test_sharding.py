@@ -1,6 +1,7 @@
 """Data parallelism changes nothing but speed: one global batch gives the same
 loss, BatchNorm statistics and updated parameters on 1 device, on 8 devices,
-and on 2 processes (hosts) of 2 devices each.
+and on 2 processes (hosts) of 2 devices each; with either of the model's
+convolution implementations.
 
 XLA fixes the number of simulated CPU devices when JAX starts, and other tests
 start it with one, so the devices live in subprocesses (this file, run as a
@@ -36,7 +37,8 @@ BATCH, WINDOW, FEATURE_DIM, NUM_CLASSES = 8, 64, 8, 5
 # means (mean of means) would give a different loss than the global mean.
 VALID_FRAMES = (64, 10, 64, 33, 1, 64, 50, 20)
 STEPS = 2
-MODES = ("exo_supervised", "distill_model")
+# "<mode>:winograd": the model with conv_impl="winograd" (same parameters).
+MODES = ("exo_supervised", "distill_model", "distill_model:winograd")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -103,6 +105,13 @@ def test_eight_devices_match_one_device(results, mode):
   eight = results["arrays"][mode, NUM_DEVICES]
   assert one.keys() == eight.keys()
   assert_same_run(one, eight)
+
+
+def test_winograd_model_on_eight_devices_matches_xla_model_on_one(results):
+  """conv_impl="winograd" changes how the convolutions are computed, not
+  what: it matches XLA's convolutions to the same tolerance as a layout."""
+  assert_same_run(results["arrays"]["distill_model", 1],
+                  results["arrays"]["distill_model:winograd", NUM_DEVICES])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -175,9 +184,12 @@ def _setup():
       teacher["batch_stats"])
 
   def make_mode(name: str) -> modes.Mode:
+    name, _, conv_impl = name.partition(":")
     distill = name in modes.DISTILL_MODES
     return modes.Mode(
-        name=name, model=model, adapter=None, ensemble_weights=(1.0,) * 6,
+        name=name, model=c2f_tcn.C2FTCN(NUM_CLASSES,
+                                        conv_impl=conv_impl or "xla"),
+        adapter=None, ensemble_weights=(1.0,) * 6,
         smooth_weight=0.17, distill_heads=("y5", "y4", "y3", "y2"),
         distill_weights=(1.0, 1.0, 1.0, 1.0), pseudo_label_weight=0.0,
         train_view="ego" if distill else "exo",
