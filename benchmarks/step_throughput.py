@@ -3,15 +3,22 @@
   python benchmarks/step_throughput.py                 # reference sizes
   python benchmarks/step_throughput.py --quick         # smoke run, seconds
   python benchmarks/step_throughput.py --sizes 1024x600x8 --repeats 5
+  python benchmarks/step_throughput.py --jax-conv xla    # one JAX variant
 
 For every size FEATURE_DIMxWINDOWxBATCH it times, each in a fresh process
 (so peak memory is that configuration's own): the JAX supervised step
 (`trainer.make_train_step`, the trainer's Adam, jit with donated state), the
 JAX model-distillation step (frozen teacher forward + student update), and
-the same two steps in PyTorch (`torch_c2f_tcn.py`). It reports the median
+the same two steps in PyTorch (`torch_c2f_tcn.py`). JAX runs once per
+`--jax-conv` implementation of the model's 5-tap convolutions: "xla" (XLA's
+convolution) and "winograd" (F(4, 5) minimal filtering, the model's
+`conv_impl="winograd"`: the same function with 2.5x fewer matmul FLOPs).
+It reports the median
 and the best step time over --repeats timed steps after --warmup steps,
-frames per second (batch x window / step time), achieved FLOP/s (FLOPs of the
-compiled JAX step from XLA's cost analysis, used for both frameworks) against
+frames per second (batch x window / step time), achieved FLOP/s (the model's
+FLOPs: those of the compiled JAX step with XLA's convolution, from XLA's cost
+analysis, used for every row, so a Winograd step's figure is effective FLOP/s
+and can pass the ceiling; its own executed FLOPs get a column) against
 a measured float32 matmul ceiling (the faster of JAX's and PyTorch's 4096^2
 matmul), and peak memory (the process's max RSS on CPU, the device's peak
 bytes in use on an accelerator), then prints a Markdown table with the
@@ -39,6 +46,7 @@ REPO = os.path.dirname(HERE)
 REFERENCE_SIZES = ("1024x600x1", "1024x600x8", "2048x600x1", "2048x600x8")
 QUICK_SIZES = ("16x64x2",)
 STEPS = ("train", "distill")
+JAX_CONVS = ("xla", "winograd")
 NUM_CLASSES = 32
 
 
@@ -76,7 +84,7 @@ def time_steps(step, warmup: int, repeats: int) -> list[float]:
 
 
 def jax_worker(kind: str, feature_dim: int, window: int, batch: int,
-               warmup: int, repeats: int) -> dict:
+               warmup: int, repeats: int, conv_impl: str = "xla") -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, REPO)
@@ -86,7 +94,7 @@ def jax_worker(kind: str, feature_dim: int, window: int, batch: int,
   from exo2ego_jax.models import c2f_tcn  # pylint: disable=g-import-not-at-top
 
   distill = kind == "distill"
-  model = c2f_tcn.C2FTCN(NUM_CLASSES)
+  model = c2f_tcn.C2FTCN(NUM_CLASSES, conv_impl=conv_impl)
   mode = modes.Mode(
       name="distill_model" if distill else "exo_supervised", model=model,
       adapter=None, ensemble_weights=(1.0,) * 6, smooth_weight=0.17,
@@ -204,22 +212,25 @@ def fmt(value: float, digits: int = 0) -> str:
   return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN -> n/a
 
 
-def table(results: dict, sizes, frameworks, ceiling: float) -> str:
-  """Markdown: one row per size and step, JAX and PyTorch side by side;
-  times, frames/s and FLOP/s from the median step, (best) from the fastest."""
-  head = ("| features x window x batch | step | JAX ms | PyTorch ms "
-          "| JAX frames/s | PyTorch frames/s | JAX / PyTorch throughput "
-          "| GFLOP/step | JAX GFLOP/s (% ceiling) "
+def table(results: dict, sizes, jax_convs, ceiling: float) -> str:
+  """Markdown: one row per size, step and JAX convolution, JAX and PyTorch
+  side by side; times, frames/s and FLOP/s from the median step, (best)
+  from the fastest."""
+  head = ("| features x window x batch | step | JAX conv | JAX ms "
+          "| PyTorch ms | JAX frames/s | PyTorch frames/s "
+          "| JAX / PyTorch throughput | model GFLOP/step "
+          "| JAX executed GFLOP/step | JAX GFLOP/s (% ceiling) "
           "| PyTorch GFLOP/s (% ceiling) | JAX peak MiB | PyTorch peak MiB "
           "| JAX compile s |")
   lines = [head, "|" + "---|" * head.count(" |")]
   for size in sizes:
     feature_dim, window, batch = size
     for kind in STEPS:
-      jax_r = results.get(("jax", kind, size))
       torch_r = results.get(("torch", kind, size))
-      jax_ms, torch_ms = median_ms(jax_r), median_ms(torch_r)
-      flops = jax_r["flops"] if jax_r else float("nan")
+      torch_ms = median_ms(torch_r)
+      # The model's FLOPs: the step with XLA's direct convolution.
+      model_r = results.get(("jax:xla", kind, size))
+      flops = model_r["flops"] if model_r else float("nan")
       frames = batch * window
 
       def achieved(ms):
@@ -229,25 +240,32 @@ def table(results: dict, sizes, frameworks, ceiling: float) -> str:
       def peak(r):
         return fmt(r["peak_mib"] if r else float("nan"))
 
-      lines.append(
-          f"| {feature_dim} x {window} x {batch} | {kind} "
-          f"| {fmt(jax_ms, 1)} ({fmt(best_ms(jax_r), 1)}) "
-          f"| {fmt(torch_ms, 1)} ({fmt(best_ms(torch_r), 1)}) "
-          f"| {fmt(frames / jax_ms * 1e3)} | {fmt(frames / torch_ms * 1e3)} "
-          f"| {fmt(torch_ms / jax_ms, 2)}x "
-          f"({fmt(best_ms(torch_r) / best_ms(jax_r), 2)}x) "
-          f"| {fmt(flops / 1e9, 1)} | {achieved(jax_ms)} "
-          f"| {achieved(torch_ms)} "
-          f"| {peak(jax_r)} | {peak(torch_r)} "
-          f"| {fmt(jax_r['compile_s'] if jax_r else float('nan'), 1)} |")
+      for conv in jax_convs:
+        jax_r = results.get((f"jax:{conv}", kind, size))
+        jax_ms = median_ms(jax_r)
+        lines.append(
+            f"| {feature_dim} x {window} x {batch} | {kind} | {conv} "
+            f"| {fmt(jax_ms, 1)} ({fmt(best_ms(jax_r), 1)}) "
+            f"| {fmt(torch_ms, 1)} ({fmt(best_ms(torch_r), 1)}) "
+            f"| {fmt(frames / jax_ms * 1e3)} "
+            f"| {fmt(frames / torch_ms * 1e3)} "
+            f"| {fmt(torch_ms / jax_ms, 2)}x "
+            f"({fmt(best_ms(torch_r) / best_ms(jax_r), 2)}x) "
+            f"| {fmt(flops / 1e9, 1)} "
+            f"| {fmt(jax_r['flops'] / 1e9 if jax_r else float('nan'), 1)} "
+            f"| {achieved(jax_ms)} | {achieved(torch_ms)} "
+            f"| {peak(jax_r)} | {peak(torch_r)} "
+            f"| {fmt(jax_r['compile_s'] if jax_r else float('nan'), 1)} |")
   lines.append("")
   lines.append("Distillation step time / supervised step time:")
+  variants = [f"jax:{c}" for c in jax_convs] + (
+      ["torch"] if any(k[0] == "torch" for k in results) else [])
   for size in sizes:
     ratios = []
-    for framework in frameworks:
-      train = median_ms(results.get((framework, "train", size)))
-      distill = median_ms(results.get((framework, "distill", size)))
-      ratios.append(f"{framework} {fmt(distill / train, 2)}")
+    for variant in variants:
+      train = median_ms(results.get((variant, "train", size)))
+      distill = median_ms(results.get((variant, "distill", size)))
+      ratios.append(f"{variant} {fmt(distill / train, 2)}")
     lines.append(f"- {' x '.join(map(str, size))}: {', '.join(ratios)}")
   return "\n".join(lines)
 
@@ -263,6 +281,10 @@ def main() -> None:
                       help="untimed steps after compiling (default 2)")
   parser.add_argument("--frameworks", nargs="+", default=["jax", "torch"],
                       choices=["jax", "torch"])
+  parser.add_argument("--jax-conv", nargs="+", default=list(JAX_CONVS),
+                      choices=JAX_CONVS, dest="jax_convs",
+                      help="JAX implementations of the 5-tap convolutions "
+                           "to time (default: all)")
   parser.add_argument("--quick", action="store_true",
                       help=f"smoke run: sizes {' '.join(QUICK_SIZES)}, "
                            "2 repeats, 1 warmup step, a small ceiling matmul")
@@ -274,9 +296,13 @@ def main() -> None:
     if what == "ceiling":
       result = ceiling_worker(rest[0], int(rest[1]), int(rest[2]))
     else:
-      kind, size, warmup, repeats = rest
-      worker = jax_worker if what == "jax" else torch_worker
-      result = worker(kind, *parse_size(size), int(warmup), int(repeats))
+      kind, size, warmup, repeats, *conv = rest
+      if what == "jax":
+        result = jax_worker(kind, *parse_size(size), int(warmup),
+                            int(repeats), *conv)
+      else:
+        result = torch_worker(kind, *parse_size(size), int(warmup),
+                              int(repeats))
     print(json.dumps(result))
     return
 
@@ -295,15 +321,20 @@ def main() -> None:
                              str(min(repeats, 5))]) for f in frameworks}
   ceiling = max((c for c in ceilings.values() if c),
                 key=lambda c: c["flops_per_s"])
+  variants = ([("jax", c) for c in args.jax_convs] if "jax" in frameworks
+              else []) + ([("torch", None)] if "torch" in frameworks else [])
+  jax_convs = args.jax_convs if "jax" in frameworks else []
   results = {}
   for size in sizes:
     for kind in STEPS:
-      for framework in frameworks:
+      for framework, conv in variants:
         text = "x".join(map(str, size))
-        result = run_worker([framework, kind, text, str(warmup), str(repeats)])
+        name = f"jax:{conv}" if conv else framework
+        result = run_worker([framework, kind, text, str(warmup), str(repeats)]
+                            + ([conv] if conv else []))
         if result:
-          results[framework, kind, size] = result
-        print(f"{framework} {kind} {text}: {fmt(median_ms(result), 1)} ms",
+          results[name, kind, size] = result
+        print(f"{name} {kind} {text}: {fmt(median_ms(result), 1)} ms",
               file=sys.stderr, flush=True)
 
   torch_info = next((r for (f, _, _), r in results.items() if f == "torch"),
@@ -318,7 +349,7 @@ def main() -> None:
            "threads. " if torch_info else "")
         + f"Step times: median (best) of {repeats} steps after {warmup} "
         "warm-up steps.\n")
-  print(table(results, sizes, frameworks, ceiling["flops_per_s"]))
+  print(table(results, sizes, jax_convs, ceiling["flops_per_s"]))
 
 
 if __name__ == "__main__":

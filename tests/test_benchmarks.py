@@ -30,14 +30,22 @@ def test_quick_run_prints_the_table():
   assert lines[0].startswith("Device: ") and "GFLOP/s" in lines[0]
   rows = [line.split(" | ") for line in lines
           if line.startswith("| 16 x 64 x 2 ")]
-  assert [row[1] for row in rows] == ["train", "distill"]
+  assert [row[1:3] for row in rows] == [
+      ["train", "xla"], ["train", "winograd"], ["distill", "xla"],
+      ["distill", "winograd"]]
   number = lambda text: float(text.replace(",", ""))
   for row in rows:
-    assert number(row[2].split()[0]) > 0  # JAX ms: median (best)
-    assert number(row[7]) > 0  # XLA counted the step's FLOPs
+    assert number(row[3].split()[0]) > 0  # JAX ms: median (best)
+    assert number(row[8]) > 0 and number(row[9]) > 0  # XLA counted FLOPs
     if HAS_TORCH:
-      assert number(row[3].split()[0]) > 0 and row[6].split()[0].endswith("x")
-  assert any(line.startswith("- 16 x 64 x 2: jax ") for line in lines)
+      assert number(row[4].split()[0]) > 0 and row[7].split()[0].endswith("x")
+  # Model FLOPs are the direct convolution's for both rows of a step;
+  # minimal filtering executes fewer.
+  for xla_row, winograd_row in (rows[:2], rows[2:]):
+    assert xla_row[8] == winograd_row[8] == xla_row[9]
+    assert number(winograd_row[9]) < number(xla_row[9])
+  assert any(line.startswith("- 16 x 64 x 2: jax:xla ") and "jax:winograd" in
+             line for line in lines)
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
