@@ -77,7 +77,8 @@ def test_batch_is_split_over_eight_devices_and_state_replicated(results, mode):
   assert facts["params_devices"] == NUM_DEVICES
 
 
-def assert_same_run(one: dict, other: dict) -> None:
+def assert_same_run(one: dict, other: dict, update_tolerance: float = 1e-2
+                    ) -> None:
   """Same first loss and BatchNorm statistics (float32 rounding), the same
   update up to ReLU ties (1% in norm), and a close second-step loss."""
   np.testing.assert_allclose(other["losses"][0], one["losses"][0], rtol=1e-5)
@@ -96,7 +97,7 @@ def assert_same_run(one: dict, other: dict) -> None:
                                  for k, i in zip(keys, initial)])
   assert np.abs(update).max() > 1e-3  # the step really trains
   error = np.linalg.norm(other_update - update) / np.linalg.norm(update)
-  assert error < 1e-2, f"updates differ by {error:.2%} in norm"
+  assert error < update_tolerance, f"updates differ by {error:.2%} in norm"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -109,9 +110,14 @@ def test_eight_devices_match_one_device(results, mode):
 
 def test_winograd_model_on_eight_devices_matches_xla_model_on_one(results):
   """conv_impl="winograd" changes how the convolutions are computed, not
-  what: it matches XLA's convolutions to the same tolerance as a layout."""
+  what: the same loss and statistics to float32 rounding. Its rounding
+  differs from XLA's more than a layout's does, so more ReLU/max-pool ties
+  land on the other side: the update differed by 0.83% in norm (a layout:
+  0.002%), hence a 5% bound; tests/test_winograd.py checks the gradients
+  exactly in float64."""
   assert_same_run(results["arrays"]["distill_model", 1],
-                  results["arrays"]["distill_model:winograd", NUM_DEVICES])
+                  results["arrays"]["distill_model:winograd", NUM_DEVICES],
+                  update_tolerance=5e-2)
 
 
 @pytest.mark.parametrize("mode", MODES)
