@@ -45,15 +45,18 @@ class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/inf loss; the last good checkpoint is kept."""
 
 
-def data_option(config: ml_collections.ConfigDict, name: str):
-  """config.data.<name>; runs made before the option existed (their
-  config.json lacks it) get the value that reproduces them."""
-  return config.data.get(name, workdir_lib.ADDED_FIELDS[f"data.{name}"])
+def added_option(config: ml_collections.ConfigDict, key: str):
+  """The field `key` ("section.name") of workdir.ADDED_FIELDS; runs made
+  before it existed (their config.json lacks it) get the value that
+  reproduces them."""
+  section, name = key.split(".")
+  return config[section].get(name, workdir_lib.ADDED_FIELDS[key])
 
 
 def eval_chunk_sizes(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   """Chunk sizes averaged at evaluation (test-time augmentation)."""
-  sizes = data_option(config, "eval_chunk_sizes") or (config.data.chunk_size,)
+  sizes = (added_option(config, "data.eval_chunk_sizes") or
+           (config.data.chunk_size,))
   return tuple(int(c) for c in sizes)
 
 
@@ -95,23 +98,22 @@ def build_mode(config: ml_collections.ConfigDict,
     raise ValueError(f"config.uda.target_split={config.uda.target_split!r} "
                      f"and target_view={config.uda.target_view!r} must name a "
                      f"non-test split of {info.name} and 'exo' or 'ego'")
-  input_pipeline.check_fraction(data_option(config, "train_fraction"))
-  if (data_option(config, "sync_offset") and
+  input_pipeline.check_fraction(added_option(config, "data.train_fraction"))
+  if (added_option(config, "data.sync_offset") and
       config.mode not in modes.SYNC_OFFSET_MODES):
     raise ValueError(
         f"config.data.sync_offset shifts the student's view against the "
         f"teacher's; mode {config.mode} trains on no synchronized pair: "
         f"leave it 0, or use one of {', '.join(modes.SYNC_OFFSET_MODES)}")
-  if data_option(config, "sync_offset_mode") not in (
-      input_pipeline.OFFSET_MODES):
-    raise ValueError(f"config.data.sync_offset_mode="
-                     f"{data_option(config, 'sync_offset_mode')!r} is unknown:"
-                     f" use one of {', '.join(input_pipeline.OFFSET_MODES)}")
+  offset_mode = added_option(config, "data.sync_offset_mode")
+  if offset_mode not in input_pipeline.OFFSET_MODES:
+    raise ValueError(f"config.data.sync_offset_mode={offset_mode!r} is "
+                     f"unknown: use one of "
+                     f"{', '.join(input_pipeline.OFFSET_MODES)}")
   if any(int(c) < 1 for c in eval_chunk_sizes(config)):
     raise ValueError(f"config.data.eval_chunk_sizes="
                      f"{eval_chunk_sizes(config)} must be positive integers")
-  conv_impl = config.model.get("conv_impl",
-                               workdir_lib.ADDED_FIELDS["model.conv_impl"])
+  conv_impl = added_option(config, "model.conv_impl")
   if conv_impl not in c2f_tcn.CONV_IMPLS:
     raise ValueError(f"config.model.conv_impl={conv_impl!r} is unknown: use "
                      f"one of {', '.join(c2f_tcn.CONV_IMPLS)}")
@@ -333,6 +335,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   if config.mode in modes.PSEUDO_LABEL_MODES:  # teacher labels, made once
     train_source = pseudo_labels.pseudo_labeled_source(
         mode, frozen["teacher"], train_source, config, workdir)
+  offset = added_option(config, "data.sync_offset")
   train_ds = input_pipeline.train_dataset(
       train_source, views=mode.input_views,
       label_key=mode.label_key, batch_size=per_process_batch,
@@ -341,12 +344,11 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
       seed=config.seed, shard_index=jax.process_index(),
       shard_count=jax.process_count(), feature_dim=info.feature_dim,
       num_classes=info.num_classes,
-      fraction=data_option(config, "train_fraction"),
-      subset_seed=data_option(config, "subset_seed"),
+      fraction=added_option(config, "data.train_fraction"),
+      subset_seed=added_option(config, "data.subset_seed"),
       sync_offset=(input_pipeline.SyncOffset(
-          data_option(config, "sync_offset"),
-          data_option(config, "sync_offset_mode"), view=config.data.view,
-          seed=config.seed) if data_option(config, "sync_offset") else None))
+          offset, added_option(config, "data.sync_offset_mode"),
+          view=config.data.view, seed=config.seed) if offset else None))
   if config.mode in modes.UDA_MODES:  # unlabeled ego, independently drawn
     train_ds = input_pipeline.with_target_windows(
         train_ds, sources[config.uda.target_split],
