@@ -45,6 +45,10 @@ def get_config() -> ml_collections.ConfigDict:
   # window ("per_window"). Independent of any jitter built into the dataset.
   config.data.sync_offset = 0
   config.data.sync_offset_mode = "fixed"
+  # Training windows: "random" (one random crop of every recording per epoch)
+  # or "consecutive" (every consecutive window of every recording once per
+  # epoch, as the published recipe trains).
+  config.data.windows = "random"
 
   config.model = ml_collections.ConfigDict()
   config.model.ensemble_weights = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # y1..y5, y
@@ -52,9 +56,19 @@ def get_config() -> ml_collections.ConfigDict:
   # "xla" (XLA's convolution) or "winograd" (F(4, 5) minimal filtering, 2.5x
   # fewer matmul FLOPs, faster on CPU; equal to float32 rounding).
   config.model.conv_impl = "xla"
+  # BatchNorm running variance updated with the unbiased (n / (n - 1))
+  # estimate of the batch variance, as PyTorch does (the published recipe).
+  config.model.bn_unbiased_var = False
 
   config.loss = ml_collections.ConfigDict()
   config.loss.smooth_weight = 0.17
+  # The published recipe's teacher and oracle: labels of the dataset's
+  # background classes are ignored by the cross-entropy and the smoothing.
+  config.loss.ignore_background = False
+  # "valid_pairs": smoothing averaged over valid neighbour pairs (padding
+  # never counts); "reference": as the published code, summed over valid,
+  # non-ignored steps and divided by every step of the window, padding too.
+  config.loss.smooth_average = "valid_pairs"
   # Distillation: MSE between teacher and student logits of these heads.
   config.loss.distill_heads = ("y5", "y4", "y3", "y2")
   config.loss.distill_weights = (1.0, 1.0, 1.0, 1.0)
@@ -101,7 +115,13 @@ def get_config() -> ml_collections.ConfigDict:
   # False: a NaN/inf loss or gradient stops the run, naming step and videos.
   # True: such a batch's update is skipped and counted ("skipped" in logs).
   config.skip_nonfinite_batches = False
+  # Validation metric that selects the best checkpoint: a key of the
+  # evaluation summary, e.g. "f1@25", "edit", "mof", or "f1_edit_mof_sum"
+  # (F1@10 + F1@25 + F1@50 + Edit + MoF, the published code's choice).
   config.best_metric = "f1@25"
+  # Stop after this many evaluations without a better best_metric (0: off;
+  # the published recipe: 50, with an evaluation every epoch).
+  config.early_stopping_patience = 0
   config.background_policy = "exclude_background_segments"
   config.teacher_workdir = config_dict.placeholder(str)
   config.adapter_workdir = config_dict.placeholder(str)

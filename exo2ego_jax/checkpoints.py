@@ -37,6 +37,10 @@ class RunCheckpoints:
   def latest_step(self) -> int | None:
     return self.latest.latest_step()
 
+  def best_step(self) -> int | None:
+    """Step of the best checkpoint so far (None before the first)."""
+    return self.best.best_step()
+
   def save(self, step: int, state: dict, metrics: dict | None = None) -> None:
     """Saves the latest state; with validation `metrics`, also offers it as
     the best (kept only if its metric beats the best so far)."""

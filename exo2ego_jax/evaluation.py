@@ -22,6 +22,10 @@ from exo2ego_jax import metrics
 # than exo frames when a dataset has synchronisation jitter.
 VIEW_LABELS = {"exo": "labels", "ego": "ego_labels"}
 
+# Summary keys a run may select its best checkpoint by (config.best_metric).
+SELECTION_METRICS = ("f1@10", "f1@25", "f1@50", "edit", "mof",
+                     metrics.SCORE_SUM)
+
 PredictFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 

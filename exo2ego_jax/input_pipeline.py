@@ -9,6 +9,13 @@ max-pooled c frames to a step (majority label per step) and padded to
 k of a run is a pure function of (seed, k): a resumed run gets exactly the
 batches it would have seen.
 
+`windows="consecutive"` is the published recipe's sampling instead: every
+recording is cut into consecutive windows of `max_frames * c` frames (the last
+one shorter), and each epoch visits every window of every recording once, in a
+shuffled order. `ignore_classes` turns the labels of those classes (e.g. the
+background) into IGNORE_LABEL, as the published teacher and oracle training
+does.
+
 Two knobs serve robustness studies: `fraction` trains on a fixed random
 subset of the recordings (nested: a smaller fraction's subset lies inside a
 larger one's) for as many steps as the whole split would take, and
@@ -30,6 +37,9 @@ VIEWS = ("exo", "ego")
 # How a training-time synchronization offset is drawn: the same for every
 # window, once per recording, or afresh for every window.
 OFFSET_MODES = ("fixed", "per_video", "per_window")
+# How training windows are drawn: one random crop per recording and epoch, or
+# every consecutive window of every recording once per epoch (the paper's).
+WINDOW_MODES = ("random", "consecutive")
 
 
 def pool_chunks(features: np.ndarray, chunk: int) -> np.ndarray:
@@ -80,12 +90,14 @@ def pad_steps(array: np.ndarray, length: int, value) -> np.ndarray:
 def make_window(example: dict, start: int, stop: int, chunk: int,
                 max_frames: int, views: Sequence[str],
                 label_key: str | None, shift: int = 0,
-                shift_view: str | None = None) -> dict:
+                shift_view: str | None = None,
+                ignore_classes: Sequence[int] = ()) -> dict:
   """Frames [start, stop) of a recording as one padded, chunked window.
 
   `shift` frames of synchronization error: `shift_view` contributes frames
   [start + shift, stop + shift) instead, clamped to the recording (its first
-  or last frame repeats where the shift runs off an end).
+  or last frame repeats where the shift runs off an end). Steps whose
+  majority label is one of `ignore_classes` get IGNORE_LABEL.
   """
   out = {}
   for view in views:
@@ -102,6 +114,8 @@ def make_window(example: dict, start: int, stop: int, chunk: int,
     labels = np.full(steps, IGNORE_LABEL, np.int32)
   else:
     labels = majority_labels(np.asarray(example[label_key][start:stop]), chunk)
+    if len(ignore_classes):
+      labels[np.isin(labels, ignore_classes)] = IGNORE_LABEL
   out["labels"] = pad_steps(labels, max_frames, IGNORE_LABEL)
   out["mask"] = pad_steps(np.ones(steps, np.float32), max_frames, 0.0)
   return out
@@ -179,8 +193,10 @@ class RandomWindow(grain.transforms.RandomMap):
   def __init__(self, views: Sequence[str], label_key: str | None,
                max_frames: int, chunk_size: int, zoom: bool,
                feature_dim: int | None = None, num_classes: int | None = None,
-               sync_offset: SyncOffset | None = None):
+               sync_offset: SyncOffset | None = None,
+               ignore_classes: Sequence[int] = ()):
     self.views = tuple(views)
+    self.ignore_classes = tuple(int(c) for c in ignore_classes)
     self.label_key = label_key
     self.max_frames = max_frames
     self.chunk_size = chunk_size
@@ -201,9 +217,52 @@ class RandomWindow(grain.transforms.RandomMap):
       shift = self.sync_offset.draw(int(example["index"]), rng)
       shift_view = self.sync_offset.view
     window = make_window(example, start, start + span, chunk, self.max_frames,
-                         self.views, self.label_key, shift, shift_view)
+                         self.views, self.label_key, shift, shift_view,
+                         self.ignore_classes)
     window["index"] = np.int32(example["index"])
     return window
+
+
+class ConsecutiveWindow(RandomWindow):
+  """Window `example["start"]` of the consecutive windows of a recording.
+
+  The window spans frames [start, start + max_frames * chunk_size) (the last
+  window of a recording is shorter). With `zoom`, its chunk size is drawn as
+  for random windows but never so small that the span exceeds `max_frames`
+  steps.
+  """
+
+  def random_map(self, example: dict, rng: np.random.Generator) -> dict:
+    check_recording(example, self.views, self.label_key, self.feature_dim,
+                    self.num_classes)
+    length = example[self.views[0]].shape[0]
+    start = int(example["start"])
+    stop = min(length, start + self.max_frames * self.chunk_size)
+    chunk = self.chunk_size
+    if self.zoom:
+      chunk = max(zoomed_chunk(rng, chunk), -(-(stop - start) //
+                                               self.max_frames))
+    shift, shift_view = 0, None
+    if self.sync_offset is not None:
+      shift = self.sync_offset.draw(int(example["index"]), rng)
+      shift_view = self.sync_offset.view
+    window = make_window(example, start, stop, chunk, self.max_frames,
+                         self.views, self.label_key, shift, shift_view,
+                         self.ignore_classes)
+    window["index"] = np.int32(example["index"])
+    return window
+
+
+def consecutive_starts(lengths: Sequence[int], span: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+  """(recording, start frame) of every consecutive `span`-frame window."""
+  recordings, starts = [], []
+  for index, length in enumerate(lengths):
+    first = np.arange(0, max(int(length), 1), span)
+    recordings.append(np.full(first.shape, index))
+    starts.append(first)
+  return (np.concatenate(recordings).astype(np.int64),
+          np.concatenate(starts).astype(np.int64))
 
 
 def train_dataset(source, *, views: Sequence[str], label_key: str | None,
@@ -213,7 +272,9 @@ def train_dataset(source, *, views: Sequence[str], label_key: str | None,
                   feature_dim: int | None = None,
                   num_classes: int | None = None, fraction: float = 1.0,
                   subset_seed: int = 0,
-                  sync_offset: SyncOffset | None = None) -> grain.MapDataset:
+                  sync_offset: SyncOffset | None = None,
+                  windows: str = "random",
+                  ignore_classes: Sequence[int] = ()) -> grain.MapDataset:
   """Batched training windows over `num_epochs` reshuffled epochs.
 
   `shard_index/shard_count` split the recordings between processes
@@ -221,8 +282,21 @@ def train_dataset(source, *, views: Sequence[str], label_key: str | None,
   `fraction` < 1 trains on `subset_indices(len(source), fraction,
   subset_seed)` only, for as many batches as `num_epochs` epochs of the whole
   split give (equal compute: the subset is seen more often).
+  `windows` picks the sampling (WINDOW_MODES); `ignore_classes` are labels
+  trained as IGNORE_LABEL.
   Index k of the result is batch k of the run.
   """
+  if windows not in WINDOW_MODES:
+    raise ValueError(f"config.data.windows={windows!r} is unknown: use one "
+                     f"of {', '.join(WINDOW_MODES)}")
+  if windows == "consecutive":
+    return _consecutive_dataset(
+        source, views=views, label_key=label_key, batch_size=batch_size,
+        num_epochs=num_epochs, max_frames=max_frames, chunk_size=chunk_size,
+        zoom=zoom, seed=seed, shard_index=shard_index,
+        shard_count=shard_count, feature_dim=feature_dim,
+        num_classes=num_classes, fraction=fraction, sync_offset=sync_offset,
+        ignore_classes=ignore_classes)
   num_recordings = len(source)
   if fraction < 1.0:
     chosen = subset_indices(num_recordings, fraction, subset_seed)
@@ -252,9 +326,45 @@ def train_dataset(source, *, views: Sequence[str], label_key: str | None,
     num_epochs = -(-total_batches // (len(ds) // batch_size))
   ds = ds.seed(seed).shuffle().repeat(num_epochs)
   ds = ds.random_map(RandomWindow(views, label_key, max_frames, chunk_size,
-                                  zoom, feature_dim, num_classes, sync_offset))
+                                  zoom, feature_dim, num_classes, sync_offset,
+                                  ignore_classes))
   ds = ds.batch(batch_size, drop_remainder=True)
   return ds if total_batches is None else ds[:total_batches]
+
+
+def _consecutive_dataset(source, *, views, label_key, batch_size, num_epochs,
+                         max_frames, chunk_size, zoom, seed, shard_index,
+                         shard_count, feature_dim, num_classes, fraction,
+                         sync_offset, ignore_classes) -> grain.MapDataset:
+  """Every consecutive window of every recording once per epoch, shuffled.
+
+  The recordings' lengths are read once, up front, to list the windows.
+  """
+  if fraction < 1.0:
+    raise ValueError("config.data.train_fraction < 1 needs "
+                     "config.data.windows='random' (consecutive windows "
+                     "visit every recording of the split)")
+  num_recordings = len(source)
+  mine = list(range(shard_index, num_recordings, shard_count))
+  lengths = [np.asarray(source[i][views[0]]).shape[0] for i in mine]
+  recordings, starts = consecutive_starts(lengths, max_frames * chunk_size)
+  recordings = np.asarray(mine, np.int64)[recordings]
+  if len(starts) < batch_size:
+    raise ValueError(
+        f"the training split has {len(starts)} consecutive windows for this "
+        f"process, fewer than the per-process batch size {batch_size}: lower "
+        "config.data.batch_size")
+
+  def load(i: int) -> dict:
+    index = int(recordings[i])
+    return dict(source[index], index=index, start=int(starts[i]))
+  ds = grain.MapDataset.range(len(starts)).seed(seed).shuffle()
+  ds = ds.repeat(num_epochs).map(load)
+  ds = ds.random_map(ConsecutiveWindow(views, label_key, max_frames,
+                                       chunk_size, zoom, feature_dim,
+                                       num_classes, sync_offset,
+                                       ignore_classes))
+  return ds.batch(batch_size, drop_remainder=True)
 
 
 def subset_indices(num_recordings: int, fraction: float, seed: int = 0

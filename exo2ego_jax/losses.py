@@ -2,7 +2,9 @@
 the unsupervised terms of the domain-adaptation baselines.
 
 All losses take a frame mask and average over valid frames only, so padding
-never changes a loss value.
+never changes a loss value; the one exception is the published recipe's
+smoothing average (`SMOOTH_AVERAGES`), which divides by every step of the
+window, padded ones included, as the reference code does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ import optax
 IGNORE_LABEL = -100
 LOG_EPS = 1e-10
 SMOOTH_CLAMP = 16.0
+# How the smoothing term is averaged: over valid neighbour pairs (ours), or
+# as the published code does ("reference": the clamped squared differences of
+# the steps t >= 1 whose frame is valid and not ignored are summed and divided
+# by every (window, step t >= 1, class) element, padding included).
+SMOOTH_AVERAGES = ("valid_pairs", "reference")
 
 
 def _masked_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
@@ -45,11 +52,29 @@ def smoothing(probs: jax.Array, mask: jax.Array) -> jax.Array:
   return _masked_mean(per_pair, pair_valid)
 
 
+def reference_smoothing(probs: jax.Array, labels: jax.Array, mask: jax.Array
+                        ) -> jax.Array:
+  """The published code's smoothing term: clamp((log p_t - stopgrad(log
+  p_{t-1}))^2, 0, 16) weighted by whether step t is valid and not labelled
+  IGNORE_LABEL, averaged over all B * (T - 1) * C elements."""
+  log_probs = jnp.log(probs + LOG_EPS)
+  diff = log_probs[:, 1:] - jax.lax.stop_gradient(log_probs[:, :-1])
+  clamped = jnp.clip(diff**2, 0.0, SMOOTH_CLAMP)
+  valid = ((mask > 0) & (labels != IGNORE_LABEL))[:, 1:, None]
+  return jnp.mean(clamped * valid.astype(clamped.dtype))
+
+
 def supervised_loss(probs: jax.Array, labels: jax.Array, mask: jax.Array,
-                    smooth_weight: float = 0.17) -> tuple[jax.Array, dict]:
-  """C2F-TCN loss on the ensemble probabilities: CE + 0.17 * smoothing."""
+                    smooth_weight: float = 0.17,
+                    smooth_average: str = "valid_pairs"
+                    ) -> tuple[jax.Array, dict]:
+  """C2F-TCN loss on the ensemble probabilities: CE + 0.17 * smoothing,
+  the smoothing averaged as `smooth_average` (SMOOTH_AVERAGES) says."""
   ce = cross_entropy(probs, labels, mask)
-  smooth = smoothing(probs, mask)
+  if smooth_average == "reference":
+    smooth = reference_smoothing(probs, labels, mask)
+  else:
+    smooth = smoothing(probs, mask)
   return ce + smooth_weight * smooth, {"ce": ce, "smooth": smooth}
 
 

@@ -17,7 +17,7 @@ The field's conventions (MS-TCN / C2F-TCN evaluation code), stated explicitly:
 * Ground-truth frames labelled ``IGNORE_LABEL`` (-100, used for padding) are removed from both
   sequences before anything is scored.
 
-Background classes are handled by one of two named policies (``BACKGROUND_POLICIES``):
+Background classes are handled by one of three named policies (``BACKGROUND_POLICIES``):
 
 * ``"exclude_background_segments"``: MoF over all frames; Edit and F1 only see segments whose label
   is not a background class, in both prediction and ground truth (a predicted background segment
@@ -26,7 +26,12 @@ Background classes are handled by one of two named policies (``BACKGROUND_POLICI
   truth* is background are removed from both sequences first; MoF, Edit and F1 are then computed on
   the remaining frames with every label kept, so a predicted background label is just a wrong
   label (and forms a false-positive segment). Removing frames joins the runs on either side:
-  gt ``A bg A`` becomes one ``A`` segment.
+  gt ``A bg A`` becomes one ``A`` segment. The paper's oracle script scores this way.
+* ``"drop_background_frames_and_segments"``: what the paper's transfer scripts (model distillation,
+  feature distillation, both) do: frames whose ground truth is background are removed first, as
+  above; then Edit and F1 also exclude background segments (in practice the prediction's, since
+  the ground truth has none left), as ``exclude_background_segments`` does. MoF is computed on the
+  remaining frames with every label kept (a predicted background frame is a wrong frame).
 
 A video with no scored frames (length 0, or nothing left after removing ignored/background frames)
 contributes no frames and no segments and is left out of the Edit average; ``num_empty_videos``
@@ -44,8 +49,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
-BACKGROUND_POLICIES = ("exclude_background_segments", "drop_background_frames")
+BACKGROUND_POLICIES = ("exclude_background_segments", "drop_background_frames",
+                       "drop_background_frames_and_segments")
 IGNORE_LABEL = -100
+# Summary key of F1@10 + F1@25 + F1@50 + Edit + MoF (every F1 threshold scored), the sum the
+# published code selects its checkpoints by; usable as config.best_metric.
+SCORE_SUM = "f1_edit_mof_sum"
 DEFAULT_THRESHOLDS = (0.1, 0.25, 0.5)
 
 
@@ -291,10 +300,11 @@ class SegmentationScores:
             raise ValueError(f"video {video_id!r} was already added to this split")
         pred, gt = _prepare(pred, gt, video_id)
 
-        if self.background_policy == "drop_background_frames":
+        if self.background_policy.startswith("drop_background_frames"):
             if self.background_classes:
                 keep = ~np.isin(gt, self.background_classes)
                 pred, gt = pred[keep], gt[keep]
+        if self.background_policy == "drop_background_frames":
             segment_background = ()
         else:
             segment_background = self.background_classes
@@ -329,6 +339,8 @@ class SegmentationScores:
             "edit": self._edit_sum / self._edit_videos if self._edit_videos else 100.0,
         }
         out.update(zip(self._names, (float(f) for f in f1_from_counts(self._counts))))
+        # The published code's model-selection score (its "total_score").
+        out[SCORE_SUM] = sum(out[name] for name in self._names) + out["edit"] + out["mof"]
         out.update(
             num_videos=len(self._videos),
             num_empty_videos=len(self._videos) - self._edit_videos,

@@ -64,6 +64,8 @@ class Mode:
   entropy_weight: float = 0.0
   diversity_weight: float = 0.0
   ramp_steps: int = 1
+  # How the supervised loss averages its smoothing term (losses.SMOOTH_AVERAGES).
+  smooth_average: str = "valid_pairs"
 
   @property
   def input_views(self) -> tuple[str, ...]:
@@ -147,7 +149,8 @@ def loss_fn(mode: Mode, params: dict, state: dict, batch: dict
   probs = c2f_tcn.ensemble_probs(outputs, mode.ensemble_weights)
   if not mode.uses_teacher:
     loss, logs = losses.supervised_loss(probs, batch["labels"], mask,
-                                        mode.smooth_weight)
+                                        mode.smooth_weight,
+                                        mode.smooth_average)
     return loss, (updates["batch_stats"], logs)
 
   teacher = mode.model.apply(state["frozen"]["teacher"], batch["exo"], mask,

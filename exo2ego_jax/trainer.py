@@ -34,6 +34,7 @@ from exo2ego_jax import datasets
 from exo2ego_jax import distributed
 from exo2ego_jax import evaluation
 from exo2ego_jax import input_pipeline
+from exo2ego_jax import losses
 from exo2ego_jax import modes
 from exo2ego_jax import pseudo_labels
 from exo2ego_jax import workdir as workdir_lib
@@ -46,11 +47,12 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def added_option(config: ml_collections.ConfigDict, key: str):
-  """The field `key` ("section.name") of workdir.ADDED_FIELDS; runs made
-  before it existed (their config.json lacks it) get the value that
-  reproduces them."""
-  section, name = key.split(".")
-  return config[section].get(name, workdir_lib.ADDED_FIELDS[key])
+  """The field `key` ("section.name" or a top-level "name") of
+  workdir.ADDED_FIELDS; runs made before it existed (their config.json lacks
+  it) get the value that reproduces them."""
+  section, _, name = key.rpartition(".")
+  return (config[section] if section else config).get(
+      name, workdir_lib.ADDED_FIELDS[key])
 
 
 def eval_chunk_sizes(config: ml_collections.ConfigDict) -> tuple[int, ...]:
@@ -113,6 +115,17 @@ def build_mode(config: ml_collections.ConfigDict,
   if any(int(c) < 1 for c in eval_chunk_sizes(config)):
     raise ValueError(f"config.data.eval_chunk_sizes="
                      f"{eval_chunk_sizes(config)} must be positive integers")
+  recipe_choices = (("loss.smooth_average", losses.SMOOTH_AVERAGES),
+                    ("data.windows", input_pipeline.WINDOW_MODES))
+  for key, choices in recipe_choices:
+    if added_option(config, key) not in choices:
+      raise ValueError(f"config.{key}={added_option(config, key)!r} is "
+                       f"unknown: use one of {', '.join(choices)}")
+  if config.best_metric not in evaluation.SELECTION_METRICS:
+    raise ValueError(f"config.best_metric={config.best_metric!r} is unknown: "
+                     f"use one of {', '.join(evaluation.SELECTION_METRICS)}")
+  if added_option(config, "early_stopping_patience") < 0:
+    raise ValueError("config.early_stopping_patience must be >= 0 (0: off)")
   conv_impl = added_option(config, "model.conv_impl")
   if conv_impl not in c2f_tcn.CONV_IMPLS:
     raise ValueError(f"config.model.conv_impl={conv_impl!r} is unknown: use "
@@ -129,6 +142,7 @@ def build_mode(config: ml_collections.ConfigDict,
                if needs_adapter else None),
       ensemble_weights=tuple(config.model.ensemble_weights),
       smooth_weight=config.loss.smooth_weight,
+      smooth_average=added_option(config, "loss.smooth_average"),
       distill_heads=heads,
       distill_weights=tuple(config.loss.distill_weights),
       pseudo_label_weight=config.loss.pseudo_label_weight,
@@ -263,6 +277,15 @@ def make_predict_fn(mode: modes.Mode, state: dict, sharding):
   return predict_fn
 
 
+def patience_exhausted(step: int, best_step: int | None, eval_every: int,
+                       patience: int) -> bool:
+  """Early stopping: `patience` evaluations (every `eval_every` steps) have
+  passed since the best checkpoint without a better one."""
+  if best_step is None:
+    return False
+  return (step - best_step) // eval_every >= patience
+
+
 def append_jsonl(workdir: str, record: dict) -> None:
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
@@ -348,7 +371,11 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
       subset_seed=added_option(config, "data.subset_seed"),
       sync_offset=(input_pipeline.SyncOffset(
           offset, added_option(config, "data.sync_offset_mode"),
-          view=config.data.view, seed=config.seed) if offset else None))
+          view=config.data.view, seed=config.seed) if offset else None),
+      windows=added_option(config, "data.windows"),
+      ignore_classes=(info.background_classes
+                      if added_option(config, "loss.ignore_background")
+                      else ()))
   if config.mode in modes.UDA_MODES:  # unlabeled ego, independently drawn
     train_ds = input_pipeline.with_target_windows(
         train_ds, sources[config.uda.target_split],
@@ -372,6 +399,11 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
     state = jax.device_put(state, replicated)
     logging.info("Resumed %s at step %d", workdir, int(state["step"]))
   start_step = int(state["step"])
+  patience = added_option(config, "early_stopping_patience")
+  stopped_early = None
+  if patience and start_step and patience_exhausted(
+      start_step, ckpt.best_step(), eval_every, patience):
+    stopped_early = start_step  # a finished, early-stopped run: report it
 
   # ----- Compiled steps. -----
   train_step = jax.jit(make_train_step(mode, optimizer,
@@ -419,7 +451,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
       bar.set_postfix(loss=f"{mean['loss']:.4f}")
 
   try:
-    for step in range(start_step + 1, total_steps + 1):
+    for step in range(start_step + 1,
+                      (stopped_early or total_steps) + 1):
       batch = next(batches)
       indices = batch.pop("index")
       global_batch = {
@@ -445,6 +478,12 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
                       ("f1@10", "f1@25", "f1@50", "edit", "mof")))
         ckpt.save(step, state,
                   {config.best_metric: summary[config.best_metric]})
+        if patience and patience_exhausted(step, ckpt.best_step(),
+                                           eval_every, patience):
+          stopped_early = step
+          bar.write(f"step {step}: no better {config.best_metric} in "
+                    f"{patience} evaluations; stopping early")
+          break
       elif save_now:
         ckpt.save(step, state)
       bar.update(1)
@@ -464,6 +503,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   results = {"mode": config.mode, "workdir": os.path.abspath(workdir),
              "total_steps": total_steps, "best_step": best_step,
              "best_metric": config.best_metric,
+             "stopped_early_at": stopped_early,
              "validation": evaluate(config.data.eval_split,
                                     config.data.eval_view)}
   if jax.process_index() == 0:

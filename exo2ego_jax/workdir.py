@@ -22,6 +22,11 @@ ADDED_FIELDS = {
     "data.sync_offset_mode": "fixed",
     "data.eval_chunk_sizes": None,
     "model.conv_impl": "xla",
+    "data.windows": "random",
+    "loss.ignore_background": False,
+    "loss.smooth_average": "valid_pairs",
+    "early_stopping_patience": 0,
+    "model.bn_unbiased_var": False,
 }
 
 

@@ -247,6 +247,22 @@ def test_drop_background_frames_by_hand():
     assert out["f1@10"] == out["f1@25"] == out["f1@50"] == approx(80.0)
 
 
+def test_drop_background_frames_and_segments_by_hand():
+    # The paper's transfer-script rule. Same frames as above are dropped:
+    #   gt -> [1,1,1,2,2], pred -> [1,1,0,2,2]. MoF 4/5 = 80 (the predicted background frame
+    #   is a wrong frame). Segments without background: gt 1:[0,3), 2:[3,5);
+    #   pred 1:[0,2), 2:[3,5) (the predicted background segment is neither hit nor FP).
+    #   1: IoU 2/3 -> TP at 0.1, 0.25, 0.5; 2: IoU 1 -> TP. F1 = 100.
+    #   Edit [1,2] vs [1,2] -> 100.
+    out = score_videos([("bg", BG_PRED, BG_GT)], background_classes=[0],
+                       background_policy="drop_background_frames_and_segments")
+    assert out["background_policy"] == "drop_background_frames_and_segments"
+    assert out["num_frames"] == 5
+    assert out["mof"] == approx(80.0)
+    assert out["edit"] == approx(100.0)
+    assert out["f1@10"] == out["f1@25"] == out["f1@50"] == approx(100.0)
+
+
 def test_drop_background_frames_joins_runs():
     # gt 1 bg 1 -> after dropping frame 1 both become [1, 1]: one segment each, all perfect.
     # Under the other policy the gt has two label-1 segments and the prediction one.
@@ -467,11 +483,9 @@ def test_split_matches_brute_force(policy):
             gt = [IGNORE_LABEL if rng.random() < 0.05 else g for g in gt]  # sprinkle padding
             videos.append((f"vid{v}", pred, gt))
             kept = [(p, g) for p, g in zip(pred, gt) if g != IGNORE_LABEL]
-            if policy == "drop_background_frames":
+            if policy.startswith("drop_background_frames"):
                 kept = [(p, g) for p, g in kept if g not in background]
-                seg_bg = ()
-            else:
-                seg_bg = background
+            seg_bg = () if policy == "drop_background_frames" else background
             p, g = [k[0] for k in kept], [k[1] for k in kept]
             brute["correct"] += sum(a == b for a, b in zip(p, g))
             brute["frames"] += len(g)
@@ -510,5 +524,6 @@ def test_long_video_runs_vectorised():
 
 
 def test_module_exports():
-    assert metrics.BACKGROUND_POLICIES == ("exclude_background_segments", "drop_background_frames")
+    assert metrics.BACKGROUND_POLICIES == ("exclude_background_segments", "drop_background_frames",
+                                           "drop_background_frames_and_segments")
     assert metrics.IGNORE_LABEL == -100
