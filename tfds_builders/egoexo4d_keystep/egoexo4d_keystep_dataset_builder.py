@@ -236,7 +236,7 @@ def _loader(config, uid, video_id, camera, feature_dir, ego_files, take,
     length = max([len(exo), len(ego)] + [s.end for s in segments])
     if segments:  # frames no keystep covers are background (class 0)
       labels = ds.segments_to_labels(segments, step_classes, source=source,
-                                     class_table=table, policy=config.policy,
+                                     class_table=table, policy=self.policy,
                                      start=0, length=length, gap_label=0)
     else:
       labels = ds.Labels(np.zeros(length, np.int32), 0, source)
