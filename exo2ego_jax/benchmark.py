@@ -42,7 +42,8 @@ from exo2ego_jax import workdir as workdir_lib
 # where they are used, so that `--help` answers at once.
 # pylint: disable=g-import-not-at-top
 
-log = logging.getLogger(__name__)
+# Not __name__: run as a command this module is __main__.
+log = logging.getLogger("exo2ego_jax.benchmark")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None,
                                           "Benchmark config file.")

@@ -146,12 +146,13 @@ def read_repair_file(manual_dir: str, policy: RepairPolicy) -> RepairPolicy:
                     '{"nan": "zero"}') from None
   known = [f.name for f in dataclasses.fields(RepairPolicy)]
   if not isinstance(fields, dict) or set(fields) - set(known):
-    unknown = sorted(set(fields) - set(known)) if isinstance(fields, dict) else fields
+    unknown = (sorted(set(fields) - set(known)) if isinstance(fields, dict)
+               else fields)
     raise DataError(f"{path}: {unknown!r} is not a RepairPolicy field; use an "
                     f"object with some of {', '.join(known)}")
   try:
     return dataclasses.replace(policy, **fields)
-  except ValueError as e:
+  except (TypeError, ValueError) as e:  # a value of the wrong kind
     raise DataError(f"{path}: {e}") from None
 
 

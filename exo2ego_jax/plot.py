@@ -29,7 +29,8 @@ from exo2ego_jax import cli
 # where they are used, so that `--help` answers at once.
 # pylint: disable=g-import-not-at-top
 
-log = logging.getLogger(__name__)
+# Not __name__: run as a command this module is __main__.
+log = logging.getLogger("exo2ego_jax.plot")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.",
                                required=True)

@@ -242,3 +242,24 @@ def test_study_line_has_elapsed_time_and_eta():
   assert benchmark.study_progress(3, 15, [60.0, 120.0], 180.2) == (
       "run 3 of 15, elapsed 3m00s, ETA 19m30s (from 2 runs so far)")
   assert run_log.duration(3725) == "1h02m"
+
+
+def test_a_training_command_speaks_in_one_style(tmp_path, tiny_data_dir):
+  """stderr holds the project's plain lines only (no absl-formatted library
+  chatter, no duplicates); the results go to stdout."""
+  workdir = tmp_path / "run"
+  proc = _command("train", "--config", EXO, "--workdir", str(workdir),
+                  "--config.dataset.name=synthetic_sync/tiny",
+                  f"--config.dataset.data_dir={tiny_data_dir}",
+                  "--config.data.max_frames=64", "--config.data.batch_size=4",
+                  "--config.data.eval_batch_size=4", "--config.num_epochs=1",
+                  "--config.eval_every_epochs=1")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stderr.strip().splitlines()
+  assert lines[0] == "exo_supervised: compiling the training step..."
+  assert lines[1].startswith("exo_supervised: compiled in ")
+  assert lines[2].startswith("exo_supervised: step 2: validation/exo f1@10=")
+  assert len(lines) == 3, lines
+  assert set(json.loads(proc.stdout)) >= {"f1@25", "edit", "mof"}
+  assert any(name.startswith("events.out.tfevents.")
+             for name in os.listdir(workdir))
