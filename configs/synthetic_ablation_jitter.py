@@ -24,12 +24,15 @@ def get_config():
   config.results_dir = "workdirs/synthetic_benchmark/ablation_jitter"
   config.methods = ("exo_only", "ego_oracle")  # the reference lines
   config.sweep = ml_collections.ConfigDict()
-  config.sweep.method = "distill_model"
-  config.sweep.key = "data.sync_offset"
-  config.sweep.grid = (0, 8, 16, 32, 64, 128)
+  config.sweep.method = "distill_model"  # the method whose runs are swept
+  config.sweep.key = "data.sync_offset"  # the config field swept
+  config.sweep.grid = (0, 8, 16, 32, 64, 128)  # one row per value
+  # Also set on every point of the sweep.
   config.sweep.fixed = ml_collections.ConfigDict(
       {"data": {"sync_offset_mode": "per_video"}})
+  # x-axis label of sweep.png.
   config.sweep.label = "synchronization error J (offset in [-J, J] frames)"
-  config.sweep.metrics = ("f1@25", "edit")
+  config.sweep.metrics = ("f1@25", "edit")  # panels of sweep.png
+  # Rows drawn as horizontal lines in sweep.png.
   config.sweep.references = ("exo_only", "ego_oracle")
   return config

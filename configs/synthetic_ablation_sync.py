@@ -23,12 +23,14 @@ def get_config():
   config.results_dir = "workdirs/synthetic_benchmark/ablation_sync"
   config.methods = ("exo_only", "ego_oracle")  # the reference lines
   config.sweep = ml_collections.ConfigDict()
-  config.sweep.method = "distill_model"
-  config.sweep.key = "data.train_fraction"
+  config.sweep.method = "distill_model"  # the method whose runs are swept
+  config.sweep.key = "data.train_fraction"  # the config field swept
   # 0.15 of 60 is 9 recordings, the fewest a batch of 8 can be drawn from.
   config.sweep.grid = (0.15, 0.25, 0.5, 1.0)
   config.sweep.fixed = ml_collections.ConfigDict()  # also set on every point
+  # x-axis label of sweep.png.
   config.sweep.label = "share of the synchronized pairs used"
-  config.sweep.metrics = ("f1@25", "edit")
+  config.sweep.metrics = ("f1@25", "edit")  # panels of sweep.png
+  # Rows drawn as horizontal lines in sweep.png.
   config.sweep.references = ("exo_only", "ego_oracle")
   return config

@@ -19,13 +19,15 @@ from ml_collections import config_dict
 
 def get_config():
   config = ml_collections.ConfigDict()
+  # The study's directory (also --workdir): one run per <method>/seed<k>.
   config.workdir = "workdirs/synthetic_benchmark"
   # Where results.{md,json} and segmentation.png go (None: the workdir).
   config.results_dir = config_dict.placeholder(str)
-  config.seeds = (0, 1, 2)
-  # Rows of the table, in order, and the training config of each.
+  config.seeds = (0, 1, 2)  # every method is trained once per seed
+  # Rows of the table (methods), in order.
   config.methods = ("exo_only", "ego_oracle", "distill_model",
                     "distill_feature", "distill_both")
+  # The training config file of each method.
   config.method_configs = ml_collections.ConfigDict({
       "exo_only": "configs/synthetic_exo.py",
       "ego_oracle": "configs/synthetic_ego_oracle.py",
@@ -38,13 +40,16 @@ def get_config():
   config.teacher = "exo_only"          # whose runs teach the distillations
   config.adapter = "distill_feature"   # whose adapters distill_both uses
   config.lower = "exo_only"            # the gap closed is lower -> upper
-  config.upper = "ego_oracle"
-  config.test_split = "test"
-  config.test_view = "ego"
+  config.upper = "ego_oracle"          # the row that closes the whole gap
+  config.test_split = "test"           # the split every run is scored on
+  config.test_view = "ego"             # the view every run is scored on
   # Also score the teacher on this view of the test split (reference row).
   config.teacher_reference_view = "exo"
-  config.dataset_name = config_dict.placeholder(str)  # None: each config's
-  config.data_dir = config_dict.placeholder(str)
-  config.plot_video_index = 0
-  config.progress = False
+  # Dataset and TFDS data_dir of every run (None: each method config's).
+  config.dataset_name = config_dict.placeholder(str)
+  config.data_dir = config_dict.placeholder(str)  # as dataset_name
+  config.plot_video_index = 0  # which test recording segmentation.png draws
+  # Progress of each run on stderr (a bar on a terminal, else a line a
+  # minute); the study's own line per run is always shown.
+  config.progress = True
   return config

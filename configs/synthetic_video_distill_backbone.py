@@ -35,27 +35,29 @@ from ml_collections import config_dict
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.seed = 0
+  config.seed = 0  # initialisation and data order
 
   config.data = ml_collections.ConfigDict()
   # Directory with exo/<name>.* and ego/<name>.* videos; None renders
   # `num_videos` pairs of exo2ego_jax.synthetic_video in memory.
   config.data.video_dir = config_dict.placeholder(str)
-  config.data.num_videos = 6
+  config.data.num_videos = 6  # synthetic pairs rendered when video_dir is None
+  # Frame size, frames and frame rate of the synthetic videos.
   config.data.synthetic = ml_collections.ConfigDict(
       dict(size=64, num_frames=48, fps=15))
   config.data.num_validation_videos = 1   # held-out pairs, select the export
   config.data.fps = config_dict.placeholder(float)  # None: every frame
   config.data.resize = 56           # shorter side; DINOv2 features use 224
-  config.data.crop = 56
+  config.data.crop = 56             # square centre crop fed to the ViT
   config.data.normalisation = "imagenet"  # or "half" (0.5/0.5)
-  config.data.batch_size = 16
+  config.data.batch_size = 16       # synchronized frame pairs per step
 
   config.backbone = ml_collections.ConfigDict()
   # Converted weights (import_weights --out DIR); None: random init of
   # `model` with `overrides` (tests, the synthetic demo).
   config.backbone.params = config_dict.placeholder(str)
-  config.backbone.model = "vit_small"
+  config.backbone.model = "vit_small"  # architecture when params is None
+  # Changes to that architecture (a tiny ViT for tests and the demo).
   config.backbone.overrides = ml_collections.ConfigDict(
       dict(embed_dim=64, depth=4, num_heads=4, pos_embed_grid=4,
            layerscale_init=1.0))
@@ -67,11 +69,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.feature = "cls"       # or "mean_patch"
 
   config.optim = ml_collections.ConfigDict()
-  config.optim.learning_rate = 1e-4
-  config.optim.weight_decay = 1e-4
+  config.optim.learning_rate = 1e-4  # Adam
+  config.optim.weight_decay = 1e-4   # L2 added to the gradient
 
-  config.num_steps = 300
-  config.log_every_steps = 10
-  config.eval_every_steps = 50
-  config.progress = True
+  config.num_steps = 300             # training steps
+  config.log_every_steps = 10        # metrics.jsonl interval
+  config.eval_every_steps = 50       # validation and checkpoint interval
+  config.progress = True             # progress bar on stderr
   return config

@@ -1,15 +1,19 @@
-"""Runs a whole comparison study and prints the table.
+r"""Runs a whole comparison study and prints the table.
 
-  python -m exo2ego_jax.benchmark --config configs/synthetic_benchmark.py
+  python -m exo2ego_jax.benchmark --config configs/synthetic_benchmark.py \
+      [--workdir DIR] [--config.<field>=<value> ...]
 
 For every seed and method it trains (or resumes, or reuses) a run under
-`<config.workdir>/<method>/seed<k>`, the teacher first, then scores every run
+`<workdir>/<method>/seed<k>` (--workdir, or the config's `workdir`; the old
+`--config.workdir=DIR` still works), the teacher first, then scores every run
 on the test split's ego view. Writes `results.json`, `results.md` (mean and
 std over seeds of F1@10/25/50, Edit, MoF, and the share of the exo-only ->
 ego-oracle gap each method closes) and `segmentation.png` (ground truth and
 each method's prediction of one test recording as coloured bars) into
 `config.results_dir` (default `config.workdir`), and prints the Markdown
-table.
+table. A line per run says which run of how many it is, the time spent and
+the study's ETA from the runs so far; `tensorboard --logdir <workdir>` shows
+every run's training loss and validation metrics.
 
 A config with a `sweep` (configs/synthetic_ablation_*.py) adds one row per
 value of one config key of one method, e.g. data.train_fraction of
@@ -20,8 +24,8 @@ points that leave a method's config unchanged reuse its ordinary runs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import logging
 import os
 import time
 
@@ -31,26 +35,27 @@ from ml_collections import config_flags
 import numpy as np
 
 from exo2ego_jax import cli
-from exo2ego_jax import datasets
-from exo2ego_jax import evaluation
-from exo2ego_jax import modes
-from exo2ego_jax import plots
-from exo2ego_jax import trainer
+from exo2ego_jax import config_help
+from exo2ego_jax import run_log
 from exo2ego_jax import workdir as workdir_lib
+# JAX, TFDS and matplotlib (trainer, datasets, plots, ...) are imported
+# where they are used, so that `--help` answers at once.
+# pylint: disable=g-import-not-at-top
+
+# Not __name__: run as a command this module is __main__.
+log = logging.getLogger("exo2ego_jax.benchmark")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None,
                                           "Benchmark config file.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory of the study (default: the config's "
+    "`workdir`; --config.workdir=DIR is the same).")
 
 METRICS = ("f1@10", "f1@25", "f1@50", "edit", "mof")
 METRIC_TITLES = ("F1@10", "F1@25", "F1@50", "Edit", "MoF")
 
 
-def load_config_file(path: str) -> ml_collections.ConfigDict:
-  """`get_config()` of a config file, as `--config` would load it."""
-  spec = importlib.util.spec_from_file_location("_method_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+load_config_file = config_help.load
 
 
 def method_config(bench: ml_collections.ConfigDict, method: str, seed: int,
@@ -59,6 +64,7 @@ def method_config(bench: ml_collections.ConfigDict, method: str, seed: int,
   """The training config and workdir of one method and seed; `point` (a
   sweep point: {dotted config key: value}) is applied last. A point that
   leaves the config as it was shares the method's own workdir."""
+  from exo2ego_jax import modes
   config = load_config_file(bench.method_configs[method])
   config.seed = seed
   config.progress = bench.progress
@@ -154,6 +160,8 @@ def markdown_table(table: dict, methods, lower: str, upper: str) -> str:
 def find_labels(config: ml_collections.ConfigDict, split: str, view: str,
                 video_id: str) -> np.ndarray:
   """Ground-truth labels of one recording (for the figure)."""
+  from exo2ego_jax import datasets
+  from exo2ego_jax import evaluation
   _, sources = datasets.open_dataset(config.dataset.name,
                                      config.dataset.data_dir)
   source = sources[split]
@@ -166,6 +174,8 @@ def find_labels(config: ml_collections.ConfigDict, split: str, view: str,
 
 def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
   """Trains and scores every (method, seed); returns the results dict."""
+  from exo2ego_jax import plots
+  from exo2ego_jax import trainer
   out = bench.results_dir or bench.workdir  # tables and figure go here
   os.makedirs(out, exist_ok=True)
   test = f"{bench.test_split}/{bench.test_view}"
@@ -180,7 +190,9 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
   runs = [(seed, *row) for seed in bench.seeds for row in rows]
   for i, (seed, row, method, point) in enumerate(runs, 1):
     config, workdir = method_config(bench, method, seed, point)
-    print(f"[{i}/{len(runs)}] {row} seed {seed} ({workdir})", flush=True)
+    log.info("%s", study_progress(i, len(runs), list(seconds.values()),
+                                  time.time() - start) +
+             f": {row} seed {seed} ({workdir})")
     t0 = time.time()
     trainer.train_and_evaluate(config, workdir)
     summary = trainer.evaluate_run(config, workdir, bench.test_split,
@@ -192,8 +204,8 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
                                  write_predictions=False)
       scores[reference].append({m: ref[m] for m in METRICS})
     seconds[f"{row}/seed{seed}"] = round(time.time() - t0, 1)
-    print(f"    {test}: " + " ".join(f"{t}={summary[m]:.2f}" for m, t in
-                                     zip(METRICS, METRIC_TITLES)) +
+    print(f"{row} seed {seed} on {test}: " + " ".join(
+        f"{t}={summary[m]:.2f}" for m, t in zip(METRICS, METRIC_TITLES)) +
           f" ({seconds[f'{row}/seed{seed}']:.0f} s)", flush=True)
     if seed == bench.seeds[0] and point is None:
       predictions[row] = os.path.join(workdir, "eval",
@@ -248,13 +260,30 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
       last_summary["class_names"],
       find_labels(last_config, bench.test_split, bench.test_view, video_id))
   print(markdown)
-  print(f"total {results['total_seconds']:.0f} s; results in {out}")
+  log.info("study done in %s; results in %s (tensorboard --logdir %s)",
+           run_log.duration(results["total_seconds"]), out, bench.workdir)
   return results
+
+
+def study_progress(run: int, runs: int, run_seconds: list[float],
+                   elapsed: float) -> str:
+  """`run i of n, elapsed t, ETA t`: the study's ETA is the mean time of the
+  runs so far times the runs left (runs reused from an earlier invocation
+  are quick and make it optimistic until new ones are trained)."""
+  text = f"run {run} of {runs}, elapsed {run_log.duration(elapsed)}"
+  if run_seconds:
+    mean = sum(run_seconds) / len(run_seconds)
+    text += (f", ETA {run_log.duration(mean * (runs - run + 1))} "
+             f"(from {len(run_seconds)} runs so far)")
+  return text
 
 
 def main(argv):
   del argv
-  run_benchmark(_CONFIG.value)
+  bench = _CONFIG.value
+  if _WORKDIR.value:
+    bench.workdir = _WORKDIR.value
+  run_benchmark(bench)
 
 
 if __name__ == "__main__":

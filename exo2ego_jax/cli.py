@@ -1,12 +1,20 @@
-"""What every command-line entry point shares."""
+"""What every command-line entry point shares: one logging set-up, a
+`--help` that exits 0 and lists the fields of the config file given, and
+one-line errors for mistakes in the command line.
 
+Command modules import JAX, TFDS and the like inside `main` (or lazily), so
+`--help` answers without loading them.
+"""
+
+import difflib
+import glob
+import logging
 import os
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
-import jax
+from absl import logging as absl_logging
 
 from exo2ego_jax import workdir
 
@@ -21,15 +29,133 @@ CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "exo2ego_jax",
 USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
                workdir.WorkdirInUseError)
 
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull")
+# The flag that names a config file, in the commands that have one.
+CONFIG_FLAG = "config"
+
+
+class _Format(logging.Formatter):
+  """Plain lines; warnings and errors say so."""
+
+  def format(self, record):
+    message = super().format(record)
+    if record.levelno >= logging.WARNING:
+      return f"{record.levelname.lower()}: {message}"
+    return message
+
+
+def setup_logging(verbose: bool = False) -> None:
+  """The one logging path of the commands: the project's loggers
+  (`exo2ego_jax.*`, used by the dataset builders too) print plain lines to
+  stderr; what libraries log through absl (orbax's every save, tfds) shows
+  from WARNING up, all of it when `verbose` (--verbosity / -v given)."""
+  logger = logging.getLogger("exo2ego_jax")
+  if not any(getattr(h, "_exo2ego", False) for h in logger.handlers):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format())
+    handler._exo2ego = True  # pylint: disable=protected-access
+    logger.addHandler(handler)
+  logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+  logger.propagate = False  # not again in absl's format
+  if not verbose:
+    absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+def _flag_value(argv, name: str) -> str | None:
+  """The value of `--name=X` or `--name X` in argv (the last one)."""
+  value = None
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{name}="):
+      value = arg.split("=", 1)[1]
+    elif arg == f"--{name}" and i + 1 < len(argv):
+      value = argv[i + 1]
+  return value
+
+
+def _config_overrides(argv) -> list[str]:
+  """Dotted names of the `--config.<name>` overrides in argv."""
+  prefix = f"--{CONFIG_FLAG}."
+  return [arg[len(prefix):].split("=", 1)[0] for arg in argv
+          if arg.startswith(prefix)]
+
+
+def _missing_config_message(path: str) -> str:
+  here = os.path.dirname(path)
+  names = [os.path.basename(p) for p in glob.glob(os.path.join(here, "*.py"))]
+  near = difflib.get_close_matches(os.path.basename(path), names, n=1,
+                                   cutoff=0.6)
+  hint = (f"did you mean {os.path.join(here, near[0])}? " if near else
+          "run the command from the repository root (where configs/ is) or ")
+  return (f"--{CONFIG_FLAG} {path}: no such config file; {hint}"
+          "give the path of a configs/*.py file")
+
+
+def _config_file(argv) -> str | None:
+  """The config file named in argv, if the command has a config flag."""
+  if CONFIG_FLAG not in flags.FLAGS:
+    return None
+  value = _flag_value(argv, CONFIG_FLAG)
+  return value.split(":", 1)[0] if value else None
+
+
+def print_help(argv) -> None:
+  """The command's docstring and flags; with --config, its fields."""
+  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import config_help
+  main_module = sys.modules["__main__"]
+  print((main_module.__doc__ or "").strip() + "\n")
+  if "--helpfull" in argv:
+    print(flags.FLAGS.get_help())
+    return
+  print(flags.FLAGS.main_module_help())
+  path = _config_file(argv)
+  if path and os.path.exists(path):
+    print("\n" + config_help.describe(path))
+  elif path:
+    print(f"\n{_missing_config_message(path)}")
+  elif CONFIG_FLAG in flags.FLAGS:
+    print(f"\nAdd --{CONFIG_FLAG} configs/<file>.py to --help to list the "
+          "fields of that config,\nwith their values and meanings.")
+  print("\n--helpfull lists the flags of every library too.")
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with every mistake reported in one line."""
+  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import config_help
+  path = _config_file(argv)
+  if path is not None and not os.path.exists(path):
+    sys.exit(f"error: {_missing_config_message(path)}")
+  if path is not None:
+    unknown = config_help.unknown_field(path, _config_overrides(argv))
+    if unknown:
+      sys.exit(f"error: {unknown}")
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {e} (--help lists the flags)")
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    # A config override that does not parse, e.g. a value of the wrong type.
+    last = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+    sys.exit(f"error: {' '.join(argv[1:])}: {last}")
+
 
 def run(main) -> None:
-  """`app.run(main)` with library chatter (orbax logs each save at INFO) off
-  unless the user asks for it with --verbosity / -v, and the compilation
-  cache on."""
+  """`app.run(main)` with: --help (exit 0, fast, the config's fields),
+  one-line errors for the command line and for USER_ERRORS, one logging set-up
+  (library chatter off unless --verbosity / -v), and the compilation cache."""
+  argv = sys.argv
+  if any(arg in HELP_FLAGS for arg in argv[1:]):
+    try:
+      print_help(argv)
+      sys.stdout.flush()
+    except BrokenPipeError:  # `--help | head`: not an error
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
 
   def quiet_main(argv):
-    if not flags.FLAGS["verbosity"].present:
-      logging.set_verbosity(logging.WARNING)
+    import jax  # pylint: disable=g-import-not-at-top
+    setup_logging(verbose=flags.FLAGS["verbosity"].present)
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
       jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -40,4 +166,4 @@ def run(main) -> None:
         raise
       sys.exit(f"error: {e}")
 
-  app.run(quiet_main)
+  app.run(quiet_main, flags_parser=_parse_flags)

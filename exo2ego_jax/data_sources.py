@@ -8,6 +8,11 @@ names the recording, the file and the fix), and writes every repair into the
 dataset metadata (`info.metadata["repairs"]`), so nothing is silently
 misaligned. Recordings are loaded one at a time: a build never holds a split in
 memory.
+
+Where users build, the policy is set by a `repair.json` in the manual dir
+(`{"nan": "zero", "max_trim_frames": 60}`: the fields of `RepairPolicy`),
+which `tfds build --manual_dir` and a build on first use both read, or by
+the builder config (`policy`, a dict in `tfds build --config='{...}'`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import logging
 import os
 import re
+import sys
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -31,6 +37,33 @@ from tensorflow_datasets.core import example_serializer
 IGNORE_LABEL = -100  # frames the loss and the metrics skip (exo2ego_jax.losses)
 SPLITS = ("train", "sync_pairs", "validation", "test")
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
+REPAIR_FILE = "repair.json"  # in the manual dir: the fields of RepairPolicy
+
+log = logging.getLogger(__name__)
+
+
+class _NoVariantNoise(logging.Filter):
+  """Drops TFDS's "Variant folder ... has no dataset_info.json" warning,
+  which every first build of a dataset prints (its folder is not yet there)."""
+
+  def filter(self, record):
+    return not str(record.msg).startswith("Variant folder %s has no")
+
+
+logging.getLogger("absl").addFilter(_NoVariantNoise())
+
+
+def _data_error_hook(previous):
+  """A DataError that ends a program (e.g. `tfds build`, whose command line
+  is TFDS's) prints `error: <message>`: its message names the file and the
+  fix, and a traceback of the builder would bury it."""
+
+  def hook(kind, value, traceback):
+    if isinstance(value, DataError):
+      sys.stderr.write(f"error: {value}\n")
+    else:
+      previous(kind, value, traceback)
+  return hook
 
 
 class DataError(ValueError):
@@ -47,6 +80,9 @@ class MissingData(DataError):
   def __init__(self, kind: str, message: str):
     super().__init__(message)
     self.kind = kind
+
+
+sys.excepthook = _data_error_hook(sys.excepthook)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -91,6 +127,35 @@ class RepairPolicy:
       raise ValueError("RepairPolicy frame tolerances must be >= 0")
 
 
+def repair_fix(**fields) -> str:
+  """How a user allows a repair: `'{"nan": "zero"}' in repair.json`."""
+  return (f"put {json.dumps(fields)} in {REPAIR_FILE} in the manual dir "
+          "(--manual_dir) and build again")
+
+
+def read_repair_file(manual_dir: str, policy: RepairPolicy) -> RepairPolicy:
+  """`policy` with the fields that `<manual_dir>/repair.json` sets, if any."""
+  path = os.path.join(manual_dir, REPAIR_FILE)
+  if not os.path.exists(path):
+    return policy
+  try:
+    with open(path, encoding="utf-8") as f:
+      fields = json.load(f)
+  except json.JSONDecodeError as e:
+    raise DataError(f"{path}: not valid JSON ({e}); write e.g. "
+                    '{"nan": "zero"}') from None
+  known = [f.name for f in dataclasses.fields(RepairPolicy)]
+  if not isinstance(fields, dict) or set(fields) - set(known):
+    unknown = (sorted(set(fields) - set(known)) if isinstance(fields, dict)
+               else fields)
+    raise DataError(f"{path}: {unknown!r} is not a RepairPolicy field; use an "
+                    f"object with some of {', '.join(known)}")
+  try:
+    return dataclasses.replace(policy, **fields)
+  except (TypeError, ValueError) as e:  # a value of the wrong kind
+    raise DataError(f"{path}: {e}") from None
+
+
 class RepairLog:
   """Every repair and skip of a build, for `info.metadata["repairs"]` and the log."""
 
@@ -98,8 +163,8 @@ class RepairLog:
     self.entries: list[dict] = []
 
   def add(self, split: str, video_id: str, kind: str, frames: int, detail: str):
-    logging.warning("%s/%s: %s (%d frames): %s", split, video_id, kind, frames,
-                    detail)
+    log.warning("%s/%s: %s (%d frames): %s", split, video_id, kind, frames,
+                detail)
     self.entries.append({"split": split, "video_id": video_id, "kind": kind,
                          "frames": int(frames), "detail": detail})
 
@@ -284,8 +349,9 @@ def label_id(name: str, classes: Mapping[str, int], where: str, policy: RepairPo
   if policy.unknown_label == "error":
     raise DataError(
         f"{where}: unknown label {name!r}: it is not in the class table "
-        f"{class_table}. Add it there, fix the annotation, or build with "
-        "RepairPolicy(unknown_label='ignore') to leave those frames unscored")
+        f"{class_table}. Add it there, fix the annotation, or "
+        f"{repair_fix(unknown_label='ignore')} to leave those frames "
+        "unscored")
   unknown[name] += 1
   return IGNORE_LABEL
 
@@ -538,7 +604,8 @@ def align(video_id: str, streams: Mapping[str, Stream], policy: RepairPolicy,
           f"{video_id}: the streams do not line up: {describe()}. Cutting them to "
           f"their overlap {frames(lo, hi)} would drop {cut} frames of {name}, more "
           f"than max_trim_frames={policy.max_trim_frames}. Check that these files "
-          "belong to the same recording, or raise RepairPolicy.max_trim_frames")
+          "belong to the same recording, or "
+          f"{repair_fix(max_trim_frames=cut)}")
     if cut:
       report("trim", cut, f"{name} ({s.source}): cut to frames {frames(lo, hi)} "
              f"from {frames(s.start, s.start + len(s.values))}")
@@ -553,8 +620,8 @@ def align(video_id: str, streams: Mapping[str, Stream], policy: RepairPolicy,
               f"{video_id}: {name} ({s.source}) lacks {len(missing)} frames inside "
               f"{frames(lo, hi)} (frames {shown}{'...' if len(missing) > 5 else ''}), "
               f"more than max_fill_frames={policy.max_fill_frames}. Re-extract "
-              "them, or raise RepairPolicy.max_fill_frames to copy the previous "
-              "frame")
+              f"them, or {repair_fix(max_fill_frames=filled)} to copy the "
+              "previous frame")
         values = np.array(values)
         index = np.arange(len(values))
         index[missing] = -1
@@ -581,7 +648,7 @@ def check_finite(video_id: str, name: str, source: str, values: np.ndarray,
     raise DataError(
         f"{video_id}: {name} features from {source} have NaN/inf values in "
         f"{len(rows)} frames (first: frame {first_frame + step * int(rows[0])}). Re-extract "
-        "them, or build with RepairPolicy(nan='zero') to zero those frames")
+        f"them, or {repair_fix(nan='zero')} to zero those frames")
   values = np.array(values)
   values[bad] = 0
   report("nan_zeroed", len(rows), f"{name} ({source}): non-finite rows set to 0")
@@ -638,13 +705,22 @@ class SyncConfig(tfds.core.BuilderConfig):
     data are read, e.g. when a dataset is only read back).
   storage_dtype: "float32" or "float16" (half the disk; the trainer casts back
     to float32).
-  policy: what may be repaired instead of failing (`RepairPolicy`).
+  policy: what may be repaired instead of failing (`RepairPolicy`, or a
+    dict of its fields, as `tfds build --config='{...}'` passes it); a
+    `repair.json` in the manual dir overrides its fields.
   """
   feature_dim: int = 0
   storage_dtype: str = "float32"
   policy: RepairPolicy = RepairPolicy()
 
   def __post_init__(self):
+    if isinstance(self.policy, dict):
+      known = [f.name for f in dataclasses.fields(RepairPolicy)]
+      unknown = sorted(set(self.policy) - set(known))
+      if unknown:
+        raise ValueError(f"config {self.name!r}: policy field {unknown[0]!r} "
+                         f"is unknown; use some of {', '.join(known)}")
+      self.policy = RepairPolicy(**self.policy)
     if self.feature_dim <= 0:
       raise ValueError(f"config {self.name!r}: feature_dim must be set (> 0)")
     if self.storage_dtype not in STORAGE_DTYPES:
@@ -661,12 +737,25 @@ class Plan:
   metadata: dict = dataclasses.field(default_factory=dict)
 
 
-class SyncFeatureBuilder(tfds.core.GeneratorBasedBuilder):
+class BuildMessages:
+  """TFDS's build messages ("Downloading and preparing dataset Unknown
+  size ...", printed to stdout) as a line each of the project's logger."""
+
+  def _log_download_bytes(self):
+    log.info("building %s in %s ...", self.info.full_name, self.data_dir)
+
+  def _log_download_done(self):
+    log.info("built %s in %s", self.info.full_name, self.data_dir)
+
+
+class SyncFeatureBuilder(BuildMessages, tfds.core.GeneratorBasedBuilder):
   """Aligned exo/ego feature sequences from manually downloaded files.
 
   Subclasses implement `_plan(manual_dir)`; this class does the rest: fields,
   metadata (`class_names`, `background_classes`, `feature_dim`, `repairs`,
-  `summary`), alignment, repairs and byte-deterministic serialization.
+  `summary`, `policy`), alignment, repairs and byte-deterministic
+  serialization. `self.policy` is the repair policy in force: the config's,
+  with the fields of `<manual_dir>/repair.json`.
   """
 
   @abc.abstractmethod
@@ -718,8 +807,14 @@ class SyncFeatureBuilder(tfds.core.GeneratorBasedBuilder):
                                      if s in self._summary}
     self.info.metadata["repairs"] = self._repairs.to_metadata()
 
+  @property
+  def policy(self) -> RepairPolicy:
+    return getattr(self, "_policy", None) or self.builder_config.policy
+
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = os.fspath(dl_manager.manual_dir)
+    self._policy = read_repair_file(manual_dir, self.builder_config.policy)
+    self.info.metadata["policy"] = dataclasses.asdict(self._policy)
     plan = self._plan(manual_dir)
     if set(plan.splits) != set(SPLITS):
       raise DataError(f"{self.name}: splits {sorted(plan.splits)} instead of "
@@ -762,7 +857,7 @@ class SyncFeatureBuilder(tfds.core.GeneratorBasedBuilder):
   def _example(self, split: str, recording: Recording, num_classes: int) -> dict | None:
     """One aligned example, or None if the policy skips the recording."""
     config = self.builder_config
-    policy = config.policy
+    policy = self.policy
     video_id = recording.video_id
 
     def report(kind, frames, detail):
@@ -781,9 +876,10 @@ class SyncFeatureBuilder(tfds.core.GeneratorBasedBuilder):
       arrays, start = align(video_id, streams, policy, config.feature_dim, report,
                             origin, step)
     except MissingData as e:
-      allowed = policy.missing_view if e.kind == "missing_view" else policy.empty
-      if allowed == "error":
-        raise
+      field = "missing_view" if e.kind == "missing_view" else "empty"
+      if getattr(policy, field) == "error":
+        raise MissingData(e.kind, f"{e}; {repair_fix(**{field: 'skip'})} to "
+                          "skip such recordings") from None
       report(f"skipped_{e.kind}", 0, str(e))
       return None
     length = len(arrays["exo"])

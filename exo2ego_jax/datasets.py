@@ -7,10 +7,12 @@ already be built in `data_dir` (e.g. with `tfds build`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
-import logging
 import os
+import shutil
+import sys
 
 import tensorflow_datasets as tfds
 
@@ -41,19 +43,59 @@ class DatasetInfo:
     return len(self.class_names)
 
 
+def build_command(builder, manual_dir: str | None) -> str:
+  """The `tfds build` command that builds `builder`'s dataset."""
+  base = builder.name
+  config = builder.builder_config.name if builder.builder_config else None
+  return (f"tfds build tfds_builders/{base}"
+          + (f" --config={config}" if config else "")
+          + f" --manual_dir={manual_dir or '<folder of your files>'}"
+          f" --data_dir={builder.data_dir_root} --file_format=array_record")
+
+
+@contextlib.contextmanager
+def _removed_on_failure(paths):
+  """Removes those of `paths` that did not exist before and do after a
+  failure (a failed first build leaves no `downloads/` or `.config/`)."""
+  new = [p for p in paths if not os.path.exists(p)]
+  try:
+    yield
+  except BaseException:
+    for path in reversed(new):
+      shutil.rmtree(path, ignore_errors=True)
+    raise
+
+
+def _prepare(builder, name: str, manual_dir: str | None) -> None:
+  """Builds a project dataset on first use (the builders say so in a line
+  each; TFDS's progress bars only on a terminal)."""
+  needs_files = builder.MANUAL_DOWNLOAD_INSTRUCTIONS is not None
+  if needs_files and not (manual_dir and os.path.isdir(manual_dir) and
+                          os.listdir(manual_dir)):
+    where = (f"no files in {manual_dir}" if manual_dir
+             else "its files' folder (manual dir) was not given")
+    raise FileNotFoundError(
+        f"dataset {name} is not built in {builder.data_dir_root} and {where}: "
+        f"build it with `{build_command(builder, manual_dir)}` (see "
+        f"tfds_builders/{builder.name}/README.md), or fix "
+        "config.dataset.name / data_dir")
+  root = builder.data_dir_root
+  if not sys.stderr.isatty():
+    tfds.disable_progress_bar()
+  with _removed_on_failure([root, os.path.join(root, "downloads"),
+                            os.path.join(root, builder.name)]):
+    builder.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+
+
 def _builder(name: str, data_dir: str | None, manual_dir: str | None = None):
   base = name.split("/")[0].split(":")[0]
   if base in PROJECT_BUILDERS:
     importlib.import_module(PROJECT_BUILDERS[base])
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     if not builder.is_prepared():
-      logging.warning("Dataset %s is not built in %s: preparing it now "
-                      "(array_record, no TensorFlow needed).", name,
-                      builder.data_dir)
-      print(f"Preparing dataset {name} in {builder.data_dir} ...", flush=True)
-      builder.download_and_prepare(
-          file_format="array_record",
-          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+      _prepare(builder, name, manual_dir)
     return builder
   try:
     return tfds.builder(name, data_dir=data_dir)

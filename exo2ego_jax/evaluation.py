@@ -10,6 +10,7 @@ chunk sizes.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -87,8 +88,8 @@ def evaluate_split(predict_fn: PredictFn, source, *, view: str,
   if predictions_dir:
     os.makedirs(predictions_dir, exist_ok=True)
   indices = range(len(source))
-  bar = tqdm.tqdm(total=len(source), desc=f"eval {view}", disable=not progress,
-                  leave=False)
+  bar = tqdm.tqdm(total=len(source), desc=f"eval {view}", leave=False,
+                  disable=not progress or not sys.stderr.isatty())  # no logs
   for start in range(0, len(source), recordings_per_group):
     examples = [source[i] for i in indices[start:start + recordings_per_group]]
     features = [np.asarray(e[view], np.float32) for e in examples]

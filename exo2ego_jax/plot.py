@@ -18,17 +18,19 @@ from the run's dataset. Writes into <workdir>/eval/<split>_<view>/ (or --out):
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 from absl import flags
 import ml_collections
 
 from exo2ego_jax import cli
-from exo2ego_jax import datasets
-from exo2ego_jax import evaluation
-from exo2ego_jax import plots
-from exo2ego_jax import report
-from exo2ego_jax import trainer
+# JAX, TFDS and matplotlib (datasets, plots, report, trainer) are imported
+# where they are used, so that `--help` answers at once.
+# pylint: disable=g-import-not-at-top
+
+# Not __name__: run as a command this module is __main__.
+log = logging.getLogger("exo2ego_jax.plot")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.",
                                required=True)
@@ -49,6 +51,9 @@ def load_split(config: ml_collections.ConfigDict, split: str, view: str,
                predictions_dir: str) -> tuple[list, list[str]]:
   """[(video_id, ground truth, prediction)] of every recording of `split`,
   and the class names."""
+  from exo2ego_jax import datasets
+  from exo2ego_jax import evaluation
+  from exo2ego_jax import plots
   info, sources = datasets.open_dataset(config.dataset.name,
                                         config.dataset.data_dir)
   if split not in sources:
@@ -80,14 +85,17 @@ def plot_run(workdir: str, split: str = "test", view: str | None = None,
              videos: int = 6, video_ids=None, worst: int = 5,
              out: str | None = None) -> dict:
   """Writes segmentation.png, confusion.md and confusion.json; returns
-  {"worst": [...], "paths": {...}}."""
+  {"worst": [...], "paths": {...}, "report": the Markdown table}."""
+  from exo2ego_jax import plots
+  from exo2ego_jax import report
+  from exo2ego_jax import trainer
   config = ml_collections.ConfigDict(trainer.read_run_config(workdir))
   view = view or config.data.eval_view
   eval_dir = os.path.join(workdir, "eval", f"{split}_{view}")
   predictions_dir = os.path.join(eval_dir, "predictions")
   if not os.path.isdir(predictions_dir):
-    print(f"No predictions of {split}/{view} in {workdir}: scoring its best "
-          "checkpoint first.", flush=True)
+    log.info("no predictions of %s/%s in %s: scoring its best checkpoint "
+             "first", split, view, workdir)
     trainer.evaluate_run(config, workdir, split, view=view)
   recordings, class_names = load_split(config, split, view, predictions_dir)
   out = out or eval_dir
@@ -126,15 +134,15 @@ def plot_run(workdir: str, split: str = "test", view: str | None = None,
                "per_class": report.per_class(matrix, class_names),
                "worst": worst_rows, "confusion": matrix.tolist()}, f,
               indent=2)
-  print(text)
-  print("wrote " + ", ".join(paths.values()))
-  return {"worst": worst_rows, "paths": paths}
+  return {"worst": worst_rows, "paths": paths, "report": text}
 
 
 def main(argv):
   del argv
-  plot_run(_WORKDIR.value, _SPLIT.value, _VIEW.value, _VIDEOS.value,
-           _VIDEO_IDS.value, _WORST.value, _OUT.value)
+  result = plot_run(_WORKDIR.value, _SPLIT.value, _VIEW.value, _VIDEOS.value,
+                    _VIDEO_IDS.value, _WORST.value, _OUT.value)
+  print(result["report"])
+  print("wrote " + ", ".join(result["paths"].values()))
 
 
 if __name__ == "__main__":

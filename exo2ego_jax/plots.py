@@ -1,15 +1,20 @@
-"""Figures: segmentations of one recording as coloured bars."""
+"""Figures: segmentations of one recording as coloured bars, with a legend
+of the classes they show."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top
+from matplotlib import patches
+import matplotlib.pyplot as plt
 import numpy as np
+# pylint: enable=g-import-not-at-top
 
 
 def read_predictions(path: str, class_names: Sequence[str]) -> np.ndarray:
@@ -51,19 +56,37 @@ def segmentation_bars(path: str, video_id: str,
              f"{video_id}: ground truth and predictions (ego view)")
 
 
+def legend_entries(rows: Sequence[tuple[str, np.ndarray]],
+                   class_names: Sequence[str]) -> list[tuple[str, tuple]]:
+  """(name, colour) of every class that some row shows, by class id, then
+  "unscored" (white) if a row has frames labelled -100."""
+  colors = class_colors(len(class_names))
+  labels = np.concatenate([np.asarray(l).ravel() for _, l in rows])
+  shown = np.unique(labels[labels >= 0])
+  entries = [(class_names[i], tuple(colors[i])) for i in shown]
+  if (labels < 0).any():
+    entries.append(("unscored", (1.0, 1.0, 1.0, 1.0)))
+  return entries
+
+
 def label_bars(path: str, rows: Sequence[tuple[str, np.ndarray]],
                class_names: Sequence[str], title: str,
-               gap_after: Sequence[int] = ()) -> None:
+               gap_after: Sequence[int] = ()) -> list[str]:
   """One horizontal bar of per-frame class colours per (name, labels) row;
   frames labelled -100 (not scored) are white. A thin gap follows the rows
-  whose indices are in `gap_after` (to group rows by video)."""
+  whose indices are in `gap_after` (to group rows by video). A legend under
+  the bars names the colours of the classes shown; returns its names."""
   colors = np.concatenate([class_colors(len(class_names)),
                            np.ones((1, 4))])  # index -1 (from -100): white
+  entries = legend_entries(rows, class_names)
+  columns = max(1, min(len(entries), 12 // max(1, math.ceil(
+      max(len(name) for name, _ in entries) / 12))))
+  legend_height = 0.19 * math.ceil(len(entries) / columns) + 0.15  # inches
   heights = []
   for i in range(len(rows)):
     heights += [1.0] + ([0.3] if i in gap_after else [])
-  fig, axes = plt.subplots(len(heights), 1,
-                           figsize=(12, 0.55 * sum(heights) + 0.8),
+  fig_height = 0.55 * sum(heights) + 0.8 + legend_height
+  fig, axes = plt.subplots(len(heights), 1, figsize=(12, fig_height),
                            gridspec_kw={"height_ratios": heights})
   axes = list(np.atleast_1d(axes))
   bar_axes = []
@@ -85,9 +108,15 @@ def label_bars(path: str, rows: Sequence[tuple[str, np.ndarray]],
     ax.tick_params(labelbottom=False)
   bar_axes[-1].set_xlabel("frame")
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
+  legend = fig.legend(
+      [patches.Patch(facecolor=color, edgecolor="0.6", linewidth=0.5)
+       for _, color in entries], [name for name, _ in entries],
+      loc="lower center", ncol=columns, fontsize=8, frameon=False,
+      handlelength=1.2, columnspacing=1.2)
+  fig.tight_layout(rect=(0, legend_height / fig_height, 1, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)
+  return [text.get_text() for text in legend.get_texts()]
 
 
 def sweep_curves(path: str, values: Sequence[float],

@@ -12,11 +12,11 @@ from absl import flags
 from ml_collections import config_flags
 
 from exo2ego_jax import cli
-from exo2ego_jax import trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run.",
+                               required=True)
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False,
     "Continue a run in --workdir even though its config.json differs.")
@@ -25,8 +25,7 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _WORKDIR.value is None:
-    raise app.UsageError("--workdir is required")
+  from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
   results = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                        _ALLOW_CONFIG_CHANGE.value)
   if results.get("preempted"):

@@ -18,16 +18,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import time
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 
 from exo2ego_jax import checkpoints
 from exo2ego_jax import datasets
@@ -37,10 +36,14 @@ from exo2ego_jax import input_pipeline
 from exo2ego_jax import losses
 from exo2ego_jax import modes
 from exo2ego_jax import pseudo_labels
+from exo2ego_jax import run_log
 from exo2ego_jax import workdir as workdir_lib
 from exo2ego_jax.models import adapters
 from exo2ego_jax.models import c2f_tcn
 from exo2ego_jax.models import domain
+
+log = logging.getLogger(__name__)
+
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/inf loss; the last good checkpoint is kept."""
@@ -300,12 +303,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state and return early with results["preempted"] set.
   """
   distributed.initialize()  # multi-host runs only; see distributed.py
+  created = not os.path.exists(workdir)
   os.makedirs(workdir, exist_ok=True)
   # Multi-host: the hosts share the workdir, and process 0 locks it for all.
   lock = (workdir_lib.locked(workdir) if jax.process_index() == 0
           else contextlib.nullcontext())
-  with lock, workdir_lib.PreemptionFlag() as preemption:
-    return _run(config, workdir, allow_config_change, preemption)
+  try:
+    with lock, workdir_lib.PreemptionFlag() as preemption:
+      return _run(config, workdir, allow_config_change, preemption)
+  except BaseException:
+    # A start refused by the checks leaves no empty workdir behind.
+    if (created and jax.process_index() == 0 and
+        set(os.listdir(workdir)) <= {".lock"}):
+      for name in os.listdir(workdir):
+        os.remove(os.path.join(workdir, name))
+      os.rmdir(workdir)
+    raise
 
 
 def _check_finite(workdir: str, pending: list, sources, split: str,
@@ -317,8 +330,8 @@ def _check_finite(workdir: str, pending: list, sources, split: str,
     videos = sorted({evaluation.decode_id(sources[split][int(i)]["video_id"])
                      for i in indices})
     if skip:
-      logging.warning("step %d: non-finite loss or gradient, update skipped "
-                      "(videos %s)", step, ", ".join(videos))
+      log.warning("step %d: non-finite loss or gradient, update skipped "
+                  "(videos %s)", step, ", ".join(videos))
       continue
     raise NonFiniteLossError(
         f"non-finite loss or gradient at step {step} (batch of videos "
@@ -397,7 +410,6 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   if ckpt.latest_step() is not None:
     state = ckpt.restore_latest(checkpoints.abstract_like(state))
     state = jax.device_put(state, replicated)
-    logging.info("Resumed %s at step %d", workdir, int(state["step"]))
   start_step = int(state["step"])
   patience = added_option(config, "early_stopping_patience")
   stopped_early = None
@@ -426,9 +438,10 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   # ----- Train loop. -----
   batches = iter(train_ds[start_step:].to_iter_dataset(
       input_pipeline.grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
-  bar = tqdm.tqdm(total=total_steps, initial=start_step, desc=config.mode,
-                  disable=jax.process_index() != 0 or not config.progress,
-                  dynamic_ncols=True)
+  report = run_log.RunReport(
+      workdir, config.mode, total_steps, start_step,
+      progress=jax.process_index() == 0 and config.progress,
+      write_events=jax.process_index() == 0)
   pending, t0 = [], time.time()  # per-step logs since the last flush
   split = config.data.train_split
 
@@ -444,11 +457,11 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
             for k in host[0] if k != "finite"}
     mean["skipped"] = len(host) - len(kept)
     pending = []
+    rate = report.trained(step, mean)
     append_jsonl(workdir, dict(mean, step=step, split="train",
                                epoch=step / steps_per_epoch,
-                               seconds=round(time.time() - t0, 2)))
-    if kept:
-      bar.set_postfix(loss=f"{mean['loss']:.4f}")
+                               seconds=round(time.time() - t0, 2),
+                               steps_per_second=rate and round(rate, 3)))
 
   try:
     for step in range(start_step + 1,
@@ -458,7 +471,10 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
       global_batch = {
           k: jax.make_array_from_process_local_data(data_sharding, v)
           for k, v in batch.items()}
+      if step == start_step + 1:
+        report.compiling()
       state, logs = train_step(state, global_batch)
+      report.step(step)
       pending.append((step, indices, logs))
       evaluate_now = step % eval_every == 0 or step == total_steps
       preempted = distributed.any_process(preemption.requested)
@@ -472,10 +488,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
         append_jsonl(workdir, dict(summary, step=step,
                                    split=config.data.eval_split,
                                    view=config.data.eval_view))
-        bar.write(f"step {step}: {config.data.eval_split}/"
-                  f"{config.data.eval_view} " + " ".join(
-                      f"{k}={summary[k]:.2f}" for k in
-                      ("f1@10", "f1@25", "f1@50", "edit", "mof")))
+        report.evaluated(step, config.data.eval_split,
+                         config.data.eval_view, summary)
         ckpt.save(step, state,
                   {config.best_metric: summary[config.best_metric]})
         if patience and patience_exhausted(step, ckpt.best_step(),
@@ -486,14 +500,13 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
           break
       elif save_now:
         ckpt.save(step, state)
-      bar.update(1)
       if preempted and step < total_steps:
-        bar.write(f"SIGTERM: saved step {step} of {total_steps} in {workdir}; "
-                  "run the same command again to resume")
+        report.write(f"SIGTERM: saved step {step} of {total_steps} in "
+                     f"{workdir}; run the same command again to resume")
         return {"mode": config.mode, "preempted": True, "step": step,
                 "workdir": os.path.abspath(workdir)}
   finally:
-    bar.close()
+    report.close()
     ckpt.close()
 
   # ----- Results of the best checkpoint on the validation split. -----

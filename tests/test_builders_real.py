@@ -610,3 +610,40 @@ def test_class_table_formats_and_policy_checks(tmp_path):
   a, b = ds.hash_partition([f"v{i}" for i in range(10)], 0.3)
   assert len(a) == 3 and sorted(a + b) == sorted(f"v{i}" for i in range(10))
   assert ds.hash_partition(reversed([f"v{i}" for i in range(10)]), 0.3) == (a, b)
+
+
+def test_repair_file_in_the_manual_dir_sets_the_policy(tmp_path):
+  """Where users build (`tfds build --manual_dir`), repairs are allowed by a
+  repair.json next to their files, and every refusal names it."""
+  manual = _bad_folder(tmp_path)
+  exo = np.load(manual / "features" / "exo" / "a.npy")
+  exo[3, 1] = np.nan
+  np.save(manual / "features" / "exo" / "a.npy", exo)
+  with pytest.raises(ds.DataError) as refused:
+    _build(feature_folder.Builder, _ff_config(), tmp_path / "d1", manual)
+  assert str(refused.value).endswith(
+      'Re-extract them, or put {"nan": "zero"} in repair.json in the manual '
+      "dir (--manual_dir) and build again to zero those frames")
+  (manual / "repair.json").write_text('{"nan": "zero"}')
+  builder = _build(feature_folder.Builder, _ff_config(), tmp_path / "d2", manual)
+  a = _records("feature_folder/t4", tmp_path / "d2")["train"]["a"]
+  np.testing.assert_array_equal(a["exo"][3], np.zeros(D))
+  assert builder.info.metadata["policy"]["nan"] == "zero"
+  assert builder.info.metadata["policy"]["max_trim_frames"] == 30  # config's
+  (manual / "repair.json").write_text('{"nan": "zero", "trim": 3}')
+  with pytest.raises(ds.DataError, match=r"repair\.json: \['trim'\] is not a "
+                     "RepairPolicy field; use an object with some of "
+                     "max_trim_frames, max_fill_frames, nan"):
+    _build(feature_folder.Builder, _ff_config(), tmp_path / "d3", manual)
+  (manual / "repair.json").write_text('{"nan": "drop"}')
+  with pytest.raises(ds.DataError, match=r"repair\.json: RepairPolicy\.nan must "
+                     "be one of"):
+    _build(feature_folder.Builder, _ff_config(), tmp_path / "d4", manual)
+
+
+def test_policy_given_as_json_config_fields():
+  """`tfds build --config='{"name": ..., "policy": {...}}'` passes a dict."""
+  config = _ff_config(policy={"nan": "zero", "max_trim_frames": 5})
+  assert config.policy == ds.RepairPolicy(nan="zero", max_trim_frames=5)
+  with pytest.raises(ValueError, match="policy field 'nans' is unknown"):
+    _ff_config(policy={"nans": "zero"})

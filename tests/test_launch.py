@@ -29,8 +29,7 @@ def launch(script: str, *args: str, **env: str
            ) -> subprocess.CompletedProcess:
   base = {k: v for k, v in os.environ.items() if k not in SCRIPT_VARS}
   return subprocess.run([os.path.join("launch", script), *args], cwd=REPO,
-                        env=dict(base, **env), capture_output=True, text=True,
-                        timeout=60)
+                        env=dict(base, **env), capture_output=True, text=True)
 
 
 def commands(proc: subprocess.CompletedProcess) -> list[list[str]]:

@@ -185,13 +185,13 @@ class Builder(ds.SyncFeatureBuilder):
     def load() -> ds.Loaded:
       labels = ds.segments_to_labels(
           ds.parse_segments(label_path), classes, source=label_path,
-          class_table=table, policy=config.policy)
+          class_table=table, policy=self.policy)
       origin, step = labels.start, config.frame_stride
       streams = {"labels": labels.subsample(origin, step)}
       if ego_path:
         streams["ego_labels"] = ds.segments_to_labels(
             ds.parse_segments(ego_path), classes, source=ego_path,
-            class_table=table, policy=config.policy).subsample(origin, step)
+            class_table=table, policy=self.policy).subsample(origin, step)
       frames = range(origin, labels.start + len(labels.values), step)
       for name, view in (("exo", config.exo_view), ("ego", config.ego_view)):
         path = os.path.join(manual_dir, config.lmdb_dir.format(view=view))

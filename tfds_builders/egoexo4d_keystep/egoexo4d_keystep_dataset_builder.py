@@ -185,7 +185,7 @@ class Builder(ds.SyncFeatureBuilder):
       video_id = f"{name}/{camera}" if config.exo_camera == "all" else name
       out.append(ds.Recording(video_id, uid, str(camera), config.ego_camera, _loader(
           config, uid, video_id, camera, feature_dir, ego, take, annotation_path,
-          step_classes, table)))
+          step_classes, table, self.policy)))
     return out
 
 
@@ -213,7 +213,7 @@ def _one_file(files: list[str], what: str, video_id: str, feature_dir: str) -> s
 
 
 def _loader(config, uid, video_id, camera, feature_dir, ego_files, take,
-            annotation_path, step_classes, table):
+            annotation_path, step_classes, table, policy):
   def load() -> ds.Loaded:
     if camera is None:
       raise ds.MissingData("missing_view", f"{video_id}: takes.json gives no best_exo")
@@ -236,7 +236,7 @@ def _loader(config, uid, video_id, camera, feature_dir, ego_files, take,
     length = max([len(exo), len(ego)] + [s.end for s in segments])
     if segments:  # frames no keystep covers are background (class 0)
       labels = ds.segments_to_labels(segments, step_classes, source=source,
-                                     class_table=table, policy=config.policy,
+                                     class_table=table, policy=policy,
                                      start=0, length=length, gap_label=0)
     else:
       labels = ds.Labels(np.zeros(length, np.int32), 0, source)

@@ -132,9 +132,9 @@ class Builder(ds.SyncFeatureBuilder):
     if fmt == "auto":
       fmt = "segments" if ds.looks_like_segments(path) else "frames"
     if fmt == "frames":
-      return ds.frame_labels(path, classes, class_table=table, policy=config.policy)
+      return ds.frame_labels(path, classes, class_table=table, policy=self.policy)
     segments = ds.parse_segments(path)
     if not segments:
       return ds.Labels(np.zeros(0, np.int32), 0, path)
     return ds.segments_to_labels(segments, classes, source=path, class_table=table,
-                                 policy=config.policy, start=0, gap_label=gap_label)
+                                 policy=self.policy, start=0, gap_label=gap_label)

@@ -32,7 +32,7 @@ class SyntheticSyncConfig(tfds.core.BuilderConfig):
   params: synthetic.SyntheticConfig = synthetic.DEFAULT
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(data_sources.BuildMessages, tfds.core.GeneratorBasedBuilder):
   """Procedural multi-step activities rendered by an exo and an ego camera."""
 
   VERSION = tfds.core.Version("1.0.0")
