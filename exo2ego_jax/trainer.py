@@ -495,8 +495,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
         if patience and patience_exhausted(step, ckpt.best_step(),
                                            eval_every, patience):
           stopped_early = step
-          bar.write(f"step {step}: no better {config.best_metric} in "
-                    f"{patience} evaluations; stopping early")
+          report.write(f"step {step}: no better {config.best_metric} in "
+                       f"{patience} evaluations; stopping early")
           break
       elif save_now:
         ckpt.save(step, state)

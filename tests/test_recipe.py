@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import assembly101_paper
-from configs import synthetic_paper
+from configs import assembly101_paper_benchmark
+from configs import synthetic_paper_benchmark
 from exo2ego_jax import benchmark
 from exo2ego_jax import input_pipeline as ip
 from exo2ego_jax import losses
@@ -198,7 +198,7 @@ def test_recipe_trains_with_background_ignored(make_config, tmp_path):
 
 
 def test_paper_configs_set_the_published_recipe_for_every_method():
-  for module in (assembly101_paper, synthetic_paper):
+  for module in (assembly101_paper_benchmark, synthetic_paper_benchmark):
     bench = module.get_config()
     for method in bench.methods:
       config, _ = benchmark.method_config(bench, method, 0)
@@ -212,7 +212,7 @@ def test_paper_configs_set_the_published_recipe_for_every_method():
       assert config.background_policy == (
           "drop_background_frames_and_segments")
       assert tuple(config.loss.distill_heads) == ("y5", "y4", "y3", "y2")
-  paper = assembly101_paper.get_config()
+  paper = assembly101_paper_benchmark.get_config()
   config, _ = benchmark.method_config(paper, "distill_model", 0)
   assert (config.data.chunk_size, config.data.max_frames) == (1, 600)
   assert (config.optim.learning_rate, config.optim.weight_decay) == (1e-5,

@@ -1,7 +1,8 @@
 """The published training recipe on Assembly101 (built by
 tfds_builders/assembly101_sync), for numbers that sit next to the paper's.
 
-  python -m exo2ego_jax.benchmark --config configs/assembly101_paper.py \
+  python -m exo2ego_jax.benchmark \
+      --config configs/assembly101_paper_benchmark.py \
       --config.data_dir=<data_dir>
 
 What the paper's scripts do, and this config sets for every method:
@@ -20,8 +21,8 @@ What the paper's scripts do, and this config sets for every method:
   * BatchNorm running variance with the unbiased estimate, as PyTorch;
   * scoring rule drop_background_frames_and_segments (the transfer scripts').
 Where this recipe and the default one differ, and why: docs/recipes.md.
-Days of GPU time, not a CPU job; configs/synthetic_paper.py is its twin on
-the embedded synthetic benchmark.
+Days of GPU time, not a CPU job; configs/synthetic_paper_benchmark.py is its
+twin on the embedded synthetic benchmark.
 """
 
 import ml_collections

@@ -1,11 +1,11 @@
 """The published training recipe's twin on the embedded synthetic benchmark:
 what the recipe changes, measured in minutes on a CPU.
 
-  python -m exo2ego_jax.benchmark --config configs/synthetic_paper.py
+  python -m exo2ego_jax.benchmark --config configs/synthetic_paper_benchmark.py
 
 The same five methods and seeds as configs/synthetic_benchmark.py, each
-trained with configs/assembly101_paper.py's settings (consecutive windows,
-batch 1, background ignored by the teacher's and oracle's loss, the
+trained with configs/assembly101_paper_benchmark.py's settings (consecutive
+windows, batch 1, background ignored by the teacher's and oracle's loss, the
 reference's smoothing average, unbiased BatchNorm variance, an evaluation
 every epoch, selection by F1@10 + F1@25 + F1@50 + Edit + MoF on validation,
 early stopping, the transfer scripts' scoring rule, an `mlp` adapter), except
@@ -19,7 +19,7 @@ Tables of both recipes side by side: docs/recipes.md.
 
 import ml_collections
 
-from configs import assembly101_paper
+from configs import assembly101_paper_benchmark
 from configs import synthetic_benchmark
 
 
@@ -27,7 +27,7 @@ def get_config():
   config = synthetic_benchmark.get_config()
   config.workdir = "workdirs/synthetic_paper"
   settings = {k: (dict(v) if isinstance(v, dict) else v)
-              for k, v in assembly101_paper.PAPER_SETTINGS.items()}
+              for k, v in assembly101_paper_benchmark.PAPER_SETTINGS.items()}
   settings["data"].update(chunk_size=4, zoom=True)
   del settings["optim"]  # each method config's synthetic learning rate
   settings["num_epochs"] = 20
