@@ -6,12 +6,14 @@ layer for layer, channels-first (B, D, T): double_conv = (Conv k5 pad 2 - BN -
 ReLU) x 2; six max-pool levels with 256, 256, 256, 128, 128, 128, 128
 channels; TPP (max-pool 2, 3, 5, 6, one shared 1x1 conv, linear upsampling
 with aligned corners); a decoder of six up stages; heads y1..y5 on relu(x)
-and y; the ensemble is the mean of the six heads' softmaxes. The input is
-padded to the same internal length as the JAX model (a multiple of 64, at
-least 384) and padded frames are zeroed after every ReLU. One difference:
-BatchNorm here is PyTorch's plain BatchNorm1d (statistics over all frames,
-padding included, as the public reference), where the JAX model uses masked
-statistics (a little more work).
+and y; the ensemble is the mean of the six heads' softmaxes. Lengths are the
+JAX model's (docs/model.md): each example runs at its own length (its mask's
+leading valid frames), every pooling floors, interpolation weights are
+per-example, steps past an example's length are zeroed after every ReLU, and
+a window shorter than 384 frames runs extended with zero features to 384.
+One difference: BatchNorm here is PyTorch's plain BatchNorm1d (training
+statistics over all steps, padding included, as the published model), where
+the JAX model uses masked statistics (a little more work).
 """
 
 from __future__ import annotations
@@ -24,20 +26,49 @@ ENCODER_FEATURES = (256, 256, 256, 128, 128, 128, 128)
 DECODER_FEATURES = 128
 TPP_POOL_SIZES = (2, 3, 5, 6)
 NUM_LEVELS = len(ENCODER_FEATURES) - 1
-MIN_PADDED_LENGTH = 2**NUM_LEVELS * max(TPP_POOL_SIZES)
+MIN_LENGTH = 2**NUM_LEVELS * max(TPP_POOL_SIZES)
 IGNORE_LABEL = -100
 DISTILL_HEADS = (4, 3, 2, 1)  # y5, y4, y3, y2 (indices into y1..y5)
 
 
-def padded_length(length: int) -> int:
-  step = 2**NUM_LEVELS
-  return max(-(-length // step) * step, MIN_PADDED_LENGTH)
+def level_lengths(lengths: torch.Tensor, level: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+  """(live, valid) steps of `level` per example, as c2f_tcn.level_lengths."""
+  live = lengths.clamp(min=MIN_LENGTH) >> level
+  valid = torch.minimum((lengths + (1 << level) - 1) >> level, live)
+  return live, valid
 
 
-def upsample(x: torch.Tensor, length: int) -> torch.Tensor:
-  if x.shape[-1] == length:
-    return x
-  return F.interpolate(x, size=length, mode="linear", align_corners=True)
+def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+  """(B, 1, size) float mask of each example's first lengths[b] steps."""
+  return (torch.arange(size)[None] < lengths[:, None]).float()[:, None]
+
+
+def interpolate(x: torch.Tensor, in_lengths: torch.Tensor,
+                out_lengths: torch.Tensor, factor: int, out_size: int
+                ) -> torch.Tensor:
+  """Per-example aligned-corners linear resampling along the last axis, by
+  four weighted shifts of x repeated `factor` times (c2f_tcn.interpolate)."""
+  n = in_lengths.float()[:, None]
+  m = out_lengths[:, None]
+  scale = torch.where(m > 1, (n - 1) / (m - 1).clamp(min=1).float(),
+                      torch.zeros(()))
+  step = torch.arange(out_size)
+  pos = step.float()[None] * scale
+  lo = torch.minimum(torch.floor(pos), (n - 2).clamp(min=0)).clamp(min=0)
+  frac = pos - lo
+  tap = lo.long() - (step // factor)[None]
+  inside = step[None] < m
+  repeated = F.pad(x, (2, 2)).repeat_interleave(factor, dim=-1)
+  zero = torch.zeros(())
+  out = 0.0
+  for offset in (-2, -1, 0, 1):
+    weight = (torch.where(tap == offset, 1.0 - frac, zero)
+              + torch.where(tap + 1 == offset, frac, zero))
+    weight = torch.where(inside, weight, zero)[:, None]
+    start = (offset + 2) * factor
+    out = out + weight * repeated[..., start:start + out_size]
+  return out
 
 
 class DoubleConv(nn.Module):
@@ -75,39 +106,53 @@ class C2FTCN(nn.Module):
 
   def forward(self, x: torch.Tensor, mask: torch.Tensor
               ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """(B, D, T) features, (B, T) mask -> logits of y1..y5, y at their own
-    resolution (padded), and the masks at those resolutions."""
+    """(B, D, T) features, (B, T) mask of leading valid frames -> logits of
+    y1..y5, y at their own resolution (of max(T, 384) steps), and the masks
+    of their valid steps."""
     length = x.shape[-1]
-    pad = padded_length(length) - length
-    mask = F.pad(mask, (0, pad))[:, None]
-    x = F.pad(x, (0, pad)) * mask
-    skips, masks = [], []
+    lengths = (mask > 0).sum(1)
+    size = max(length, MIN_LENGTH)
+    x = F.pad(x * length_mask(lengths, length), (0, size - length))
+    skips, live_masks, valid_masks = [], [], []
     for level, block in enumerate(self.encoder):
+      live, valid = level_lengths(lengths, level)
+      live_mask = length_mask(live, size >> level)
       if level:
-        x = F.max_pool1d(x, 2)
-        mask = F.max_pool1d(mask, 2)
-      x = block(x, mask)
+        x = F.max_pool1d(x, 2) * live_mask
+      x = block(x, live_mask)
       skips.append(x)
-      masks.append(mask)
-    maps = [upsample(self.tpp_project(F.max_pool1d(x, k)), x.shape[-1])
-            for k in TPP_POOL_SIZES]
+      live_masks.append(live_mask)
+      valid_masks.append(length_mask(valid, size >> level))
+    bottom, _ = level_lengths(lengths, NUM_LEVELS)
+    maps = [interpolate(self.tpp_project(F.max_pool1d(x, k)), bottom // k,
+                        bottom, k, x.shape[-1]) for k in TPP_POOL_SIZES]
     x = torch.cat(maps + [x], dim=1)
     logits, head_masks = [], []
     for stage, block in enumerate(self.decoder):
       level = NUM_LEVELS - 1 - stage
-      up = upsample(x, 2 * x.shape[-1])
-      up = F.pad(up, (0, skips[level].shape[-1] - up.shape[-1]))
-      x = block(torch.cat([skips[level], up], dim=1), masks[level])
+      below, _ = level_lengths(lengths, level + 1)
+      up = interpolate(x, below, 2 * below, 2, skips[level].shape[-1])
+      x = block(torch.cat([skips[level], up], dim=1), live_masks[level])
       last = stage == len(self.decoder) - 1
       logits.append(self.heads[stage](x if last else F.relu(x)))
-      head_masks.append(masks[level][:, 0])
+      head_masks.append(valid_masks[level][:, 0])
     return logits, head_masks
 
 
-def ensemble_probs(logits: list[torch.Tensor], length: int) -> torch.Tensor:
-  """Mean of the six heads' softmaxes, each upsampled to (B, C, length)."""
-  full = logits[-1].shape[-1]
-  probs = [F.softmax(upsample(h, full)[..., :length], dim=1) for h in logits]
+def ensemble_probs(logits: list[torch.Tensor], length: int,
+                   lengths: torch.Tensor | None = None) -> torch.Tensor:
+  """Mean of the six heads' softmaxes (B, C, length), each head upsampled
+  to its example's run length. `lengths`: valid frames per example (default:
+  all `length`)."""
+  size = logits[-1].shape[-1]
+  if lengths is None:
+    lengths = torch.full((logits[-1].shape[0],), length)
+  run = lengths.clamp(min=MIN_LENGTH)
+  probs = []
+  for level, head in zip(range(NUM_LEVELS - 1, 0, -1), logits):
+    up = interpolate(head, run >> level, run, 1 << level, size)
+    probs.append(F.softmax(up[..., :length], dim=1))
+  probs.append(F.softmax(logits[-1][..., :length], dim=1))
   return sum(probs) / len(probs)
 
 
@@ -143,7 +188,8 @@ def train_step(model: C2FTCN, optimizer: torch.optim.Optimizer, batch: dict
   model.train()
   optimizer.zero_grad(set_to_none=True)
   logits, _ = model(batch["x"], batch["mask"])
-  probs = ensemble_probs(logits, batch["x"].shape[-1])
+  probs = ensemble_probs(logits, batch["x"].shape[-1],
+                         (batch["mask"] > 0).sum(1))
   loss = supervised_loss(probs, batch["labels"], batch["mask"])
   loss.backward()
   optimizer.step()

@@ -25,7 +25,12 @@ A backbone is written as `<out>/vit_config.json` (the `ViT` fields) and
 `<out>/params` (orbax); `extract_features --params <out>` and
 `distill_backbone` read that layout (`load_backbone`). A C2F-TCN is written as
 a run directory (`config.json` + `best/` checkpoint with params and
-batch_stats) that `--config.teacher_workdir` accepts.
+batch_stats) that `--config.teacher_workdir` accepts; it computes what the
+published PyTorch model computes, at every length (docs/model.md).
+
+An `--out` that already holds files is refused; `--overwrite` replaces it,
+but only once the new output is completely written (into a sibling folder,
+then swapped in), so a failed import leaves the old one as it was.
 
 `.pth`/`.pt` files need torch; `.safetensors` files need only `safetensors`.
 """
@@ -35,6 +40,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 
 from absl import app
 from absl import flags
@@ -385,23 +392,83 @@ def save_c2f_teacher(out_dir: str, variables: dict, source: str) -> None:
   run.close()
 
 
+# ----- Writing the output. -----
+
+def check_output(out: str, overwrite: bool) -> None:
+  """Raises unless `out` is free (absent or an empty folder) or may be
+  replaced."""
+  if overwrite or not os.path.exists(out):
+    return
+  if os.path.isdir(out) and not os.listdir(out):
+    return
+  held = (", ".join(sorted(os.listdir(out))[:4]) if os.path.isdir(out)
+          else "a file")
+  raise ValueError(f"{out} already holds {held}: pass --overwrite to replace "
+                   "it, or choose another output")
+
+
+def write_output(out: str, write, overwrite: bool = False) -> None:
+  """Calls write(folder) on a fresh sibling of `out`, then moves it to `out`.
+
+  An `out` that holds files is refused (`check_output`) unless `overwrite`;
+  then it is swapped out only after `write` has succeeded, and deleted last.
+  """
+  check_output(out, overwrite)
+  out = os.path.abspath(out)
+  parent, name = os.path.split(out)
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=f".{name}.importing-", dir=parent)
+  try:
+    write(staging)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  replaced = None
+  if os.path.exists(out):
+    replaced = tempfile.mkdtemp(prefix=f".{name}.replaced-", dir=parent)
+    os.rmdir(replaced)  # a free name next to out, on the same file system
+    os.rename(out, replaced)
+  try:
+    os.rename(staging, out)
+  except BaseException:
+    if replaced:
+      os.rename(replaced, out)
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  if replaced:
+    if os.path.isdir(replaced):
+      shutil.rmtree(replaced)
+    else:
+      os.remove(replaced)
+
+
+def import_checkpoint(checkpoint: str, fmt: str, out: str,
+                      overwrite: bool = False,
+                      num_heads: int | None = None) -> str:
+  """Converts `checkpoint` (format `fmt`) into `out`; returns a summary."""
+  check_output(out, overwrite)  # before the (slow) reading and converting
+  state = load_state_dict(checkpoint)
+  if fmt == "c2f_tcn":
+    variables = convert_c2f_tcn(state)
+    write_output(out, lambda path: save_c2f_teacher(path, variables,
+                                                   checkpoint), overwrite)
+    return f"wrote C2F-TCN teacher run {out}"
+  params, config = convert_dinov2(state, fmt, num_heads)
+  write_output(out, lambda path: save_backbone(path, params, config),
+               overwrite)
+  count = sum(np.size(p) for p in jax.tree.leaves(params))
+  return (f"wrote {out}: {count / 1e6:.1f}M parameters, "
+          + ", ".join(f"{k}={v}" for k, v in config.items()))
+
+
 # ----- Command line. -----
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  state = load_state_dict(f.checkpoint)
-  if f.format == "c2f_tcn":
-    variables = convert_c2f_tcn(state)
-    save_c2f_teacher(f.out, variables, f.checkpoint)
-    print(f"wrote C2F-TCN teacher run {f.out}")
-    return
-  params, config = convert_dinov2(state, f.format, f.num_heads)
-  save_backbone(f.out, params, config)
-  count = sum(np.size(p) for p in jax.tree.leaves(params))
-  print(f"wrote {f.out}: {count / 1e6:.1f}M parameters, "
-        + ", ".join(f"{k}={v}" for k, v in config.items()))
+  print(import_checkpoint(f.checkpoint, f.format, f.out, f.overwrite,
+                          f.num_heads))
 
 
 def define_flags() -> None:
@@ -412,6 +479,9 @@ def define_flags() -> None:
   flags.DEFINE_enum("format", None, FORMATS, "Layout of the checkpoint.",
                     required=True)
   flags.DEFINE_string("out", None, "Output directory.", required=True)
+  flags.DEFINE_bool("overwrite", False,
+                    "Replace an --out that already holds files (only once "
+                    "the new output is complete).")
   flags.DEFINE_integer("num_heads", None,
                        "Attention heads (DINOv2; default embed_dim / 64).")
 

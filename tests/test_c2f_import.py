@@ -1,5 +1,11 @@
 """Importing PyTorch C2F-TCN checkpoints: our C2FTCN with converted weights
-computes what the public PyTorch C2F_TCN computes (eval mode)."""
+computes what the published PyTorch C2F-TCN computes (eval mode), at the
+paper's 600-frame windows and at lengths that are not multiples of 64; the
+command refuses to write over an existing output unless told to."""
+
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -10,150 +16,20 @@ from exo2ego_jax import import_weights
 from exo2ego_jax import trainer
 from exo2ego_jax.models import c2f_tcn
 
+torch = pytest.importorskip("torch")
+import c2f_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 FEATURES, CLASSES = 12, 5
-
-
-def _public_c2f_tcn():
-  """dipika-singhania/C2F-TCN model.py's C2F_TCN, with its module names (so
-  its state dict has the public keys), without the torchvision import."""
-  torch = pytest.importorskip("torch")
-  from torch import nn  # pylint: disable=g-import-not-at-top
-  f = nn.functional
-
-  class double_conv(nn.Module):  # pylint: disable=invalid-name
-    def __init__(self, in_ch, out_ch):
-      super().__init__()
-      self.conv = nn.Sequential(
-          nn.Conv1d(in_ch, out_ch, kernel_size=5, padding=2),
-          nn.BatchNorm1d(out_ch), nn.ReLU(),
-          nn.Conv1d(out_ch, out_ch, kernel_size=5, padding=2),
-          nn.BatchNorm1d(out_ch), nn.ReLU())
-
-    def forward(self, x):
-      return self.conv(x)
-
-  class inconv(nn.Module):  # pylint: disable=invalid-name
-    def __init__(self, in_ch, out_ch):
-      super().__init__()
-      self.conv = double_conv(in_ch, out_ch)
-
-    def forward(self, x):
-      return self.conv(x)
-
-  class outconv(nn.Module):  # pylint: disable=invalid-name
-    def __init__(self, in_ch, out_ch):
-      super().__init__()
-      self.conv = nn.Conv1d(in_ch, out_ch, kernel_size=1)
-
-    def forward(self, x):
-      return self.conv(x)
-
-  class down(nn.Module):  # pylint: disable=invalid-name
-    def __init__(self, in_ch, out_ch):
-      super().__init__()
-      self.max_pool_conv = nn.Sequential(nn.MaxPool1d(2),
-                                         double_conv(in_ch, out_ch))
-
-    def forward(self, x):
-      return self.max_pool_conv(x)
-
-  class up(nn.Module):  # pylint: disable=invalid-name
-    def __init__(self, in_channels, out_channels):
-      super().__init__()
-      self.up = nn.Upsample(scale_factor=2, mode="linear", align_corners=True)
-      self.conv = double_conv(in_channels, out_channels)
-
-    def forward(self, x1, x2):
-      x1 = self.up(x1)
-      diff = x2.size(2) - x1.size(2)
-      x1 = f.pad(x1, [diff // 2, diff - diff // 2])
-      return self.conv(torch.cat([x2, x1], dim=1))
-
-  class TPPblock(nn.Module):
-    def __init__(self, in_channels):
-      super().__init__()
-      self.pools = [nn.MaxPool1d(kernel_size=k, stride=k) for k in (2, 3, 5, 6)]
-      self.conv = nn.Conv1d(in_channels, 1, kernel_size=1, padding=0)
-
-    def forward(self, x):
-      t = x.size(2)
-      layers = [f.interpolate(self.conv(pool(x)), size=t, mode="linear",
-                              align_corners=True) for pool in self.pools]
-      return torch.cat(layers + [x], 1)
-
-  class C2F_TCN(nn.Module):  # pylint: disable=invalid-name
-    def __init__(self, n_channels, n_classes):
-      super().__init__()
-      self.inc = inconv(n_channels, 256)
-      self.down1 = down(256, 256)
-      self.down2 = down(256, 256)
-      self.down3 = down(256, 128)
-      self.down4 = down(128, 128)
-      self.down5 = down(128, 128)
-      self.down6 = down(128, 128)
-      self.up = up(260, 128)
-      self.outcc0 = outconv(128, n_classes)
-      self.up0 = up(256, 128)
-      self.outcc1 = outconv(128, n_classes)
-      self.up1 = up(256, 128)
-      self.outcc2 = outconv(128, n_classes)
-      self.up2 = up(384, 128)
-      self.outcc3 = outconv(128, n_classes)
-      self.up3 = up(384, 128)
-      self.outcc4 = outconv(128, n_classes)
-      self.up4 = up(384, 128)
-      self.outcc = outconv(128, n_classes)
-      self.tpp = TPPblock(128)
-      self.weights = torch.nn.Parameter(torch.ones(6))
-
-    def forward(self, x):
-      x1 = self.inc(x)
-      x2 = self.down1(x1)
-      x3 = self.down2(x2)
-      x4 = self.down3(x3)
-      x5 = self.down4(x4)
-      x6 = self.down5(x5)
-      x7 = self.tpp(self.down6(x6))
-      x = self.up(x7, x6)
-      y1 = self.outcc0(f.relu(x))
-      x = self.up0(x, x5)
-      y2 = self.outcc1(f.relu(x))
-      x = self.up1(x, x4)
-      y3 = self.outcc2(f.relu(x))
-      x = self.up2(x, x3)
-      y4 = self.outcc3(f.relu(x))
-      x = self.up3(x, x2)
-      y5 = self.outcc4(f.relu(x))
-      x = self.up4(x, x1)
-      return self.outcc(x), [y5, y4, y3, y2, y1], x
-
-  # Module constructors draw their initial weights from torch's global RNG:
-  # seed it (without disturbing other users) so every run builds one model.
-  with torch.random.fork_rng():
-    torch.manual_seed(0)
-    model = C2F_TCN(FEATURES, CLASSES)
-  gen = torch.Generator().manual_seed(0)
-  with torch.no_grad():  # non-trivial BatchNorm statistics and affines
-    for name, buf in model.named_buffers():
-      if name.endswith("running_mean"):
-        buf.copy_(torch.randn(buf.shape, generator=gen) * 0.1)
-      elif name.endswith("running_var"):
-        buf.copy_(torch.rand(buf.shape, generator=gen) + 0.5)
-    for name, p in model.named_parameters():
-      if ".1.weight" in name or ".4.weight" in name:  # BatchNorm scales
-        p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
-      elif ".1.bias" in name or ".4.bias" in name:
-        p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
-  return model.eval()
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def public_model():
-  return _public_c2f_tcn()
+  return c2f_reference.build(FEATURES, CLASSES)
 
 
 def test_public_keys_are_all_converted(public_model):
-  state = {k: v.numpy() for k, v in public_model.state_dict().items()}
+  state = c2f_reference.state_dict(public_model)
   assert {"inc.conv.conv.0.weight", "down6.max_pool_conv.1.conv.4.running_var",
           "tpp.conv.weight", "up.conv.conv.3.weight", "up4.conv.conv.0.bias",
           "outcc0.conv.weight", "outcc.conv.bias", "weights"} <= set(state)
@@ -163,36 +39,103 @@ def test_public_keys_are_all_converted(public_model):
     import_weights.convert_c2f_tcn(dict(state, extra=np.zeros(1)))
 
 
-# Lengths where the PyTorch model's own pooling needs no padding (multiples of
-# 64, at least 384); at other lengths our C2FTCN pads and masks by design.
-@pytest.mark.parametrize("length", [384, 448])
+# 600: the paper's windows (floor lengths 300, 150, 75, 37, 18, 9); 437 and
+# 601 odd at several levels; 640 a multiple of 64.
+@pytest.mark.parametrize("length", [437, 600, 601, 640])
 def test_outputs_match_pytorch(public_model, length):
-  import torch  # pylint: disable=g-import-not-at-top
-  state = {k: v.numpy() for k, v in public_model.state_dict().items()}
-  variables = import_weights.convert_c2f_tcn(state)
+  variables = import_weights.convert_c2f_tcn(
+      c2f_reference.state_dict(public_model))
   x = np.random.default_rng(length).normal(
       size=(2, length, FEATURES)).astype(np.float32)
-  with torch.no_grad():
-    y, heads, features = public_model(torch.from_numpy(x.transpose(0, 2, 1)))
+  want = c2f_reference.outputs(public_model, x)
   ours = jax.jit(c2f_tcn.C2FTCN(CLASSES).apply)(variables, x)
-  channels_last = lambda t: t.numpy().transpose(0, 2, 1)
-  np.testing.assert_allclose(ours["logits"], channels_last(y), atol=1e-5,
-                             rtol=1e-5)
-  np.testing.assert_allclose(ours["features"], channels_last(features),
-                             atol=1e-5, rtol=1e-5)
-  # PyTorch returns [y5, y4, y3, y2, y1]; ours are ordered y1..y5.
-  for got, want in zip(ours["head_logits"], heads[::-1]):
-    np.testing.assert_allclose(got, channels_last(want), atol=1e-5, rtol=1e-5)
-  # The 1e-5 tolerance is a real check only if outputs are far above it.
-  assert np.abs(channels_last(y)).max() > 1e-2
+  ours["ensemble"] = c2f_tcn.ensemble_probs(ours)
+  for key in ("logits", "features", "ensemble"):
+    scale = np.abs(want[key]).max()
+    assert scale > 1e-2  # outputs far above the tolerance
+    np.testing.assert_allclose(ours[key], want[key], rtol=0,
+                               atol=1e-5 * scale, err_msg=key)
+  assert [h.shape[1] for h in want["head_logits"]] == [
+      length // 32, length // 16, length // 8, length // 4, length // 2]
+  for got, head in zip(ours["head_logits"], want["head_logits"]):
+    np.testing.assert_allclose(got, head, rtol=0,
+                               atol=1e-5 * np.abs(head).max())
+  # Same predicted classes everywhere (the issue saw 1.5% of frames move).
+  np.testing.assert_array_equal(np.argmax(ours["ensemble"], -1),
+                                np.argmax(want["ensemble"], -1))
 
 
 def test_imported_teacher_is_a_run_directory(public_model, tmp_path):
-  state = {k: v.numpy() for k, v in public_model.state_dict().items()}
-  variables = import_weights.convert_c2f_tcn(state)
+  variables = import_weights.convert_c2f_tcn(
+      c2f_reference.state_dict(public_model))
   out = str(tmp_path / "teacher")
   import_weights.save_c2f_teacher(out, variables, "c2f.model")
   assert trainer.read_run_config(out)["mode"] == "exo_supervised"
   _, restored = checkpoints.restore_state(out)
   jax.tree.map(np.testing.assert_array_equal,
                {k: restored[k] for k in ("params", "batch_stats")}, variables)
+
+
+def _save_checkpoint(path, seed: int) -> dict:
+  """A public-layout checkpoint file; returns its converted variables."""
+  state = c2f_reference.state_dict(c2f_reference.build(FEATURES, CLASSES,
+                                                       seed))
+  torch.save({k: torch.from_numpy(v) for k, v in state.items()}, str(path))
+  return import_weights.convert_c2f_tcn(state)
+
+
+def _restored(out: str) -> dict:
+  _, state = checkpoints.restore_state(out)
+  return {k: state[k] for k in ("params", "batch_stats")}
+
+
+def test_existing_output_is_refused_in_one_line(tmp_path):
+  checkpoint = tmp_path / "c2f.model"
+  first = _save_checkpoint(checkpoint, seed=1)
+  out = tmp_path / "teacher"
+  import_weights.import_checkpoint(str(checkpoint), "c2f_tcn", str(out))
+  before = sorted(os.listdir(out))
+  result = subprocess.run(
+      [sys.executable, "-m", "exo2ego_jax.import_weights", "--checkpoint",
+       str(checkpoint), "--format", "c2f_tcn", "--out", str(out)],
+      capture_output=True, text=True, cwd=REPO, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f"error: {out} already holds best, checkpoints, config.json: pass "
+      "--overwrite to replace it, or choose another output"]
+  assert sorted(os.listdir(out)) == before
+  jax.tree.map(np.testing.assert_array_equal, _restored(str(out)), first)
+
+
+def test_overwrite_replaces_only_after_a_complete_import(tmp_path,
+                                                         monkeypatch):
+  checkpoint = tmp_path / "c2f.model"
+  first = _save_checkpoint(checkpoint, seed=1)
+  out = str(tmp_path / "teacher")
+  import_weights.import_checkpoint(str(checkpoint), "c2f_tcn", out)
+  second = _save_checkpoint(checkpoint, seed=2)
+
+  # An import that fails while writing leaves the old run as it was.
+  def fail_midway(out_dir, variables, source):
+    os.makedirs(os.path.join(out_dir, "best"))
+    raise OSError("disk full")
+
+  monkeypatch.setattr(import_weights, "save_c2f_teacher", fail_midway)
+  with pytest.raises(OSError, match="disk full"):
+    import_weights.import_checkpoint(str(checkpoint), "c2f_tcn", out,
+                                     overwrite=True)
+  monkeypatch.undo()
+  jax.tree.map(np.testing.assert_array_equal, _restored(out), first)
+  assert sorted(os.listdir(tmp_path)) == ["c2f.model", "teacher"]  # no debris
+
+  # A bad checkpoint is refused before anything is written.
+  torch.save({"not_c2f": torch.zeros(1)}, str(tmp_path / "bad.model"))
+  with pytest.raises(ValueError, match="not a state dict of the public"):
+    import_weights.import_checkpoint(str(tmp_path / "bad.model"), "c2f_tcn",
+                                     out, overwrite=True)
+  jax.tree.map(np.testing.assert_array_equal, _restored(out), first)
+
+  import_weights.import_checkpoint(str(checkpoint), "c2f_tcn", out,
+                                   overwrite=True)
+  jax.tree.map(np.testing.assert_array_equal, _restored(out), second)
+  assert sorted(os.listdir(tmp_path)) == ["bad.model", "c2f.model", "teacher"]

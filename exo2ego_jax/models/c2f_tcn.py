@@ -1,12 +1,23 @@
 """C2F-TCN (coarse-to-fine temporal convolutional network), channels-last.
 
-The architecture follows the design brief (section 3) exactly: a six-level
+The architecture follows the design brief (section 3): a six-level
 max-pooling encoder, a temporal pyramid pooling (TPP) block on the coarsest
-level and a decoder whose six stages each emit a head. Sequences of any length
-work: the input is zero-padded to a multiple of 64 frames (and at least 384,
-so the coarsest level is long enough for the TPP pools) and a frame mask keeps
-padded frames out of the BatchNorm statistics and out of every convolution's
-context, so valid frames see the same zero boundary an unpadded sequence has.
+level and a decoder whose six stages each emit a head. Lengths follow the
+published PyTorch model exactly (docs/model.md): every pooling floors (600 ->
+300 -> 150 -> 75 -> 37 -> 18 -> 9), the TPP pools and interpolates on the
+bottleneck's own length, each decoder stage upsamples x2 with aligned corners
+and zero-pads on the right to its skip's length, and the ensemble upsamples
+each head to the input length with aligned corners.
+
+Every example of a batch runs at its own length L (the count of its mask's
+leading valid frames), inside one jitted program: pooled lengths, masks and
+interpolation weights are per-example arrays, so a window padded into a batch
+gives on its valid frames what it gives alone, and lengths never recompile.
+Frames past an example's length are zero at every layer, which is exactly
+the zero boundary the published model's convolutions see. Windows shorter
+than 384 frames (where the published model fails: its kernel-6 pyramid pool
+gets no input) run as that window followed by zero features up to 384
+frames; only steps that see a real frame count for BatchNorm and the masks.
 
 `conv_impl` picks how the 5-tap convolutions are computed, with identical
 parameters: "xla" (XLA's convolution, the default) or "winograd" (Winograd
@@ -31,28 +42,75 @@ TPP_POOL_SIZES = (2, 3, 5, 6)
 # Head names from coarse to fine; "y" is the final (full resolution) head.
 HEAD_NAMES = ("y1", "y2", "y3", "y4", "y5")
 NUM_LEVELS = len(ENCODER_FEATURES) - 1  # six 2x poolings
-MIN_PADDED_LENGTH = (2**NUM_LEVELS) * max(TPP_POOL_SIZES)
+# The shortest window the published model runs: its bottleneck (L / 64
+# steps) must hold one kernel-6 pyramid pool.
+MIN_LENGTH = (2**NUM_LEVELS) * max(TPP_POOL_SIZES)
 CONV_IMPLS = ("xla", "winograd")
+# Interpolation taps around floor(i / factor) that `interpolate` reads.
+_TAPS = (-2, -1, 0, 1)
 
 
-def padded_length(length: int) -> int:
-  """Length the model runs at internally for a window of `length` frames."""
-  step = 2**NUM_LEVELS
-  return max(-(-length // step) * step, MIN_PADDED_LENGTH)
+def run_length(lengths: jax.Array) -> jax.Array:
+  """Per-example length the network runs at: L, or 384 below 384 (the
+  window extended with zero features)."""
+  return jnp.maximum(lengths, MIN_LENGTH)
 
 
-def upsample_linear(x: jax.Array, length: int) -> jax.Array:
-  """Linear interpolation along axis 1 with aligned corners (PyTorch's
-  `align_corners=True`): the first and last samples map onto each other."""
-  in_length = x.shape[1]
-  if in_length == length:
-    return x
-  if in_length == 1 or length == 1:
-    return jnp.repeat(x[:, :1], length, axis=1)
-  pos = jnp.arange(length, dtype=jnp.float32) * ((in_length - 1) / (length - 1))
-  lo = jnp.clip(jnp.floor(pos).astype(jnp.int32), 0, in_length - 2)
-  frac = (pos - lo)[None, :, None].astype(x.dtype)
-  return x[:, lo] * (1 - frac) + x[:, lo + 1] * frac
+def level_lengths(lengths: jax.Array, level: int
+                  ) -> tuple[jax.Array, jax.Array]:
+  """(live, valid) step counts of `level` (0: input) per example.
+
+  live: floor(run length / 2^level), the steps the published model has
+  there; valid: those that see a real frame, ceil(L / 2^level) capped at
+  live (= live for L >= 384). Steps past live are zero at every layer.
+  """
+  live = run_length(lengths) >> level
+  valid = jnp.minimum((lengths + (1 << level) - 1) >> level, live)
+  return live, valid
+
+
+def length_mask(lengths: jax.Array, size: int, dtype=jnp.float32
+                ) -> jax.Array:
+  """(B, size) mask of each example's first lengths[b] steps."""
+  return (jnp.arange(size)[None, :] < lengths[:, None]).astype(dtype)
+
+
+def interpolate(x: jax.Array, in_lengths: jax.Array, out_lengths: jax.Array,
+                factor: int, out_size: int) -> jax.Array:
+  """Per-example linear resampling along axis 1 with aligned corners
+  (PyTorch's `align_corners=True`): example b's first in_lengths[b] steps
+  become out_lengths[b] steps, and the rest of the out_size steps are zero.
+
+  Needs in_lengths == out_lengths // factor (what floor pooling gives). Then
+  output i reads only inputs floor(i / factor) - 2 .. + 1, so the resampling
+  is four shifted copies of x repeated `factor` times, weighted per example:
+  no gather, and elementwise work in the backward pass too.
+  """
+  batch, in_size, _ = x.shape
+  if out_size > (in_size + 1) * factor:
+    raise ValueError(f"cannot resample {in_size} steps to {out_size} with "
+                     f"factor {factor}")
+  n = in_lengths.astype(jnp.float32)[:, None]
+  m = out_lengths[:, None]
+  # Float32 positions, computed as PyTorch does: i * ((n - 1) / (m - 1)).
+  scale = jnp.where(m > 1, (n - 1) / jnp.maximum(m - 1, 1).astype(jnp.float32),
+                    0.0)
+  step = jnp.arange(out_size)
+  pos = step.astype(jnp.float32)[None, :] * scale
+  lo = jnp.clip(jnp.floor(pos), 0.0, jnp.maximum(n - 2, 0.0))
+  frac = pos - lo
+  tap = lo.astype(jnp.int32) - (step // factor)[None, :]  # in -2 .. 0
+  inside = step[None, :] < m
+  padded = jnp.pad(x, ((0, 0), (2, 2), (0, 0)))
+  repeated = jnp.repeat(padded, factor, axis=1)
+  out = 0.0
+  for offset in _TAPS:
+    weight = (jnp.where(tap == offset, 1.0 - frac, 0.0)
+              + jnp.where(tap + 1 == offset, frac, 0.0))
+    weight = jnp.where(inside, weight, 0.0).astype(x.dtype)[..., None]
+    start = (offset + 2) * factor
+    out = out + weight * repeated[:, start:start + out_size]
+  return out
 
 
 def max_pool(x: jax.Array, size: int) -> jax.Array:
@@ -60,53 +118,101 @@ def max_pool(x: jax.Array, size: int) -> jax.Array:
   return nn.max_pool(x, window_shape=(size,), strides=(size,), padding="VALID")
 
 
+class BatchNorm(nn.Module):
+  """BatchNorm1d whose batch statistics come from valid steps only.
+
+  Same variables as flax's nn.BatchNorm (params scale/bias, batch_stats
+  mean/var) and PyTorch's defaults (momentum 0.1, i.e. 0.9 here, eps 1e-5).
+  The running variance is updated with the biased batch variance, or with
+  PyTorch's unbiased one (n / (n - 1), n the valid steps) if
+  `unbiased_var`; normalisation uses the biased one either way, as PyTorch.
+  """
+
+  unbiased_var: bool = False
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, valid: jax.Array, train: bool
+               ) -> jax.Array:
+    features = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+    running_mean = self.variable("batch_stats", "mean", jnp.zeros,
+                                 (features,), jnp.float32)
+    running_var = self.variable("batch_stats", "var", jnp.ones,
+                                (features,), jnp.float32)
+    if train:
+      weights = valid[..., None].astype(x.dtype)
+      count = jnp.sum(weights)
+      mean = jnp.sum(x * weights, axis=(0, 1)) / jnp.maximum(count, 1.0)
+      var = jnp.sum(jnp.square((x - mean) * weights), axis=(0, 1)
+                    ) / jnp.maximum(count, 1.0)
+      if not self.is_initializing():
+        update = var * (count / jnp.maximum(count - 1.0, 1.0)
+                        if self.unbiased_var else 1.0)
+        running_mean.value = (self.momentum * running_mean.value
+                              + (1.0 - self.momentum) * mean)
+        running_var.value = (self.momentum * running_var.value
+                             + (1.0 - self.momentum) * update)
+    else:
+      mean, var = running_mean.value, running_var.value
+    multiplier = scale * jax.lax.rsqrt(var + self.epsilon)
+    return (x - mean) * multiplier.astype(x.dtype) + bias.astype(x.dtype)
+
+
 class DoubleConv(nn.Module):
-  """(Conv k5 SAME -> BatchNorm -> ReLU) x 2, with padded frames zeroed."""
+  """(Conv k5 SAME -> BatchNorm -> ReLU) x 2. Steps outside `live` are
+  zeroed (the zero boundary of an unpadded sequence); BatchNorm's
+  statistics use the `valid` steps. The input must be zero outside `live`."""
 
   features: int
   conv_impl: str = "xla"
+  bn_unbiased_var: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, train: bool) -> jax.Array:
-    frame_mask = mask[..., None]
+  def __call__(self, x: jax.Array, live: jax.Array, valid: jax.Array,
+               train: bool) -> jax.Array:
+    live = live[..., None].astype(x.dtype)
     for i in range(2):
       if self.conv_impl == "winograd":
         x = winograd.Conv(self.features, 5, name=f"conv{i}")(x)
       else:
         x = nn.Conv(self.features, (5,), padding="SAME", name=f"conv{i}")(x)
-      # PyTorch BatchNorm1d defaults: momentum 0.1 (= flax 0.9), eps 1e-5.
-      x = nn.BatchNorm(
-          use_running_average=not train, momentum=0.9, epsilon=1e-5,
-          name=f"bn{i}")(x, mask=frame_mask)
-      x = nn.relu(x) * frame_mask
+      x = BatchNorm(self.bn_unbiased_var, name=f"bn{i}")(x, valid, train)
+      x = nn.relu(x) * live
     return x
 
 
 class TemporalPyramidPooling(nn.Module):
-  """Pools the coarsest features at several scales into 1-channel maps."""
+  """Pools the bottleneck at several scales (on each example's own length)
+  into 1-channel maps, interpolated back to that length."""
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, lengths: jax.Array) -> jax.Array:
     project = nn.Conv(1, (1,), name="project")  # one conv shared by all scales
-    maps = [upsample_linear(project(max_pool(x, k)), x.shape[1])
-            for k in TPP_POOL_SIZES]
+    size = x.shape[1]
+    maps = [interpolate(project(max_pool(x, k)), lengths // k, lengths, k,
+                        size) for k in TPP_POOL_SIZES]
     return jnp.concatenate(maps + [x], axis=-1)
 
 
 class C2FTCN(nn.Module):
-  """C2F-TCN on (B, T, D) features.
+  """C2F-TCN on (B, T, D) features and a (B, T) mask of leading valid frames.
 
   Returns a dict with
     logits: (B, T, C) the final head y,
     head_logits: the five intermediate heads y1..y5 at their own temporal
-      resolution (padded length / 32, /16, /8, /4, /2),
-    head_masks: their frame masks (B, T_k) float,
+      resolution, T' // 32, // 16, // 8, // 4, // 2 steps (T' = max(T, 384)),
+    head_masks: their (B, T' // 2^k) float masks of valid steps,
     features: (B, T, 128) the decoder's last features (input of head y),
-  and `padded_length`, the internal length, for upsampling the heads.
+    lengths: (B,) int32, each example's valid frames (for `upsampled_heads`).
   """
 
   num_classes: int
   conv_impl: str = "xla"
+  # PyTorch's running-variance update (unbiased batch variance).
+  bn_unbiased_var: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array | None = None,
@@ -116,52 +222,67 @@ class C2FTCN(nn.Module):
                        f"{', '.join(CONV_IMPLS)}")
     batch, length, _ = x.shape
     if mask is None:
-      mask = jnp.ones((batch, length), x.dtype)
-    mask = mask.astype(x.dtype)
-    full = padded_length(length)
-    pad = full - length
-    x = jnp.pad(x * mask[..., None], ((0, 0), (0, pad), (0, 0)))
-    mask = jnp.pad(mask, ((0, 0), (0, pad)))
+      lengths = jnp.full((batch,), length, jnp.int32)
+    else:
+      lengths = jnp.sum(mask > 0, axis=1).astype(jnp.int32)
+    size = max(length, MIN_LENGTH)
+    # Frames past L are the zero features a short window is extended with.
+    x = jnp.pad(x * length_mask(lengths, length, x.dtype)[..., None],
+                ((0, 0), (0, size - length), (0, 0)))
 
-    skips, masks = [], []
+    skips, live_masks, valid_masks = [], [], []
     for level, features in enumerate(ENCODER_FEATURES):
+      live, valid = level_lengths(lengths, level)
+      level_size = size >> level
+      live_mask = length_mask(live, level_size, x.dtype)
       if level:
-        x = max_pool(x, 2)
-        mask = max_pool(mask[..., None], 2)[..., 0]
-      x = DoubleConv(features, self.conv_impl, name=f"x{level + 1}")(
-          x, mask, train)
+        x = max_pool(x, 2) * live_mask[..., None]
+      valid_mask = length_mask(valid, level_size, x.dtype)
+      x = DoubleConv(features, self.conv_impl, self.bn_unbiased_var,
+                     name=f"x{level + 1}")(x, live_mask, valid_mask, train)
       skips.append(x)
-      masks.append(mask)
+      live_masks.append(live_mask)
+      valid_masks.append(valid_mask)
 
-    x = TemporalPyramidPooling(name="tpp")(x)
+    x = TemporalPyramidPooling(name="tpp")(
+        x, level_lengths(lengths, NUM_LEVELS)[0])
     head_logits, head_masks = [], []
     # Decoder: up with x6, x5, ..., x1; every stage but the last feeds a head.
     for stage, level in enumerate(range(NUM_LEVELS - 1, -1, -1)):
-      skip, skip_mask = skips[level], masks[level]
-      up = upsample_linear(x, 2 * x.shape[1])
-      up = jnp.pad(up, ((0, 0), (0, skip.shape[1] - up.shape[1]), (0, 0)))
+      below, _ = level_lengths(lengths, level + 1)
+      skip = skips[level]
+      # x2 with aligned corners, then zeros up to the skip's length.
+      up = interpolate(x, below, 2 * below, 2, skip.shape[1])
       x = jnp.concatenate([skip, up], axis=-1)
-      x = DoubleConv(DECODER_FEATURES, self.conv_impl, name=f"up{stage + 1}")(
-          x, skip_mask, train)
+      x = DoubleConv(DECODER_FEATURES, self.conv_impl, self.bn_unbiased_var,
+                     name=f"up{stage + 1}")(
+                         x, live_masks[level], valid_masks[level], train)
       if stage < len(HEAD_NAMES):
         name = HEAD_NAMES[stage]
         head_logits.append(nn.Conv(self.num_classes, (1,), name=name)(nn.relu(x)))
-        head_masks.append(skip_mask)
+        head_masks.append(valid_masks[level])
     logits = nn.Conv(self.num_classes, (1,), name="y")(x)
     return {
         "logits": logits[:, :length],
         "head_logits": tuple(head_logits),
         "head_masks": tuple(head_masks),
         "features": x[:, :length],
-        "padded_length": full,
+        "lengths": lengths,
     }
 
 
 def upsampled_heads(outputs: dict) -> list[jax.Array]:
-  """All six heads' logits at full resolution, ordered y1..y5, y."""
+  """All six heads' logits at full resolution (B, T, C), ordered y1..y5, y:
+  each head linearly upsampled with aligned corners from its level's length
+  to the example's run length, as the published ensemble does."""
   length = outputs["logits"].shape[1]
-  heads = [upsample_linear(h, outputs["padded_length"])[:, :length]
-           for h in outputs["head_logits"]]
+  lengths = outputs["lengths"]
+  heads = []
+  for level, head in zip(range(NUM_LEVELS - 1, 0, -1), outputs["head_logits"]):
+    up = interpolate(head, level_lengths(lengths, level)[0],
+                     run_length(lengths), 1 << level,
+                     max(length, MIN_LENGTH))
+    heads.append(up[:, :length])
   return heads + [outputs["logits"]]
 
 
@@ -171,12 +292,13 @@ def ensemble_probs(outputs: dict, weights: Sequence[float] | None = None
 
   `weights` are ordered (y1, y2, y3, y4, y5, y); default uniform.
   """
-  heads = upsampled_heads(outputs)
+  count = len(HEAD_NAMES) + 1
   if weights is None:
-    weights = (1.0,) * len(heads)
-  if len(weights) != len(heads):
-    raise ValueError(f"ensemble weights need {len(heads)} values "
+    weights = (1.0,) * count
+  if len(weights) != count:
+    raise ValueError(f"ensemble weights need {count} values "
                      f"(y1..y5, y), got {len(weights)}: {tuple(weights)}")
+  heads = upsampled_heads(outputs)
   total = float(sum(weights))
   return sum(w / total * jax.nn.softmax(h, axis=-1)
              for w, h in zip(weights, heads))
