@@ -9,8 +9,9 @@ with aligned corners); a decoder of six up stages; heads y1..y5 on relu(x)
 and y; the ensemble is the mean of the six heads' softmaxes. Lengths are the
 JAX model's (docs/model.md): each example runs at its own length (its mask's
 leading valid frames), every pooling floors, interpolation weights are
-per-example, steps past an example's length are zeroed after every ReLU, and
-a window shorter than 384 frames runs extended with zero features to 384.
+per-example, steps past an example's length are zeroed after every layer,
+and a window shorter than 384 frames runs as if zero-padded to 384 with the
+padding masked.
 One difference: BatchNorm here is PyTorch's plain BatchNorm1d (training
 statistics over all steps, padding included, as the published model), where
 the JAX model uses masked statistics (a little more work).
@@ -33,10 +34,10 @@ DISTILL_HEADS = (4, 3, 2, 1)  # y5, y4, y3, y2 (indices into y1..y5)
 
 def level_lengths(lengths: torch.Tensor, level: int
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-  """(live, valid) steps of `level` per example, as c2f_tcn.level_lengths."""
-  live = lengths.clamp(min=MIN_LENGTH) >> level
-  valid = torch.minimum((lengths + (1 << level) - 1) >> level, live)
-  return live, valid
+  """(steps, valid) of `level` per example, as c2f_tcn.level_lengths."""
+  steps = lengths.clamp(min=MIN_LENGTH) >> level
+  valid = torch.minimum((lengths + (1 << level) - 1) >> level, steps)
+  return steps, valid
 
 
 def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
@@ -113,29 +114,29 @@ class C2FTCN(nn.Module):
     lengths = (mask > 0).sum(1)
     size = max(length, MIN_LENGTH)
     x = F.pad(x * length_mask(lengths, length), (0, size - length))
-    skips, live_masks, valid_masks = [], [], []
+    skips, masks = [], []
     for level, block in enumerate(self.encoder):
-      live, valid = level_lengths(lengths, level)
-      live_mask = length_mask(live, size >> level)
+      mask = length_mask(level_lengths(lengths, level)[1], size >> level)
       if level:
-        x = F.max_pool1d(x, 2) * live_mask
-      x = block(x, live_mask)
+        x = F.max_pool1d(x, 2) * mask
+      x = block(x, mask)
       skips.append(x)
-      live_masks.append(live_mask)
-      valid_masks.append(length_mask(valid, size >> level))
+      masks.append(mask)
     bottom, _ = level_lengths(lengths, NUM_LEVELS)
     maps = [interpolate(self.tpp_project(F.max_pool1d(x, k)), bottom // k,
-                        bottom, k, x.shape[-1]) for k in TPP_POOL_SIZES]
+                        bottom, k, x.shape[-1]) * mask
+            for k in TPP_POOL_SIZES]
     x = torch.cat(maps + [x], dim=1)
     logits, head_masks = [], []
     for stage, block in enumerate(self.decoder):
       level = NUM_LEVELS - 1 - stage
       below, _ = level_lengths(lengths, level + 1)
       up = interpolate(x, below, 2 * below, 2, skips[level].shape[-1])
-      x = block(torch.cat([skips[level], up], dim=1), live_masks[level])
+      x = block(torch.cat([skips[level], up * masks[level]], dim=1),
+                masks[level])
       last = stage == len(self.decoder) - 1
       logits.append(self.heads[stage](x if last else F.relu(x)))
-      head_masks.append(valid_masks[level][:, 0])
+      head_masks.append(masks[level][:, 0])
     return logits, head_masks
 
 

@@ -10,12 +10,23 @@ aligned corners. Its modules carry the public checkpoint's names (`inc`,
 `down1..6`, `tpp`, `up`, `up0..4`, `outcc0..4`, `outcc`, and `weights`), so
 its state dict has the keys `import_weights --format c2f_tcn` reads. It runs
 one unpadded length per call, as the published model does.
+
+`valid=L` adds our rule for windows under 384 frames (docs/model.md): the
+input is the window zero-padded to 384 frames, and at every level the steps
+past ceil(L / 2^level) are held at zero after every layer.
 """
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+
+def _keep(x: torch.Tensor, steps) -> torch.Tensor:
+  """x with every step from `steps` on zeroed (all kept if None)."""
+  if steps is None:
+    return x
+  return x * (torch.arange(x.shape[-1]) < steps).float()
 
 
 class _DoubleConv(nn.Module):
@@ -29,8 +40,12 @@ class _DoubleConv(nn.Module):
         nn.Conv1d(out_channels, out_channels, 5, padding=2),
         nn.BatchNorm1d(out_channels), nn.ReLU())
 
-  def forward(self, x: torch.Tensor) -> torch.Tensor:
-    return self.conv(x)
+  def forward(self, x: torch.Tensor, steps=None) -> torch.Tensor:
+    for layer in self.conv:
+      x = layer(x)
+      if isinstance(layer, nn.ReLU):
+        x = _keep(x, steps)
+    return x
 
 
 def _wrap(**children) -> nn.Module:
@@ -65,24 +80,28 @@ class PublishedC2FTCN(nn.Module):
     self.outcc = _wrap(conv=nn.Conv1d(128, num_classes, 1))
     self.weights = nn.Parameter(torch.ones(6))  # unused, as published
 
-  def pyramid(self, x: torch.Tensor) -> torch.Tensor:
+  def pyramid(self, x: torch.Tensor, steps=None) -> torch.Tensor:
     length = x.shape[-1]
-    maps = [_linear(self.tpp.conv(F.max_pool1d(x, k, k)), length)
+    maps = [_keep(_linear(self.tpp.conv(F.max_pool1d(x, k, k)), length), steps)
             for k in (2, 3, 5, 6)]
     return torch.cat(maps + [x], dim=1)
 
-  def forward(self, x: torch.Tensor):
-    skips = [self.inc.conv(x)]
+  def forward(self, x: torch.Tensor, valid: int | None = None):
+    # Steps per level that hold data (all of them without `valid`).
+    steps = [None if valid is None else -(-valid // 2**k) for k in range(7)]
+    skips = [self.inc.conv(x, steps[0])]
     for i in range(1, 7):
-      skips.append(getattr(self, f"down{i}").max_pool_conv(skips[-1]))
-    x = self.pyramid(skips.pop())
+      pool, block = getattr(self, f"down{i}").max_pool_conv
+      skips.append(block(_keep(pool(skips[-1]), steps[i]), steps[i]))
+    x = self.pyramid(skips.pop(), steps[6])
     heads = []
     for stage, name in enumerate(("up", "up0", "up1", "up2", "up3", "up4")):
       skip = skips.pop()
       up = F.interpolate(x, scale_factor=2, mode="linear", align_corners=True)
       diff = skip.shape[-1] - up.shape[-1]
-      up = F.pad(up, [diff // 2, diff - diff // 2])
-      x = getattr(self, name).conv(torch.cat([skip, up], dim=1))
+      up = _keep(F.pad(up, [diff // 2, diff - diff // 2]), steps[5 - stage])
+      x = getattr(self, name).conv(torch.cat([skip, up], dim=1),
+                                   steps[5 - stage])
       if stage < 5:
         heads.append(getattr(self, f"outcc{stage}").conv(F.relu(x)))
     return self.outcc.conv(x), heads[::-1], x
@@ -122,12 +141,13 @@ def state_dict(model: nn.Module) -> dict[str, np.ndarray]:
   return {k: v.numpy() for k, v in model.state_dict().items()}
 
 
-def outputs(model: PublishedC2FTCN, x: np.ndarray) -> dict:
+def outputs(model: PublishedC2FTCN, x: np.ndarray, valid: int | None = None
+            ) -> dict:
   """Every output of `model` on channels-last x (B, T, D), channels-last:
   logits, features, head_logits (y1..y5) and the uniform ensemble."""
   channels_last = lambda t: t.numpy().transpose(0, 2, 1)
   with torch.no_grad():
-    y, heads, features = model(torch.from_numpy(x.transpose(0, 2, 1)))
+    y, heads, features = model(torch.from_numpy(x.transpose(0, 2, 1)), valid)
     probs = ensemble(y, heads)
   return {"logits": channels_last(y), "features": channels_last(features),
           "head_logits": [channels_last(h) for h in heads[::-1]],

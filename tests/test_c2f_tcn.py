@@ -65,11 +65,13 @@ def _inputs(lengths, size, seed):
 
 def _reference_outputs(reference, window):
   """The published model on one window; below 384 frames, on the window
-  followed by zero features up to 384 (the documented rule)."""
+  zero-padded to 384 frames with the padding masked (the documented rule)."""
   length = len(window)
-  padded = np.zeros((max(length, c2f_tcn.MIN_LENGTH), FEATURES), np.float32)
+  if length >= c2f_tcn.MIN_LENGTH:
+    return c2f_reference.outputs(reference, window[None])
+  padded = np.zeros((c2f_tcn.MIN_LENGTH, FEATURES), np.float32)
   padded[:length] = window
-  return c2f_reference.outputs(reference, padded[None])
+  return c2f_reference.outputs(reference, padded[None], valid=length)
 
 
 @pytest.mark.parametrize("length", LENGTHS)
@@ -90,7 +92,8 @@ def test_matches_the_published_model_at_every_length(reference, variables,
     np.testing.assert_array_equal(got, 1.0)
 
 
-def test_short_windows_run_as_if_zero_padded_to_384(reference, variables):
+def test_short_windows_run_as_if_zero_padded_to_384_and_masked(reference,
+                                                              variables):
   lengths = [1, 5, 63, 64, 100, 383]
   x, mask = _inputs(lengths, 383, seed=1)
   ours = _forward(variables, x, mask)

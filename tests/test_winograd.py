@@ -169,9 +169,5 @@ def test_training_with_winograd_follows_the_xla_run(tmp_path, make_config):
   np.testing.assert_allclose(runs["winograd"][0], runs["xla"][0], rtol=1e-5)
   # Later steps drift apart by float32 rounding amplified by Adam's first
   # steps (about +-lr per parameter whatever the gradient's size) and by
-  # max-pool windows whose two largest values are within rounding: many in
-  # these 64-step windows, which run extended with zero features to 384
-  # frames (whose constant stretches pool near-ties). Measured: 0.07% at
-  # step 2, 2.8% at step 4 (the float64 test above shows the gradients
-  # themselves agree).
-  np.testing.assert_allclose(runs["winograd"], runs["xla"], rtol=5e-2)
+  # max-pool windows whose two largest values are within rounding.
+  np.testing.assert_allclose(runs["winograd"], runs["xla"], rtol=2e-2)

@@ -3,10 +3,14 @@
 Both adapters are residual (output = input + correction) with a zero-initialised
 last projection, so an untrained adapter is the identity map.
 
-`TemporalAttentionAdapter` attends across time inside a local window, on the
-(B, T, D) layout with time as the sequence axis. (The public reference applies
-its transformer with the batch and time axes swapped, so its attention never
-mixes frames; this one does, which `tests/test_adapters.py` checks.)
+`MLPAdapter` is the faithful counterpart of the paper's adapter: a
+torch.nn.Transformer (d_model 1024, 16 heads, 12 encoder and 6 decoder
+layers) plus a skip connection, called on (1, 600, 1024) batches with
+PyTorch's default batch_first=False, so its sequence is the batch axis, of
+length 1: every frame attends only to itself, a per-frame map
+(docs/model.md). `TemporalAttentionAdapter` is our extension: it attends
+across time inside a local window, on the (B, T, D) layout with time as the
+sequence axis, so it does mix frames (which `tests/test_adapters.py` checks).
 """
 
 from __future__ import annotations

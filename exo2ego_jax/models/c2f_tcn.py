@@ -14,10 +14,11 @@ leading valid frames), inside one jitted program: pooled lengths, masks and
 interpolation weights are per-example arrays, so a window padded into a batch
 gives on its valid frames what it gives alone, and lengths never recompile.
 Frames past an example's length are zero at every layer, which is exactly
-the zero boundary the published model's convolutions see. Windows shorter
+the zero boundary the published model's convolutions see. A window shorter
 than 384 frames (where the published model fails: its kernel-6 pyramid pool
-gets no input) run as that window followed by zero features up to 384
-frames; only steps that see a real frame count for BatchNorm and the masks.
+gets no input) runs as if zero-padded to 384 frames with the padding masked:
+the published model's 384-frame steps, with every step past the window's
+own (ceil(L / 2^level) at each level) held at zero and out of BatchNorm.
 
 `conv_impl` picks how the 5-tap convolutions are computed, with identical
 parameters: "xla" (XLA's convolution, the default) or "winograd" (Winograd
@@ -51,22 +52,23 @@ _TAPS = (-2, -1, 0, 1)
 
 
 def run_length(lengths: jax.Array) -> jax.Array:
-  """Per-example length the network runs at: L, or 384 below 384 (the
-  window extended with zero features)."""
+  """Per-example length whose steps the network runs: L, or 384 below 384
+  (the window zero-padded with masked frames)."""
   return jnp.maximum(lengths, MIN_LENGTH)
 
 
 def level_lengths(lengths: jax.Array, level: int
                   ) -> tuple[jax.Array, jax.Array]:
-  """(live, valid) step counts of `level` (0: input) per example.
+  """(steps, valid) counts of `level` (0: input) per example.
 
-  live: floor(run length / 2^level), the steps the published model has
-  there; valid: those that see a real frame, ceil(L / 2^level) capped at
-  live (= live for L >= 384). Steps past live are zero at every layer.
+  steps: floor(run length / 2^level), the published model's steps there,
+  which fix the pooling and interpolation; valid: the steps that hold data,
+  all of them for L >= 384, ceil(L / 2^level) below (a step that sees a
+  real frame). Steps past valid are zero at every layer.
   """
-  live = run_length(lengths) >> level
-  valid = jnp.minimum((lengths + (1 << level) - 1) >> level, live)
-  return live, valid
+  steps = run_length(lengths) >> level
+  valid = jnp.minimum((lengths + (1 << level) - 1) >> level, steps)
+  return steps, valid
 
 
 def length_mask(lengths: jax.Array, size: int, dtype=jnp.float32
@@ -162,38 +164,39 @@ class BatchNorm(nn.Module):
 
 
 class DoubleConv(nn.Module):
-  """(Conv k5 SAME -> BatchNorm -> ReLU) x 2. Steps outside `live` are
-  zeroed (the zero boundary of an unpadded sequence); BatchNorm's
-  statistics use the `valid` steps. The input must be zero outside `live`."""
+  """(Conv k5 SAME -> BatchNorm -> ReLU) x 2 on the steps of `mask`: the
+  others are zeroed (the zero boundary of an unpadded sequence) and kept out
+  of BatchNorm's statistics. The input must be zero outside `mask`."""
 
   features: int
   conv_impl: str = "xla"
   bn_unbiased_var: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, live: jax.Array, valid: jax.Array,
-               train: bool) -> jax.Array:
-    live = live[..., None].astype(x.dtype)
+  def __call__(self, x: jax.Array, mask: jax.Array, train: bool
+               ) -> jax.Array:
+    frame_mask = mask[..., None].astype(x.dtype)
     for i in range(2):
       if self.conv_impl == "winograd":
         x = winograd.Conv(self.features, 5, name=f"conv{i}")(x)
       else:
         x = nn.Conv(self.features, (5,), padding="SAME", name=f"conv{i}")(x)
-      x = BatchNorm(self.bn_unbiased_var, name=f"bn{i}")(x, valid, train)
-      x = nn.relu(x) * live
+      x = BatchNorm(self.bn_unbiased_var, name=f"bn{i}")(x, mask, train)
+      x = nn.relu(x) * frame_mask
     return x
 
 
 class TemporalPyramidPooling(nn.Module):
-  """Pools the bottleneck at several scales (on each example's own length)
-  into 1-channel maps, interpolated back to that length."""
+  """Pools the bottleneck at several scales (on each example's own `steps`)
+  into 1-channel maps, interpolated back to that length and masked."""
 
   @nn.compact
-  def __call__(self, x: jax.Array, lengths: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, steps: jax.Array, mask: jax.Array
+               ) -> jax.Array:
     project = nn.Conv(1, (1,), name="project")  # one conv shared by all scales
     size = x.shape[1]
-    maps = [interpolate(project(max_pool(x, k)), lengths // k, lengths, k,
-                        size) for k in TPP_POOL_SIZES]
+    maps = [interpolate(project(max_pool(x, k)), steps // k, steps, k, size)
+            * mask[..., None] for k in TPP_POOL_SIZES]
     return jnp.concatenate(maps + [x], axis=-1)
 
 
@@ -226,41 +229,37 @@ class C2FTCN(nn.Module):
     else:
       lengths = jnp.sum(mask > 0, axis=1).astype(jnp.int32)
     size = max(length, MIN_LENGTH)
-    # Frames past L are the zero features a short window is extended with.
+    # Frames past L, and the padding to 384 frames, are zeros.
     x = jnp.pad(x * length_mask(lengths, length, x.dtype)[..., None],
                 ((0, 0), (0, size - length), (0, 0)))
 
-    skips, live_masks, valid_masks = [], [], []
+    skips, level_masks = [], []
     for level, features in enumerate(ENCODER_FEATURES):
-      live, valid = level_lengths(lengths, level)
-      level_size = size >> level
-      live_mask = length_mask(live, level_size, x.dtype)
+      level_mask = length_mask(level_lengths(lengths, level)[1],
+                               size >> level, x.dtype)
       if level:
-        x = max_pool(x, 2) * live_mask[..., None]
-      valid_mask = length_mask(valid, level_size, x.dtype)
+        x = max_pool(x, 2) * level_mask[..., None]
       x = DoubleConv(features, self.conv_impl, self.bn_unbiased_var,
-                     name=f"x{level + 1}")(x, live_mask, valid_mask, train)
+                     name=f"x{level + 1}")(x, level_mask, train)
       skips.append(x)
-      live_masks.append(live_mask)
-      valid_masks.append(valid_mask)
+      level_masks.append(level_mask)
 
     x = TemporalPyramidPooling(name="tpp")(
-        x, level_lengths(lengths, NUM_LEVELS)[0])
+        x, level_lengths(lengths, NUM_LEVELS)[0], level_masks[-1])
     head_logits, head_masks = [], []
     # Decoder: up with x6, x5, ..., x1; every stage but the last feeds a head.
     for stage, level in enumerate(range(NUM_LEVELS - 1, -1, -1)):
       below, _ = level_lengths(lengths, level + 1)
-      skip = skips[level]
+      skip, level_mask = skips[level], level_masks[level]
       # x2 with aligned corners, then zeros up to the skip's length.
       up = interpolate(x, below, 2 * below, 2, skip.shape[1])
-      x = jnp.concatenate([skip, up], axis=-1)
+      x = jnp.concatenate([skip, up * level_mask[..., None]], axis=-1)
       x = DoubleConv(DECODER_FEATURES, self.conv_impl, self.bn_unbiased_var,
-                     name=f"up{stage + 1}")(
-                         x, live_masks[level], valid_masks[level], train)
+                     name=f"up{stage + 1}")(x, level_mask, train)
       if stage < len(HEAD_NAMES):
         name = HEAD_NAMES[stage]
         head_logits.append(nn.Conv(self.num_classes, (1,), name=name)(nn.relu(x)))
-        head_masks.append(valid_masks[level])
+        head_masks.append(level_mask)
     logits = nn.Conv(self.num_classes, (1,), name="y")(x)
     return {
         "logits": logits[:, :length],
