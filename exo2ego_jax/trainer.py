@@ -140,7 +140,9 @@ def build_mode(config: ml_collections.ConfigDict,
   adversarial = config.mode == "uda_adversarial"
   return modes.Mode(
       name=config.mode,
-      model=c2f_tcn.C2FTCN(num_classes=info.num_classes, conv_impl=conv_impl),
+      model=c2f_tcn.C2FTCN(
+          num_classes=info.num_classes, conv_impl=conv_impl,
+          bn_unbiased_var=added_option(config, "model.bn_unbiased_var")),
       adapter=(adapters.make_adapter(**config.adapter.to_dict())
                if needs_adapter else None),
       ensemble_weights=tuple(config.model.ensemble_weights),
