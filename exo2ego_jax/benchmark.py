@@ -32,6 +32,7 @@ import numpy as np
 
 from exo2ego_jax import cli
 from exo2ego_jax import datasets
+from exo2ego_jax import errors
 from exo2ego_jax import evaluation
 from exo2ego_jax import modes
 from exo2ego_jax import plots
@@ -182,7 +183,9 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
     config, workdir = method_config(bench, method, seed, point)
     print(f"[{i}/{len(runs)}] {row} seed {seed} ({workdir})", flush=True)
     t0 = time.time()
-    trainer.train_and_evaluate(config, workdir)
+    run = trainer.train_and_evaluate(config, workdir)
+    if run.get("preempted"):  # the study continues when run again
+      errors.end_of_stopped_run(run)
     summary = trainer.evaluate_run(config, workdir, bench.test_split,
                                    view=bench.test_view)
     scores[row].append({m: summary[m] for m in METRICS})

@@ -1,14 +1,13 @@
 """What every command-line entry point shares."""
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 
-from exo2ego_jax import workdir
+from exo2ego_jax import errors
 
 # Compiled programs are cached across runs (a benchmark compiles the same
 # C2F-TCN steps for every seed). JAX_COMPILATION_CACHE_DIR overrides the place.
@@ -16,16 +15,11 @@ CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "exo2ego_jax",
                          "xla")
 
 
-# Mistakes a user can fix: reported as one line, without a traceback (which
-# --verbosity=0 or -v 0 brings back).
-USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
-               workdir.WorkdirInUseError)
-
-
 def run(main) -> None:
   """`app.run(main)` with library chatter (orbax logs each save at INFO) off
-  unless the user asks for it with --verbosity / -v, and the compilation
-  cache on."""
+  unless the user asks for it with --verbosity / -v, the compilation cache
+  on, and every failure ending in one line `error: ...` (see errors.py)."""
+  errors.install_handlers()  # Ctrl-C: before anything compiles
 
   def quiet_main(argv):
     if not flags.FLAGS["verbosity"].present:
@@ -33,11 +27,6 @@ def run(main) -> None:
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
       jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    try:
-      return main(argv)
-    except USER_ERRORS as e:
-      if flags.FLAGS["verbosity"].present:
-        raise
-      sys.exit(f"error: {e}")
+    return errors.call(main, argv)
 
   app.run(quiet_main)

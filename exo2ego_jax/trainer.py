@@ -184,8 +184,8 @@ def read_run_config(workdir: str) -> dict:
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: {workdir} is not a run "
                             "directory of exo2ego_jax.train")
-  with open(path) as f:
-    return json.load(f)
+  return workdir_lib.read_json(
+      path, "restore it from a copy, or pass the run's config with --config")
 
 
 def make_optimizer(config: ml_collections.ConfigDict
@@ -265,16 +265,16 @@ def make_predict_fn(mode: modes.Mode, state: dict, sharding):
 
 def append_jsonl(workdir: str, record: dict) -> None:
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-      f.write(json.dumps(record) + "\n")
+    workdir_lib.append_metrics(workdir, record)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        allow_config_change: bool = False) -> dict:
   """Runs (or resumes, or re-reports) one training run; returns results.
 
-  The workdir is locked for the duration; SIGTERM makes the run save its
-  state and return early with results["preempted"] set.
+  The workdir is locked for the duration; SIGTERM or Ctrl-C makes the run
+  save its state and return early with results["preempted"] set (and
+  results["signal"] naming it).
   """
   distributed.initialize()  # multi-host runs only; see distributed.py
   os.makedirs(workdir, exist_ok=True)
@@ -313,8 +313,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   frozen = load_frozen(config, info, mode)
   workdir_lib.check_same_config(workdir, config.to_json(), allow_config_change)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=2))
+    workdir_lib.write_atomic(os.path.join(workdir, "config.json"),
+                             config.to_json(indent=2))
 
   # ----- Device mesh: data parallel over every device of every host. -----
   mesh = jax.make_mesh((jax.device_count(),), ("data",))
@@ -368,10 +368,15 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
                   out_shardings=replicated)()
   ckpt = checkpoints.RunCheckpoints(workdir, config.best_metric)
   if ckpt.latest_step() is not None:
-    state = ckpt.restore_latest(checkpoints.abstract_like(state))
+    recorded = {s: {config.best_metric: r[config.best_metric]} for s, r in
+                workdir_lib.evaluations(workdir, config.data.eval_split).items()
+                if config.best_metric in r}
+    state = ckpt.restore_latest(checkpoints.abstract_like(state), recorded)
     state = jax.device_put(state, replicated)
     logging.info("Resumed %s at step %d", workdir, int(state["step"]))
   start_step = int(state["step"])
+  if jax.process_index() == 0:
+    workdir_lib.rewind_metrics(workdir, start_step)
 
   # ----- Compiled steps. -----
   train_step = jax.jit(make_train_step(mode, optimizer,
@@ -412,14 +417,23 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
             for k in host[0] if k != "finite"}
     mean["skipped"] = len(host) - len(kept)
     pending = []
-    append_jsonl(workdir, dict(mean, step=step, split="train",
-                               epoch=step / steps_per_epoch,
-                               seconds=round(time.time() - t0, 2)))
+    append_jsonl(workdir, dict(
+        mean, step=step, split="train", epoch=step / steps_per_epoch,
+        seconds_since_resume=round(time.time() - t0, 2)))
     if kept:
       bar.set_postfix(loss=f"{mean['loss']:.4f}")
 
+  def stopped(step: int, saved: bool) -> dict:
+    return {"mode": config.mode, "preempted": True, "step": step,
+            "signal": preemption.signal, "saved": saved,
+            "workdir": os.path.abspath(workdir)}
+
   try:
+    if start_step < total_steps and distributed.any_process(
+        preemption.requested):  # during setup: nothing new to save
+      return stopped(start_step, saved=False)
     for step in range(start_step + 1, total_steps + 1):
+      checkpoints.fault_point("train_step")
       batch = next(batches)
       indices = batch.pop("index")
       global_batch = {
@@ -449,10 +463,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
         ckpt.save(step, state)
       bar.update(1)
       if preempted and step < total_steps:
-        bar.write(f"SIGTERM: saved step {step} of {total_steps} in {workdir}; "
-                  "run the same command again to resume")
-        return {"mode": config.mode, "preempted": True, "step": step,
-                "workdir": os.path.abspath(workdir)}
+        return stopped(step, saved=True)
   finally:
     bar.close()
     ckpt.close()
@@ -467,8 +478,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
              "validation": evaluate(config.data.eval_split,
                                     config.data.eval_view)}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    workdir_lib.write_atomic(os.path.join(workdir, "results.json"),
+                             json.dumps(results, indent=2))
   return results
 
 
