@@ -181,7 +181,8 @@ def _steps(directory: str) -> list[int]:
   return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
 
 
-def _size(path: str) -> int:
+def size_of(path: str) -> int:
+  """Bytes of all files under `path`."""
   return sum(os.path.getsize(os.path.join(r, n))
              for r, _, names in os.walk(path) for n in names)
 
@@ -248,6 +249,18 @@ class RunCheckpoints:
         _remove_unfinished(directory)
     self.latest = _manager(latest_dir, KEEP_LATEST, writable=True)
     self.best = _manager(best_dir, 1, best_metric, writable=True)
+    # Finish the removals of old checkpoints that a crash cut short.
+    latest_steps = sorted(self.latest.all_steps())
+    self._remove(self.latest, latest_steps[:-KEEP_LATEST])
+    best = self.best.best_step()
+    self._remove(self.best, [s for s in self.best.all_steps() if s != best])
+
+  @staticmethod
+  def _remove(manager, steps) -> None:
+    for step in steps:
+      manager.delete(step)  # renamed into .deleting/, then removed
+    if steps and jax.process_index() == 0:
+      shutil.rmtree(manager.directory / _TRASH, ignore_errors=True)
 
   def latest_step(self) -> int | None:
     return self.latest.latest_step()
@@ -294,14 +307,15 @@ class RunCheckpoints:
     if jax.process_index() == 0:
       _remove_unfinished(directory, log=False)
     previous = [s for s in _steps(directory) if s != step]
-    need = (_size(os.path.join(directory, str(previous[-1]))) if previous
+    need = (size_of(os.path.join(directory, str(previous[-1]))) if previous
             else sum(x.nbytes for x in jax.tree.leaves(state)))
     free = shutil.disk_usage(directory).free
     kept = (f"{os.path.join(directory, str(previous[-1]))} is intact"
             if previous else "no earlier checkpoint was touched")
     path = os.path.join(directory, str(step))
     return errors.DiskFullError(
-        f"disk full while saving checkpoint {path}: it needs about {errors.megabytes(need)}, {errors.megabytes(free)} "
+        f"disk full while saving checkpoint {path}: it needs about "
+        f"{errors.megabytes(need)}, {errors.megabytes(free)} "
         f"are free there. The partial folder was removed and {kept}: free "
         "some space, then run the same command again to resume")
 
