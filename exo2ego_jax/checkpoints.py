@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging as std_logging
+import math
 import os
 import shutil
 import signal
@@ -388,6 +389,24 @@ def _restore(manager, step: int, target: dict | None) -> dict:
   return manager.restore(step, args=ocp.args.Composite(state=restore))["state"]
 
 
+def _pick(directory: str, which: str) -> int | None:
+  """The step to read: the newest, or in best/ the best by its metric."""
+  steps = _steps(directory)
+  if which != BEST or len(steps) < 2:
+    return steps[-1] if steps else None
+  # Two best checkpoints: a crash between the commit of a new best and the
+  # removal of the old one (in runs of older versions, the newer could be
+  # the worse one).
+  manager = _manager(directory)
+  try:
+    def value(step):
+      metrics = list((manager.metrics(step) or {}).values())
+      return metrics[0] if metrics else -math.inf
+    return max(steps, key=value)
+  finally:
+    manager.close()
+
+
 def restore_state(workdir: str, which: str = BEST, target: dict | None = None,
                   attempts: int = 5) -> tuple[int, dict]:
   """(step, state) of a finished or running workdir's best/latest checkpoint.
@@ -403,11 +422,10 @@ def restore_state(workdir: str, which: str = BEST, target: dict | None = None,
         f"no {which!r} checkpoints in {workdir}: train that run first "
         f"(python -m exo2ego_jax.train --workdir {workdir} ...)")
   for attempt in range(attempts):
-    steps = _steps(directory)
-    if not steps:
+    step = _pick(directory, which)
+    if step is None:
       raise FileNotFoundError(f"{directory} holds no complete checkpoint: "
                               "train that run (again) first")
-    step = steps[-1]  # best/ keeps one; a second is the newer, better one
     path = os.path.join(directory, str(step))
     try:
       problem = verify(path)
@@ -420,7 +438,7 @@ def restore_state(workdir: str, which: str = BEST, target: dict | None = None,
         manager.close()
     except Exception as e:  # orbax/tensorstore raise many kinds
       if attempt + 1 < attempts and (not os.path.isdir(path) or
-                                     _steps(directory)[-1:] != [step]):
+                                     _pick(directory, which) != step):
         time.sleep(0.1 * attempt)  # deleted under us by the running run
         continue
       what = (str(e) if isinstance(e, CheckpointError) else

@@ -510,3 +510,91 @@ def test_reader_retries_a_checkpoint_deleted_under_it(reference, tmp_path,
   for x, y in zip(reference.states[checkpoints.LATEST, STEPS - 1],
                   jax.tree.leaves(state)):
     np.testing.assert_array_equal(x, np.asarray(y))
+
+
+# ----- The backbone distillation loop (exo2ego_jax.distill_backbone). -----
+
+def _distill_config(teacher: str | None):
+  """test_distill_backbone's tiny config; `teacher`: converted weights."""
+  from test_distill_backbone import _config  # pylint: disable=g-import-not-at-top
+  config = _config(train_last_blocks=1)
+  config.backbone.params = teacher
+  return config
+
+
+def test_distill_backbone_crashes_and_ctrl_c_resume_bit_identical(
+    tmp_path, monkeypatch):
+  """Every distinct crash state of a 12-step distillation (validation at 6
+  and 12) resumes to the uninterrupted end; so does a run stopped by
+  Ctrl-C at step 8, which saves that step first."""
+  from exo2ego_jax import distill_backbone  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import import_weights  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.models import vit  # pylint: disable=g-import-not-at-top
+  teacher = str(tmp_path / "teacher")
+  model, params = distill_backbone.load_teacher(_distill_config(None))
+  import_weights.save_backbone(teacher, jax.device_get(params),
+                               vit.config_of(model))
+  config = _distill_config(teacher)
+
+  def end(workdir):
+    # A train record averages the losses since the previous one, and after
+    # a resume only those since the resume: its values may differ.
+    records = [r if r["split"] == "validation" else (r["step"], r["split"])
+               for r in _records(workdir)]
+    return (_states(workdir), records, _results(workdir),
+            import_weights.load_backbone(workdir)[1])
+
+  def assert_same(a, b):
+    assert sorted(a[0]) == sorted(b[0])
+    for key in a[0]:
+      for x, y in zip(a[0][key], b[0][key]):
+        np.testing.assert_array_equal(x, y, err_msg=str(key))
+    assert a[1:3] == b[1:3]
+    for x, y in zip(jax.tree.leaves(a[3]), jax.tree.leaves(b[3])):
+      np.testing.assert_array_equal(x, y)
+
+  straight = str(tmp_path / "straight")
+  instants = []
+
+  def snapshot(name):
+    folder = str(tmp_path / f"crash{len(instants):03d}")
+    _copy_state(straight, folder)
+    instants.append((name, folder))
+
+  with monkeypatch.context() as patch:
+    patch.setattr(checkpoints, "fault_point", snapshot)
+    distill_backbone.train_and_evaluate(config, straight)
+  reference = end(straight)
+  assert sorted(reference[0]) == [("best", 12), ("checkpoints", 6),
+                                  ("checkpoints", 12)]
+  seen = set()
+  for name, folder in instants:
+    signature = _signature(folder)
+    if signature in seen:
+      continue
+    seen.add(signature)
+    distill_backbone.train_and_evaluate(config, folder)
+    assert_same(end(folder), reference)
+  assert len(seen) >= 10, [n for n, _ in instants]
+
+  stopped = str(tmp_path / "stopped")
+  passes = []
+
+  def ctrl_c_at_step_8(name):
+    if name == "train_step":
+      passes.append(name)
+      if len(passes) == 8:
+        os.kill(os.getpid(), signal.SIGINT)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(checkpoints, "fault_point", ctrl_c_at_step_8)
+    result = distill_backbone.train_and_evaluate(config, stopped)
+  assert result == {"preempted": True, "signal": "SIGINT", "step": 8,
+                    "saved": True, "workdir": stopped}
+  assert sorted(os.listdir(os.path.join(stopped, "checkpoints"))) == ["6", "8"]
+  distill_backbone.train_and_evaluate(config, stopped)
+  resumed = end(stopped)
+  del resumed[0][checkpoints.LATEST, 8]  # the extra save of the stop
+  assert_same(resumed, (
+      {k: v for k, v in reference[0].items() if k != ("checkpoints", 6)},
+      *reference[1:]))
