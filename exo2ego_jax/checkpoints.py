@@ -242,9 +242,10 @@ class RunCheckpoints:
       k = best_steps[-1]
       raise CheckpointError(
           f"{latest_dir} is missing but {best_dir} holds step {k}: the latest "
-          f"state is gone. To resume from step {k}, copy it back (cp -r "
-          f"{os.path.join(best_dir, str(k))} {latest_dir}/) and run the same "
-          "command again; to start over, use a new --workdir")
+          f"state is gone. To resume from step {k}, copy it back (mkdir "
+          f"{latest_dir} && cp -r {os.path.join(best_dir, str(k))} "
+          f"{latest_dir}/) and run the same command again; to start over, "
+          "use a new --workdir")
     if jax.process_index() == 0:
       for directory in (latest_dir, best_dir):
         _remove_unfinished(directory)
@@ -339,10 +340,11 @@ class RunCheckpoints:
       if not steps:
         raise CheckpointError(self._damaged_message(path, problem))
       aside = self._set_aside(path)
-      logging.warning(
-          "checkpoint %s is damaged (%s): moved to %s; resuming from step %d "
-          "instead (steps %d-%d are trained again)", path, problem, aside,
-          steps[-1], steps[-1] + 1, step)
+      again = (f"step {step} is" if step == steps[-1] + 1 else
+               f"steps {steps[-1] + 1}-{step} are")
+      logging.warning("checkpoint %s is damaged (%s): moved to %s; resuming "
+                      "from step %d instead (%s trained again)", path,
+                      problem, aside, steps[-1], again)
       self.latest.reload()
     try:
       state = _restore(self.latest, step, target)

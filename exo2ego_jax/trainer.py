@@ -10,7 +10,9 @@ command resumes from the workdir's latest checkpoint; a finished run only
 re-reports its results.
 
 Workdir contents: config.json, metrics.jsonl (one JSON object per log/eval),
-checkpoints/ (latest), best/ (best by the validation metric), results.json.
+checkpoints/ (latest two), best/ (best by the validation metric),
+results.json. Kills, Ctrl-C, full disks, damaged files:
+docs/failure_behaviour.md.
 """
 
 from __future__ import annotations

@@ -443,11 +443,13 @@ def test_missing_checkpoints_folder_is_refused_then_resumed_from_best(
   assert message == (
       f"{workdir}/checkpoints is missing but {workdir}/best holds step "
       f"{STEPS}: the latest state is gone. To resume from step {STEPS}, copy "
-      f"it back (cp -r {best} {workdir}/checkpoints/) and run the same "
-      "command again; to start over, use a new --workdir")
+      f"it back (mkdir {workdir}/checkpoints && cp -r {best} "
+      f"{workdir}/checkpoints/) and run the same command again; to start "
+      "over, use a new --workdir")
   assert _digest(workdir) == before
-  os.makedirs(os.path.join(workdir, "checkpoints"))  # as the message says
-  shutil.copytree(best, os.path.join(workdir, "checkpoints", str(STEPS)))
+  command = message.split("copy it back (")[1].split(")")[0]
+  subprocess.run(command, shell=True, check=True)  # as the message says
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(STEPS)]
   trainer.train_and_evaluate(_config(reference.data_dir), workdir)
   reference.assert_same_end(workdir, old_latest=False)
 
