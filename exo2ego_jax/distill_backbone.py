@@ -303,13 +303,14 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
       elif preempted:
         ckpt.save(step, state)
       bar.update(1)
-      if preempted and step < num_steps:
+      if preempted:  # the last step included: it is saved
         bar.close()
         ckpt.close()
         return {"preempted": True, "signal": preemption.signal, "step": step,
                 "saved": True, "workdir": os.path.abspath(workdir)}
     bar.close()
   ckpt.close()
+  preemption.release()  # all is saved: Ctrl-C now stops at once
 
   # ----- Export the best student as a backbone. -----
   best_step, best = checkpoints.restore_state(

@@ -39,20 +39,24 @@ class DiskFullError(OSError):
     return self.strerror
 
 
-def is_disk_full(e: BaseException) -> bool:
-  """Whether ENOSPC is anywhere in `e`'s chain (orbax and asyncio wrap it,
-  sometimes only as text)."""
+def _chain(e: BaseException):
+  """`e`, its cause or context, theirs, and so on."""
   seen = set()
   while e is not None and id(e) not in seen:
     seen.add(id(e))
-    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-      return True
-    if "No space left on device" in str(e):
-      return True
-    group = getattr(e, "exceptions", None)  # ExceptionGroup
-    if group and any(is_disk_full(x) for x in group):
-      return True
+    yield e
     e = e.__cause__ or e.__context__
+
+
+def is_disk_full(e: BaseException) -> bool:
+  """Whether ENOSPC is anywhere in `e`'s chain (orbax and asyncio wrap it,
+  sometimes only as text)."""
+  for x in _chain(e):
+    if (isinstance(x, OSError) and x.errno == errno.ENOSPC or
+        "No space left on device" in str(x)):
+      return True
+    if any(is_disk_full(y) for y in getattr(x, "exceptions", None) or ()):
+      return True  # an ExceptionGroup
   return False
 
 
@@ -76,18 +80,9 @@ def one_line(e: BaseException) -> tuple[str, bool]:
   return text, isinstance(e, known)
 
 
-def _chain(e: BaseException):
-  seen = set()
-  while e is not None and id(e) not in seen:
-    seen.add(id(e))
-    yield e
-    e = e.__cause__ or e.__context__
-
-
 def _write_log(e: BaseException) -> str | None:
   """Appends the traceback to <--workdir>/error.log; returns its path."""
-  workdir = getattr(flags.FLAGS, "workdir", None) if "workdir" in flags.FLAGS \
-      else None
+  workdir = flags.FLAGS["workdir"].value if "workdir" in flags.FLAGS else None
   if not workdir or not os.path.isdir(workdir):
     return None
   path = os.path.join(workdir, LOG_NAME)

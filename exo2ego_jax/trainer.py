@@ -464,11 +464,12 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
       elif save_now:
         ckpt.save(step, state)
       bar.update(1)
-      if preempted and step < total_steps:
+      if preempted:  # the last step too: results are left to the re-run
         return stopped(step, saved=True)
   finally:
     bar.close()
     ckpt.close()
+  preemption.release()  # all is saved: Ctrl-C now stops at once
 
   # ----- Results of the best checkpoint on the validation split. -----
   best_step, best = checkpoints.restore_state(

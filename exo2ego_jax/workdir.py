@@ -195,6 +195,12 @@ class PreemptionFlag:
     self.requested = True
     self.signal = self.signal or signal.Signals(signum).name
 
-  def __exit__(self, *exc):
+  def release(self) -> None:
+    """Gives the signals back (for what follows the train loop: Ctrl-C
+    there stops at once, as nothing is left unsaved)."""
     for signum, previous in self._previous.items():
       signal.signal(signum, previous)
+    self._previous = {}
+
+  def __exit__(self, *exc):
+    self.release()

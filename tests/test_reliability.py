@@ -366,3 +366,20 @@ def test_reader_of_two_best_checkpoints_takes_the_better(tmp_path):
   manager.close()
   step, state = checkpoints.restore_state(str(tmp_path))
   assert step == 2 and state["w"].tolist() == [2, 2, 2]
+
+
+def test_full_disk_anywhere_is_one_line():
+  from exo2ego_jax import errors  # pylint: disable=g-import-not-at-top
+  try:
+    try:
+      raise OSError(28, "No space left on device", "/runs/a/metrics.jsonl")
+    except OSError as e:
+      raise RuntimeError("Event loop is closed") from e
+  except RuntimeError as e:
+    assert errors.one_line(e) == (
+        "disk full writing /runs/a/metrics.jsonl: free some space, then run "
+        "the same command again", True)
+  wrapped = ValueError("RESOURCE_EXHAUSTED: Failed writing: ...: No space "
+                       "left on device [os_error_code='28']")  # tensorstore's
+  assert errors.is_disk_full(wrapped)
+  assert not errors.is_disk_full(ValueError("No such file or directory"))
