@@ -36,7 +36,8 @@ OVERRIDES = dict(num_epochs=2, eval_every_epochs=1, checkpoint_every_steps=1,
                  best_metric="mof")
 STEPS = 4
 # Every phase of the saves at step 4 (best, then latest) and the commit of
-# the first best: `<fault point>@<pass>`.
+# the first best: `<fault point>@<pass>`. States that differ only in a
+# temporary folder are resumed once, so those with one come first.
 PHASES = [
     "best:renamed@1",  # the first best/ committed, latest still at step 1
     "best:checksummed@2",  # complete temporary folder, not renamed
@@ -44,9 +45,9 @@ PHASES = [
     "best:tmp_created@2",  # only orbax's metadata written
     "best:before_save@2",  # before the temporary folder
     "best:renamed@2",  # best/4 and the old best/2 side by side
-    "best:saved@2",  # between best and latest
     "checkpoints:checksummed@4",  # during the latest save
     "checkpoints:tmp_created@4",
+    "best:saved@2",  # between best and latest
     "checkpoints:renamed@4",  # checkpoints/2, 3 and 4
     "checkpoints:saved@4",  # after both, before results.json
 ]
@@ -178,7 +179,7 @@ class Reference:
           pass
         except Exception as e:  # pylint: disable=broad-except
           self.read_errors.append(str(e))
-        stop.wait(0.02)
+        stop.wait(0.05)
 
     with monkeypatch.context() as patch:
       patch.setattr(checkpoints, "fault_point", snapshot)
@@ -454,11 +455,11 @@ def test_missing_checkpoints_folder_is_refused_then_resumed_from_best(
   reference.assert_same_end(workdir, old_latest=False)
 
 
-@pytest.mark.parametrize("kind", ["best", "checkpoints"])
-def test_full_disk_names_folder_and_size(reference, tmp_path, monkeypatch,
-                                         kind):
-  """ENOSPC inside orbax's save (raised where the checksums are written,
-  so it travels through orbax's asyncio machinery as a real one does)."""
+def test_full_disk_names_folder_and_size(reference, tmp_path, monkeypatch):
+  """ENOSPC inside orbax's save of the latest state after best/ took the
+  step's evaluation (raised where the checksums are written, so it travels
+  through orbax's asyncio machinery as a real one does)."""
+  kind = "checkpoints"
   workdir = str(tmp_path / "run")
   _copy_state(reference.snapshot("checkpoints:saved", STEPS - 1), workdir)
   write_checksums = checkpoints.write_checksums
@@ -469,8 +470,7 @@ def test_full_disk_names_folder_and_size(reference, tmp_path, monkeypatch,
     write_checksums(path)
 
   monkeypatch.setattr(checkpoints, "write_checksums", full_disk)
-  previous = os.path.join(workdir, kind,
-                          str(2 if kind == "best" else STEPS - 1))
+  previous = os.path.join(workdir, kind, str(STEPS - 1))
   before = _digest(previous)
   with pytest.raises(errors.DiskFullError) as info:
     trainer.train_and_evaluate(_config(reference.data_dir), workdir)
@@ -486,9 +486,9 @@ def test_full_disk_names_folder_and_size(reference, tmp_path, monkeypatch,
   assert _digest(previous) == before
   # Left as a crash just before that save leaves it, which resumes to the
   # uninterrupted end once there is space.
-  name = "best:before_save" if kind == "best" else "best:saved"
-  folder = reference.assert_same_state(workdir, name, 2)
-  _resume_and_compare(reference, folder, f"{name}@2")
+  monkeypatch.setattr(checkpoints, "write_checksums", write_checksums)
+  folder = reference.assert_same_state(workdir, "best:saved", 2)
+  _resume_and_compare(reference, folder, "best:saved@2")
 
 
 def test_reader_retries_a_checkpoint_deleted_under_it(reference, tmp_path,
@@ -526,9 +526,9 @@ def _distill_config(teacher: str | None):
 
 def test_distill_backbone_crashes_and_ctrl_c_resume_bit_identical(
     tmp_path, monkeypatch):
-  """Every distinct crash state of a 12-step distillation (validation at 6
-  and 12) resumes to the uninterrupted end; so does a run stopped by
-  Ctrl-C at step 8, which saves that step first."""
+  """Every distinct crash state of the saves at the end of a 12-step
+  distillation (validation at 6 and 12) resumes to the uninterrupted end;
+  so does a run stopped by Ctrl-C at step 8, which saves that step first."""
   from exo2ego_jax import distill_backbone  # pylint: disable=g-import-not-at-top
   from exo2ego_jax import import_weights  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.models import vit  # pylint: disable=g-import-not-at-top
@@ -570,14 +570,18 @@ def test_distill_backbone_crashes_and_ctrl_c_resume_bit_identical(
   assert sorted(reference[0]) == [("best", 12), ("checkpoints", 6),
                                   ("checkpoints", 12)]
   seen = set()
-  for name, folder in instants:
+  for name, folder in instants[-12:]:  # the saves at step 12, best first
     signature = _signature(folder)
     if signature in seen:
       continue
     seen.add(signature)
     distill_backbone.train_and_evaluate(config, folder)
     assert_same(end(folder), reference)
-  assert len(seen) >= 10, [n for n, _ in instants]
+  assert [n for n, _ in instants[-12:]] == [
+      f"{kind}:{phase}" for kind in ("best", "checkpoints") for phase in (
+          "before_save", "tmp_created", "tmp_written", "checksummed",
+          "renamed", "saved")]
+  assert len(seen) == 4  # before, renamed, between, after
 
   stopped = str(tmp_path / "stopped")
   passes = []
