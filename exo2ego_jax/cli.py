@@ -14,6 +14,9 @@ from exo2ego_jax import errors
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "exo2ego_jax",
                          "xla")
 
+flags.DEFINE_bool("verbose", False, "On a failure, print the traceback above "
+                  "the one-line error (see errors.py).")
+
 
 def run(main) -> None:
   """`app.run(main)` with library chatter (orbax logs each save at INFO) off

@@ -1,9 +1,9 @@
 """How a command ends when something fails or is stopped.
 
 Every failure ends with one line `error: ...` (the last line of output) that
-names the file and what to do; `--verbose` prints the traceback above it,
-and a failure that is not a known mistake also leaves it in
-`<workdir>/error.log`. Ctrl-C exits 130: during training it saves the state
+names the file and what to do; `--verbose` (defined in cli.py) prints the
+traceback above it, and a failure that is not a known mistake also leaves it
+in `<workdir>/error.log`. Ctrl-C exits 130: during training it saves the state
 first (see workdir.PreemptionFlag), elsewhere it stops at once.
 """
 
@@ -20,10 +20,6 @@ from absl import app
 from absl import flags
 
 from exo2ego_jax import workdir
-
-_VERBOSE = flags.DEFINE_bool(
-    "verbose", False, "On a failure, print the traceback above the one-line "
-    "error.")
 
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for Ctrl-C
 LOG_NAME = "error.log"
@@ -134,7 +130,8 @@ def call(main, argv):
     sys.stderr.write("error: interrupted (Ctrl-C)\n")
     sys.exit(INTERRUPTED_EXIT_CODE)
   except Exception as e:  # pylint: disable=broad-except
-    verbose = _VERBOSE.value or flags.FLAGS["verbosity"].present
+    verbose = (flags.FLAGS["verbosity"].present or
+               "verbose" in flags.FLAGS and flags.FLAGS["verbose"].value)
     message, known = one_line(e)
     if verbose:
       traceback.print_exc()

@@ -179,7 +179,7 @@ class Reference:
           pass
         except Exception as e:  # pylint: disable=broad-except
           self.read_errors.append(str(e))
-        stop.wait(0.05)
+        stop.wait(0.2)
 
     with monkeypatch.context() as patch:
       patch.setattr(checkpoints, "fault_point", snapshot)
