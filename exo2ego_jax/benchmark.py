@@ -36,6 +36,7 @@ import numpy as np
 
 from exo2ego_jax import cli
 from exo2ego_jax import config_help
+from exo2ego_jax import errors
 from exo2ego_jax import run_log
 from exo2ego_jax import workdir as workdir_lib
 # JAX, TFDS and matplotlib (trainer, datasets, plots, ...) are imported
@@ -194,7 +195,9 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
                                   time.time() - start) +
              f": {row} seed {seed} ({workdir})")
     t0 = time.time()
-    trainer.train_and_evaluate(config, workdir)
+    run = trainer.train_and_evaluate(config, workdir)
+    if run.get("preempted"):  # the study continues when run again
+      errors.end_of_stopped_run(run)
     summary = trainer.evaluate_run(config, workdir, bench.test_split,
                                    view=bench.test_view)
     scores[row].append({m: summary[m] for m in METRICS})

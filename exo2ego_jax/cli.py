@@ -16,18 +16,15 @@ from absl import app
 from absl import flags
 from absl import logging as absl_logging
 
-from exo2ego_jax import workdir
+from exo2ego_jax import errors
 
 # Compiled programs are cached across runs (a benchmark compiles the same
 # C2F-TCN steps for every seed). JAX_COMPILATION_CACHE_DIR overrides the place.
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "exo2ego_jax",
                          "xla")
 
-
-# Mistakes a user can fix: reported as one line, without a traceback (which
-# --verbosity=0 or -v 0 brings back).
-USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
-               workdir.WorkdirInUseError)
+flags.DEFINE_bool("verbose", False, "On a failure, print the traceback above "
+                  "the one-line error (see errors.py).")
 
 HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull")
 # The flag that names a config file, in the commands that have one.
@@ -142,8 +139,11 @@ def _parse_flags(argv):
 
 def run(main) -> None:
   """`app.run(main)` with: --help (exit 0, fast, the config's fields),
-  one-line errors for the command line and for USER_ERRORS, one logging set-up
-  (library chatter off unless --verbosity / -v), and the compilation cache."""
+  one logging set-up (library chatter off unless --verbosity / -v), the
+  compilation cache, Ctrl-C handled like SIGTERM, and every failure ending
+  in one line `error: ...` (the command line's here, the rest in errors.py;
+  --verbose adds the traceback)."""
+  errors.install_handlers()  # Ctrl-C: before anything compiles
   argv = sys.argv
   if any(arg in HELP_FLAGS for arg in argv[1:]):
     try:
@@ -155,15 +155,11 @@ def run(main) -> None:
 
   def quiet_main(argv):
     import jax  # pylint: disable=g-import-not-at-top
-    setup_logging(verbose=flags.FLAGS["verbosity"].present)
+    setup_logging(verbose=flags.FLAGS["verbosity"].present or
+                  flags.FLAGS.verbose)
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
       jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    try:
-      return main(argv)
-    except USER_ERRORS as e:
-      if flags.FLAGS["verbosity"].present:
-        raise
-      sys.exit(f"error: {e}")
+    return errors.call(main, argv)
 
   app.run(quiet_main, flags_parser=_parse_flags)

@@ -30,6 +30,7 @@ import re
 import sys
 from typing import Callable, Iterable, Mapping, Sequence
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import example_serializer
@@ -748,7 +749,80 @@ class BuildMessages:
     log.info("built %s in %s", self.info.full_name, self.data_dir)
 
 
-class SyncFeatureBuilder(BuildMessages, tfds.core.GeneratorBasedBuilder):
+PREVIOUS_SUFFIX = ".previous"
+_KEEPING_PATHS = {}
+
+
+class _SetAsideOnDelete:
+  """Mixed into the path class of one dataset folder: its rmtree() renames
+  the folder to `<folder>.previous` instead (other paths delete as usual)."""
+
+  folder = ""
+
+  def rmtree(self, missing_ok: bool = False) -> None:
+    if os.fspath(self) != self.folder or not self.exists():
+      return super().rmtree(missing_ok=missing_ok)
+    backup = epath.Path(self.folder + PREVIOUS_SUFFIX)
+    if backup.exists():  # left by a crash after a rebuild had succeeded
+      backup.rmtree()
+    logging.warning("Setting %s aside as %s until the rebuild succeeds",
+                    self.folder, backup)
+    epath.Path(self.folder).rename(backup)
+
+
+class KeepPreviousBuild:
+  """Mixin of the project's builders: a forced rebuild (`tfds build
+  --overwrite`, or `download_mode=FORCE_REDOWNLOAD` / REUSE_CACHE_IF_EXISTS
+  from Python) never leaves less than before.
+
+  Both tfds paths delete the dataset folder with `data_path.rmtree()` before
+  the new build starts (the `tfds build` command does it before any of the
+  builder's code runs but its constructor). Here `data_path` is a path whose
+  rmtree() sets the folder aside as `<folder>.previous`; the build then
+  writes into tfds' temporary folder, and `<folder>.previous` is deleted
+  after success or renamed back after a failure (or, if the process died,
+  by the next build or opening of that dataset).
+  """
+
+  @property
+  def data_path(self):
+    path = super().data_path
+    folder = os.fspath(path)
+    key = (type(path), folder)
+    if key not in _KEEPING_PATHS:
+      _KEEPING_PATHS[key] = type(f"Keeping{type(path).__name__}", (
+          _SetAsideOnDelete, type(path)), {"folder": folder})
+    return _KEEPING_PATHS[key](folder)
+
+  def download_and_prepare(self, **kwargs):
+    config = kwargs.get("download_config") or tfds.download.DownloadConfig()
+    overwrite = config.download_mode.overwrite_dataset
+    path = epath.Path(self.data_dir)
+    backup = epath.Path(self.data_dir + PREVIOUS_SUFFIX)
+    if path.exists() and backup.exists():  # a crash after a good rebuild
+      backup.rmtree()
+    if path.exists() and overwrite:
+      self.data_path.rmtree()  # sets it aside
+    if not backup.exists():
+      return super().download_and_prepare(**kwargs)
+    if not overwrite:  # a forced rebuild died: its previous build is back
+      backup.rename(path)
+      return super().download_and_prepare(**kwargs)
+    try:
+      result = super().download_and_prepare(**kwargs)
+    except BaseException:
+      if path.exists():
+        path.rmtree()
+      backup.rename(path)
+      logging.warning("The rebuild of %s failed: the previous build was "
+                      "kept", self.data_dir)
+      raise
+    backup.rmtree()
+    return result
+
+
+class SyncFeatureBuilder(KeepPreviousBuild, BuildMessages,
+                         tfds.core.GeneratorBasedBuilder):
   """Aligned exo/ego feature sequences from manually downloaded files.
 
   Subclasses implement `_plan(manual_dir)`; this class does the rest: fields,
@@ -772,31 +846,6 @@ class SyncFeatureBuilder(BuildMessages, tfds.core.GeneratorBasedBuilder):
             "storage_dtype": config.storage_dtype,
             "config": _jsonable(config)}),
     )
-
-  def download_and_prepare(self, **kwargs):
-    """As tfds', but a failed forced rebuild keeps the previous dataset.
-
-    tfds deletes an existing dataset before regenerating it
-    (`download_mode=FORCE_REDOWNLOAD`); here it is moved aside and restored
-    byte for byte if the new build fails.
-    """
-    config = kwargs.get("download_config") or tfds.download.DownloadConfig()
-    path = self.data_path
-    if not (config.download_mode.overwrite_dataset and path.exists()):
-      return super().download_and_prepare(**kwargs)
-    backup = path.parent / f"{path.name}.previous"
-    if backup.exists():
-      backup.rmtree()
-    path.rename(backup)
-    try:
-      result = super().download_and_prepare(**kwargs)
-    except BaseException:
-      if path.exists():
-        path.rmtree()
-      backup.rename(path)
-      raise
-    backup.rmtree()
-    return result
 
   def _download_and_prepare(self, dl_manager, download_config=None):
     self._repairs = RepairLog()

@@ -27,6 +27,7 @@ layout).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -45,10 +46,12 @@ import tqdm
 from exo2ego_jax import checkpoints
 from exo2ego_jax import cli
 from exo2ego_jax import distributed
+from exo2ego_jax import errors
 from exo2ego_jax import extract_features
 from exo2ego_jax import import_weights
 from exo2ego_jax import synthetic_video
 from exo2ego_jax import trainer
+from exo2ego_jax import workdir as workdir_lib
 from exo2ego_jax.models import vit
 
 BEST_METRIC = "neg_val_mse"  # best checkpoints keep the highest value
@@ -154,17 +157,28 @@ def _batched(fn, frames: np.ndarray, batch_size: int, sharding) -> np.ndarray:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                        ) -> dict:
-  """Distils (or resumes); exports the best student; returns results."""
-  # ----- Setup. -----
+  """Distils (or resumes); exports the best student; returns results.
+
+  As trainer.train_and_evaluate: the workdir is locked, and SIGTERM or
+  Ctrl-C saves the state and returns early with results["preempted"] set.
+  """
   distributed.initialize()  # multi-host runs only
   os.makedirs(workdir, exist_ok=True)
+  lock = (workdir_lib.locked(workdir) if jax.process_index() == 0
+          else contextlib.nullcontext())
+  with lock, workdir_lib.PreemptionFlag() as preemption:
+    return _run(config, workdir, preemption)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
+  # ----- Setup. -----
   if config.backbone.params and os.path.abspath(config.backbone.params) == (
       os.path.abspath(workdir)):
     raise ValueError("config.backbone.params is the workdir: the export would "
                      "overwrite the teacher; use another --workdir")
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=2))
+    workdir_lib.write_atomic(os.path.join(workdir, "config.json"),
+                             config.to_json(indent=2))
 
   # ----- Device mesh: data parallel over all devices. -----
   mesh = jax.make_mesh((jax.device_count(),), ("data",),
@@ -195,9 +209,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
       {k: teacher[k] for k in names})
   ckpt = checkpoints.RunCheckpoints(workdir, BEST_METRIC)
   if ckpt.latest_step() is not None:
+    recorded = {s: {BEST_METRIC: -r["val_mse"]} for s, r in
+                workdir_lib.evaluations(workdir, "validation").items()}
     state = jax.device_put(
-        ckpt.restore_latest(checkpoints.abstract_like(state)), replicated)
+        ckpt.restore_latest(checkpoints.abstract_like(state), recorded),
+        replicated)
   start_step, num_steps = int(state["step"]), config.num_steps
+  if jax.process_index() == 0:  # the step-0 record is written again below
+    workdir_lib.rewind_metrics(workdir, start_step if start_step else -1)
 
   # ----- Compiled steps. -----
   features = extract_features.make_feature_fn(
@@ -255,6 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                     dynamic_ncols=True)
     window, t0 = [], time.time()
     for step in range(start_step + 1, num_steps + 1):
+      checkpoints.fault_point("train_step")
       # Batches depend on (seed, step) only: a resumed run sees the same.
       index = np.random.default_rng((config.seed, step)).integers(
           0, len(train_ego), batch_size)
@@ -270,17 +290,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
               f"non-finite loss {logs['loss']} at step {step} of {workdir}; "
               "the last good checkpoint is kept. Lower "
               "config.optim.learning_rate")
-        trainer.append_jsonl(workdir, dict(logs, step=step, split="train",
-                                           seconds=round(time.time() - t0, 2)))
+        trainer.append_jsonl(workdir, dict(
+            logs, step=step, split="train",
+            seconds_since_resume=round(time.time() - t0, 2)))
         bar.set_postfix(loss=f"{logs['loss']:.4g}")
+      preempted = distributed.any_process(preemption.requested)
       if step % config.eval_every_steps == 0 or step == num_steps:
         mse = val_mse(state["params"])
         trainer.append_jsonl(workdir, {"step": step, "split": "validation",
                                        "val_mse": mse})
         ckpt.save(step, state, {BEST_METRIC: -mse})
+      elif preempted:
+        ckpt.save(step, state)
       bar.update(1)
+      if preempted:  # the last step included: it is saved
+        bar.close()
+        ckpt.close()
+        return {"preempted": True, "signal": preemption.signal, "step": step,
+                "saved": True, "workdir": os.path.abspath(workdir)}
     bar.close()
   ckpt.close()
+  preemption.release()  # all is saved: Ctrl-C now stops at once
 
   # ----- Export the best student as a backbone. -----
   best_step, best = checkpoints.restore_state(
@@ -288,9 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   student = jax.device_get({**frozen, **best["params"]})
   if jax.process_index() == 0:
     import_weights.save_backbone(workdir, student, vit.config_of(model))
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    val = {r["step"]: r for r in map(json.loads, f)
-           if r.get("split") == "validation"}
+  val = workdir_lib.evaluations(workdir, "validation")
   results = {"workdir": os.path.abspath(workdir), "steps": num_steps,
              "trained": sorted(names), "best_step": int(best_step),
              "initial_val_mse": val[0]["val_mse"],
@@ -299,8 +327,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
              "train_frames": val[0]["train_frames"],
              "validation_frames": val[0]["validation_frames"]}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    workdir_lib.write_atomic(os.path.join(workdir, "results.json"),
+                             json.dumps(results, indent=2))
   return results
 
 
@@ -309,6 +337,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   results = train_and_evaluate(f.config, f.workdir)
+  if results.get("preempted"):
+    errors.end_of_stopped_run(results)  # exits: 130 for Ctrl-C
   print(json.dumps(results, indent=2))
 
 

@@ -8,7 +8,9 @@ recording of the split, writes `<workdir>/eval/<split>_<view>/predictions/
 <video_id>.txt` (the predicted class name of each frame, one per line) and
 `<workdir>/eval/<split>_<view>/metrics.json` (split summary and per video).
 Without --config the run's own config.json is used. Several chunk sizes turn
-on test-time augmentation (the frame probabilities are averaged).
+on test-time augmentation (the frame probabilities are averaged). Safe while
+the run still trains: a checkpoint it removes meanwhile is no error, the
+newest one is read instead.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Config overrides work as usual, e.g. `--config.num_epochs=3`. Re-running the
 same command resumes from the workdir's latest checkpoint; SIGTERM saves the
-state and exits 0. See `exo2ego_jax.trainer` for what a run does and writes.
+state and exits 0, Ctrl-C saves it and exits 130. See `exo2ego_jax.trainer`
+for what a run does and writes, docs/failure_behaviour.md for failures.
 """
 
 import json
@@ -12,6 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from exo2ego_jax import cli
+from exo2ego_jax import errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True)
@@ -29,9 +31,7 @@ def main(argv):
   results = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                        _ALLOW_CONFIG_CHANGE.value)
   if results.get("preempted"):
-    print(f"preempted at step {results['step']}; state saved in "
-          f"{results['workdir']}")
-    return
+    errors.end_of_stopped_run(results)  # exits: 130 for Ctrl-C
   print(json.dumps(results["validation"], indent=2))
 
 

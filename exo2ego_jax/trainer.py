@@ -10,7 +10,9 @@ command resumes from the workdir's latest checkpoint; a finished run only
 re-reports its results.
 
 Workdir contents: config.json, metrics.jsonl (one JSON object per log/eval),
-checkpoints/ (latest), best/ (best by the validation metric), results.json.
+checkpoints/ (latest two), best/ (best by the validation metric),
+results.json. Kills, Ctrl-C, full disks, damaged files:
+docs/failure_behaviour.md.
 """
 
 from __future__ import annotations
@@ -203,8 +205,8 @@ def read_run_config(workdir: str) -> dict:
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: {workdir} is not a run "
                             "directory of exo2ego_jax.train")
-  with open(path) as f:
-    return json.load(f)
+  return workdir_lib.read_json(
+      path, "restore it from a copy, or pass the run's config with --config")
 
 
 def make_optimizer(config: ml_collections.ConfigDict
@@ -293,16 +295,16 @@ def patience_exhausted(step: int, best_step: int | None, eval_every: int,
 
 def append_jsonl(workdir: str, record: dict) -> None:
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-      f.write(json.dumps(record) + "\n")
+    workdir_lib.append_metrics(workdir, record)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        allow_config_change: bool = False) -> dict:
   """Runs (or resumes, or re-reports) one training run; returns results.
 
-  The workdir is locked for the duration; SIGTERM makes the run save its
-  state and return early with results["preempted"] set.
+  The workdir is locked for the duration; SIGTERM or Ctrl-C makes the run
+  save its state and return early with results["preempted"] set (and
+  results["signal"] naming it).
   """
   distributed.initialize()  # multi-host runs only; see distributed.py
   created = not os.path.exists(workdir)
@@ -351,8 +353,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   frozen = load_frozen(config, info, mode)
   workdir_lib.check_same_config(workdir, config.to_json(), allow_config_change)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=2))
+    workdir_lib.write_atomic(os.path.join(workdir, "config.json"),
+                             config.to_json(indent=2))
 
   # ----- Device mesh: data parallel over every device of every host. -----
   mesh = jax.make_mesh((jax.device_count(),), ("data",))
@@ -410,9 +412,14 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
                   out_shardings=replicated)()
   ckpt = checkpoints.RunCheckpoints(workdir, config.best_metric)
   if ckpt.latest_step() is not None:
-    state = ckpt.restore_latest(checkpoints.abstract_like(state))
+    recorded = {s: {config.best_metric: r[config.best_metric]} for s, r in
+                workdir_lib.evaluations(workdir, config.data.eval_split).items()
+                if config.best_metric in r}
+    state = ckpt.restore_latest(checkpoints.abstract_like(state), recorded)
     state = jax.device_put(state, replicated)
   start_step = int(state["step"])
+  if jax.process_index() == 0:
+    workdir_lib.rewind_metrics(workdir, start_step)
   patience = added_option(config, "early_stopping_patience")
   stopped_early = None
   if patience and start_step and patience_exhausted(
@@ -460,14 +467,22 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
     mean["skipped"] = len(host) - len(kept)
     pending = []
     rate = report.trained(step, mean)
-    append_jsonl(workdir, dict(mean, step=step, split="train",
-                               epoch=step / steps_per_epoch,
-                               seconds=round(time.time() - t0, 2),
-                               steps_per_second=rate and round(rate, 3)))
+    append_jsonl(workdir, dict(
+        mean, step=step, split="train", epoch=step / steps_per_epoch,
+        seconds_since_resume=round(time.time() - t0, 2),
+        steps_per_second=rate and round(rate, 3)))
+
+  def stopped(step: int, saved: bool) -> dict:
+    return {"mode": config.mode, "preempted": True, "step": step,
+            "signal": preemption.signal, "saved": saved,
+            "workdir": os.path.abspath(workdir)}
 
   try:
-    for step in range(start_step + 1,
-                      (stopped_early or total_steps) + 1):
+    if start_step < total_steps and distributed.any_process(
+        preemption.requested):  # during setup: nothing new to save
+      return stopped(start_step, saved=False)
+    for step in range(start_step + 1, (stopped_early or total_steps) + 1):
+      checkpoints.fault_point("train_step")
       batch = next(batches)
       indices = batch.pop("index")
       global_batch = {
@@ -502,14 +517,12 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
           break
       elif save_now:
         ckpt.save(step, state)
-      if preempted and step < total_steps:
-        report.write(f"SIGTERM: saved step {step} of {total_steps} in "
-                     f"{workdir}; run the same command again to resume")
-        return {"mode": config.mode, "preempted": True, "step": step,
-                "workdir": os.path.abspath(workdir)}
+      if preempted:  # the last step too: results are left to the re-run
+        return stopped(step, saved=True)
   finally:
     report.close()
     ckpt.close()
+  preemption.release()  # all is saved: Ctrl-C now stops at once
 
   # ----- Results of the best checkpoint on the validation split. -----
   best_step, best = checkpoints.restore_state(
@@ -522,8 +535,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
              "validation": evaluate(config.data.eval_split,
                                     config.data.eval_view)}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    workdir_lib.write_atomic(os.path.join(workdir, "results.json"),
+                             json.dumps(results, indent=2))
   return results
 
 

@@ -1,5 +1,7 @@
 """Guards of a run directory: one run at a time, one config per workdir,
-and a clean stop on SIGTERM (preemption)."""
+files that a crash never leaves half written, a metrics log with one record
+per step after any number of resumes, and a clean stop on SIGTERM
+(preemption) or Ctrl-C."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import fcntl
 import json
 import os
 import signal
+import sys
 import threading
 
 # Fields that may change between invocations of the same run.
@@ -85,8 +88,9 @@ def check_same_config(workdir: str, config_json: str,
   path = os.path.join(workdir, "config.json")
   if allow_change or not os.path.exists(path):
     return
-  with open(path) as f:
-    old = flatten(json.load(f))
+  old = flatten(read_json(path, "if the config you pass is this run's, "
+                          "--allow_config_change writes it again; otherwise "
+                          "use a new --workdir"))
   new = flatten(json.loads(config_json))
   for key, value in ADDED_FIELDS.items():
     old.setdefault(key, value)
@@ -101,22 +105,107 @@ def check_same_config(workdir: str, config_json: str,
         "the new config")
 
 
+def read_json(path: str, fix: str):
+  """The JSON file `path`; unreadable, a one-line error naming it and `fix`."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+    raise ValueError(f"{path} is unreadable (cut short or edited: {e}): "
+                     f"{fix}") from None
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes `path` whole or not at all (a crash leaves the old file)."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+# ----- metrics.jsonl: one JSON record per line, each with its "step". -----
+
+METRICS = "metrics.jsonl"
+
+
+def _read_records(path: str) -> tuple[list[dict], bool]:
+  """(the records, whether a line was unreadable: one cut by a crash)."""
+  records, cut = [], False
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          records.append(json.loads(line))
+        except ValueError:
+          cut = True
+  return records, cut
+
+
+def append_metrics(workdir: str, record: dict) -> None:
+  with open(os.path.join(workdir, METRICS), "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+def rewind_metrics(workdir: str, step: int) -> None:
+  """Drops the records past `step` (the resumed step: the run computes them
+  again) and any line a crash cut; leaves the file alone if there is none."""
+  path = os.path.join(workdir, METRICS)
+  records, cut = _read_records(path)
+  kept = [r for r in records if r.get("step", 0) <= step]
+  if cut or len(kept) < len(records):
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def evaluations(workdir: str, split: str) -> dict[int, dict]:
+  """{step: record} of the evaluations on `split` in metrics.jsonl."""
+  records, _ = _read_records(os.path.join(workdir, METRICS))
+  return {r["step"]: r for r in records
+          if r.get("split") == split and "step" in r}
+
+
 class PreemptionFlag:
-  """Set by SIGTERM while installed; the train loop saves and returns."""
+  """Set by SIGTERM or Ctrl-C (SIGINT) while installed: the train loop then
+  saves and returns. Nothing is raised inside the program (a
+  KeyboardInterrupt raised during XLA compilation can crash the process);
+  a second Ctrl-C stops at once, without saving (checkpoints are written
+  atomically, so that loses only the unsaved steps)."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.signal = None  # "SIGTERM" or "SIGINT", once requested
+    self._previous = {}
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in self.SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
+    del frame
+    if signum == signal.SIGINT and self.signal == "SIGINT":
+      sys.stderr.write("\nerror: interrupted again (Ctrl-C): stopped without "
+                       "saving; run the same command again to resume from "
+                       "the last checkpoint\n")
+      sys.stderr.flush()
+      os._exit(130)  # pylint: disable=protected-access
+    if signum == signal.SIGINT:
+      sys.stderr.write("\nCtrl-C: stopping after this step and saving it "
+                       "(Ctrl-C again stops at once, without saving)\n")
+      sys.stderr.flush()
     self.requested = True
+    self.signal = self.signal or signal.Signals(signum).name
+
+  def release(self) -> None:
+    """Gives the signals back (for what follows the train loop: Ctrl-C
+    there stops at once, as nothing is left unsaved)."""
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    self.release()

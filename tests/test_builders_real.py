@@ -5,8 +5,10 @@ layouts, tab-separated coarse annotations, keystep JSON, a feature folder),
 builds it with array_record (no TensorFlow) and reads it back.
 """
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -235,6 +237,107 @@ def test_failed_build_leaves_previous_dataset_unchanged(ff_built, tmp_path):
   assert _snapshot(data_dir) == before
   assert not feature_folder.Builder(config=_ff_config("t4b"), data_dir=str(data_dir),
                                     file_format="array_record").is_prepared()
+
+
+def _nan_folder(tmp_path):
+  """A manual dir whose rebuild fails: NaN in a feature file (as in issue 15)."""
+  manual = _bad_folder(tmp_path)
+  exo = np.load(manual / "features" / "exo" / "a.npy")
+  exo[2, 1] = np.nan
+  np.save(manual / "features" / "exo" / "a.npy", exo)
+  return manual
+
+
+def _cli_build(data_dir, manual_dir, config):
+  """What `tfds build --overwrite` runs (tensorflow_datasets/scripts/cli/build.py):
+  it deletes the dataset folder (`_make_builder`) before any of the builder's code
+  but its constructor runs, then builds. TensorFlow, which the `tfds` command
+  imports first, is not needed for these two functions."""
+  from tensorflow_datasets.scripts.cli import build as tfds_build  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.scripts.cli import cli_utils  # pylint: disable=g-import-not-at-top
+  builder = tfds_build._make_builder(  # pylint: disable=protected-access
+      feature_folder.Builder, overwrite=True, fail_if_exists=False,
+      data_dir=str(data_dir), config=config, file_format="array_record")
+  cli_utils.download_and_prepare(
+      builder=builder,
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+      download_dir=None, publish_dir=None, skip_if_published=False, overwrite=True,
+      beam_pipeline_options=None)
+
+
+def test_tfds_build_overwrite_keeps_the_previous_build_when_it_fails(tmp_path):
+  manual = tmp_path / "good"
+  _folder(manual, FF_VIDEOS)
+  data_dir = tmp_path / "data"
+  _build(feature_folder.Builder, _ff_config(), data_dir, manual)
+  before = _snapshot(data_dir)
+  with pytest.raises(ds.DataError, match=r"a: exo features .* NaN/inf values"):
+    _cli_build(data_dir, _nan_folder(tmp_path), _ff_config())
+  assert _snapshot(data_dir) == before
+  # A good forced rebuild replaces it and leaves nothing aside.
+  changed = {**FF_VIDEOS, "d": dict(FF_VIDEOS["d"], labels="0\t8\tpour water\n")}
+  _folder(tmp_path / "changed", changed)
+  _cli_build(data_dir, tmp_path / "changed", _ff_config())
+  assert list(_records("feature_folder/t4", data_dir)["test"]["d"]["labels"]) == [1] * 8
+  assert sorted(os.listdir(data_dir / "feature_folder" / "t4")) == ["1.0.0"]
+
+
+def test_rebuild_killed_after_the_old_build_was_set_aside(tmp_path):
+  """The process dies after `tfds build --overwrite` set the old build aside:
+  the next build or opening of the dataset puts it back."""
+  manual = tmp_path / "good"
+  _folder(manual, FF_VIDEOS)
+  data_dir = tmp_path / "data"
+  builder = _build(feature_folder.Builder, _ff_config(), data_dir, manual)
+  before = _snapshot(data_dir)
+  builder.data_path.rmtree()  # what the tfds command does first; then a kill
+  assert not builder.is_prepared()
+  assert sorted(os.listdir(data_dir / "feature_folder" / "t4")) == ["1.0.0.previous"]
+  _build(feature_folder.Builder, _ff_config(), data_dir, manual)  # not forced
+  assert _snapshot(data_dir) == before
+
+
+def test_failed_forced_rebuild_of_synthetic_sync_keeps_it(tmp_path, monkeypatch):
+  from exo2ego_jax import synthetic  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path / "data"
+  datasets.open_dataset("synthetic_sync/tiny", str(data_dir))
+  before = _snapshot(data_dir)
+
+  def broken(params, split):
+    raise OSError(f"disk error while generating {split}")
+
+  monkeypatch.setattr(synthetic, "generate_split", broken)
+  builder = tfds.builder("synthetic_sync/tiny", data_dir=str(data_dir),
+                         file_format="array_record")
+  with pytest.raises(OSError, match="disk error while generating"):
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD))
+  assert _snapshot(data_dir) == before
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or
+                    shutil.which("tfds") is None,
+                    reason="the `tfds build` command needs TensorFlow")
+def test_tfds_build_command_overwrite_keeps_the_previous_build(tmp_path):
+  dim = 64  # a registered config: d64
+  manual = tmp_path / "manual"
+  _folder(manual, FF_VIDEOS)
+  for path in (manual / "features").glob("*/*.npy"):
+    np.save(path, np.repeat(np.load(path), dim // D, axis=1))
+  data_dir = tmp_path / "data"
+  command = ["tfds", "build", "tfds_builders/feature_folder", "--config=d64",
+             f"--manual_dir={manual}", f"--data_dir={data_dir}",
+             "--file_format=array_record"]
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  subprocess.run(command, cwd=root, check=True, capture_output=True)
+  before = _snapshot(data_dir)
+  exo = np.load(manual / "features" / "exo" / "a.npy")
+  exo[2, 1] = np.nan
+  np.save(manual / "features" / "exo" / "a.npy", exo)
+  failed = subprocess.run(command + ["--overwrite"], cwd=root, capture_output=True,
+                          text=True)
+  assert failed.returncode != 0 and "NaN/inf" in failed.stderr
+  assert _snapshot(data_dir) == before
 
 
 def test_feature_folder_needs_split_lists(tmp_path):

@@ -3,6 +3,7 @@ batches, locked workdirs, config changes and bad inputs. Every failure leaves
 existing checkpoints and dataset files byte-identical."""
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -202,7 +203,9 @@ def test_truncated_teacher_checkpoint_is_reported_and_kept(
   with open(biggest, "r+b") as f:
     f.truncate(os.path.getsize(biggest) // 2)
   before = _digest(teacher)
-  with pytest.raises(ValueError, match="is unreadable .*truncated"):
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r"best/2 is unreadable: state/\S+ has \d+ of its "
+                     r"\d+ bytes \(truncated\)\. It was left as it is"):
     trainer.train_and_evaluate(
         make_config("distill_model", teacher_workdir=teacher),
         str(tmp_path / "student"))
@@ -254,3 +257,129 @@ def test_dataset_files_survive_failed_runs(tiny_data_dir, tmp_path,
     with pytest.raises(ValueError):
       trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert _digest(tiny_data_dir) == before
+
+
+def test_ctrl_c_during_first_compilation_saves_and_exits_130(
+    tmp_path, tiny_data_dir):
+  """Ctrl-C while the first step compiles (a KeyboardInterrupt raised inside
+  XLA compilation used to crash the process: exit 139)."""
+  markers = tmp_path / "markers"
+  markers.mkdir()
+  env = dict(_env(tmp_path), **{checkpoints.MARKERS_ENV: str(markers)})
+  workdir = str(tmp_path / "run")
+  command = _train_command(tiny_data_dir, workdir, 3) + [
+      "--config.checkpoint_every_steps=0"]  # only Ctrl-C saves step 1
+  proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  while not (markers / "train_step").exists() and proc.poll() is None:
+    time.sleep(0.01)  # the first step is being traced and compiled now
+  proc.send_signal(signal.SIGINT)
+  out, _ = proc.communicate()
+  assert proc.returncode == 130, out
+  assert "Segmentation fault" not in out and "Traceback" not in out
+  assert out.strip().splitlines()[-1] == (
+      f"interrupted (Ctrl-C) at step 1; state saved in {workdir}: run the "
+      "same command again to resume")
+  assert os.listdir(os.path.join(workdir, checkpoints.LATEST)) == ["1"]
+
+
+def test_cli_error_is_the_last_line_and_verbose_adds_the_traceback(
+    tmp_path, tiny_data_dir):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text('{"mode": "exo_sup')  # cut short
+  expected = (
+      f"error: {workdir}/config.json is unreadable (cut short or edited: "
+      "Unterminated string starting at: line 1 column 10 (char 9)): if the "
+      "config you pass is this run's, --allow_config_change writes it "
+      "again; otherwise use a new --workdir")
+  for verbose in (False, True):
+    result = subprocess.run(
+        _train_command(tiny_data_dir, str(workdir), 1) +
+        ["--verbose"] * verbose, cwd=ROOT, env=_env(tmp_path),
+        capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == expected
+    assert ("Traceback" in result.stderr) == verbose
+  assert (workdir / "config.json").read_text() == '{"mode": "exo_sup'
+
+
+def test_unexpected_failure_is_one_line_with_its_traceback_logged(tmp_path):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import errors  # pylint: disable=g-import-not-at-top
+  if "workdir" not in flags.FLAGS:
+    flags.DEFINE_string("workdir", None, "Run directory (for this test).")
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+  def main(argv):
+    del argv
+    raise RuntimeError("a library broke\nin two lines")
+
+  with flagsaver.flagsaver(workdir=str(tmp_path)):
+    with pytest.raises(SystemExit) as info:
+      errors.call(main, [])
+  log = tmp_path / errors.LOG_NAME
+  assert info.value.code == (
+      "error: RuntimeError: a library broke in two lines (an unexpected "
+      f"failure; the traceback is in {log}; please report it)")
+  assert 'raise RuntimeError("a library broke' in log.read_text()
+  with flagsaver.flagsaver(workdir=str(tmp_path)):
+    with pytest.raises(SystemExit) as info:  # a known mistake: no log
+      errors.call(lambda argv: trainer.read_run_config(str(tmp_path)), [])
+  assert info.value.code == (
+      f"error: {tmp_path}/config.json not found: {tmp_path} is not a run "
+      "directory of exo2ego_jax.train")
+  assert log.read_text().count("Traceback") == 1
+
+
+def test_metrics_rewind_keeps_one_record_per_step(tmp_path):
+  workdir = str(tmp_path)
+  for step in (1, 2, 3):
+    workdir_lib.append_metrics(workdir, {"step": step, "split": "train"})
+  workdir_lib.append_metrics(workdir, {"step": 2, "split": "validation"})
+  path = os.path.join(workdir, workdir_lib.METRICS)
+  mtime = os.stat(path).st_mtime_ns
+  workdir_lib.rewind_metrics(workdir, 3)  # nothing past step 3: untouched
+  assert os.stat(path).st_mtime_ns == mtime
+  with open(path, "a") as f:
+    f.write('{"step": 4, "spl')  # a line cut by a kill
+  workdir_lib.rewind_metrics(workdir, 3)
+  with open(path) as f:
+    assert f.read().splitlines()[-1] == '{"step": 2, "split": "validation"}'
+  workdir_lib.rewind_metrics(workdir, 1)
+  with open(path) as f:
+    assert [json.loads(l) for l in f] == [{"step": 1, "split": "train"}]
+  assert workdir_lib.evaluations(workdir, "validation") == {}
+
+
+def test_reader_of_two_best_checkpoints_takes_the_better(tmp_path):
+  """best/ of a run stopped between the commit of a best checkpoint and the
+  removal of the other (by an older version: the newer one is worse)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  manager = ocp.CheckpointManager(str(tmp_path / checkpoints.BEST))
+  for step, mof in ((2, 30.0), (4, 20.0)):
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(
+        {"w": jnp.full(3, step)})), metrics={"mof": mof})
+  manager.close()
+  step, state = checkpoints.restore_state(str(tmp_path))
+  assert step == 2 and state["w"].tolist() == [2, 2, 2]
+
+
+def test_full_disk_anywhere_is_one_line():
+  from exo2ego_jax import errors  # pylint: disable=g-import-not-at-top
+  try:
+    try:
+      raise OSError(28, "No space left on device", "/runs/a/metrics.jsonl")
+    except OSError as e:
+      raise RuntimeError("Event loop is closed") from e
+  except RuntimeError as e:
+    assert errors.one_line(e) == (
+        "disk full writing /runs/a/metrics.jsonl: free some space, then run "
+        "the same command again", True)
+  wrapped = ValueError("RESOURCE_EXHAUSTED: Failed writing: ...: No space "
+                       "left on device [os_error_code='28']")  # tensorstore's
+  assert errors.is_disk_full(wrapped)
+  assert not errors.is_disk_full(ValueError("No such file or directory"))

@@ -32,8 +32,11 @@ class SyntheticSyncConfig(tfds.core.BuilderConfig):
   params: synthetic.SyntheticConfig = synthetic.DEFAULT
 
 
-class Builder(data_sources.BuildMessages, tfds.core.GeneratorBasedBuilder):
-  """Procedural multi-step activities rendered by an exo and an ego camera."""
+class Builder(data_sources.KeepPreviousBuild, data_sources.BuildMessages,
+              tfds.core.GeneratorBasedBuilder):
+  """Procedural multi-step activities rendered by an exo and an ego camera.
+
+  A failed forced rebuild keeps the previous build (KeepPreviousBuild)."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
