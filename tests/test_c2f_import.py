@@ -17,7 +17,7 @@ from exo2ego_jax import trainer
 from exo2ego_jax.models import c2f_tcn
 
 torch = pytest.importorskip("torch")
-import c2f_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+import c2f_reference  # pylint: disable=wrong-import-position
 
 FEATURES, CLASSES = 12, 5
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

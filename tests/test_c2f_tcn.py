@@ -16,7 +16,7 @@ from exo2ego_jax import import_weights
 from exo2ego_jax.models import c2f_tcn
 
 torch = pytest.importorskip("torch")
-import c2f_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+import c2f_reference  # pylint: disable=wrong-import-position
 
 FEATURES, CLASSES = 8, 5
 # The shortest accepted, the paper's window (600), odd lengths at several

@@ -15,9 +15,11 @@ sum the batch in different orders, and a ReLU (or max-pool) input within
 rounding of zero (about one in 10^6 here) can land on either side, which
 changes that frame's gradient by O(1) and a few parameters' updates by a few
 %. So the forward quantities (loss, BatchNorm statistics) must agree to
-float32 rounding and the update to 1% in norm (a tie measured 0.35%); a
-mean of per-device means instead of the global masked mean changes the loss
-itself (checked with uneven masks).
+float32 rounding, the update to 3% in norm and the next loss to 1% (one tie,
+a ReLU input of 1.5e-6 in the distillation step on 8 devices, moved the
+update by 1.8% and the next loss by 0.44%; in float64 the layouts' gradients
+agree to 2e-7); a mean of per-device means instead of the global masked mean
+changes the loss itself (checked with uneven masks).
 """
 
 from __future__ import annotations
@@ -77,13 +79,13 @@ def test_batch_is_split_over_eight_devices_and_state_replicated(results, mode):
   assert facts["params_devices"] == NUM_DEVICES
 
 
-def assert_same_run(one: dict, other: dict, update_tolerance: float = 1e-2
+def assert_same_run(one: dict, other: dict, update_tolerance: float = 3e-2
                     ) -> None:
   """Same first loss and BatchNorm statistics (float32 rounding), the same
-  update up to ReLU ties (1% in norm), and a close second-step loss."""
+  update up to ReLU ties (3% in norm), and a close second-step loss."""
   np.testing.assert_allclose(other["losses"][0], one["losses"][0], rtol=1e-5)
   np.testing.assert_allclose(other["losses"][1:], one["losses"][1:],
-                             rtol=1e-3)
+                             rtol=1e-2)
   assert np.all(one["losses"] > 0) and np.isfinite(one["losses"]).all()
   for key in one:
     if key.startswith("batch_stats"):

@@ -88,7 +88,7 @@ def interpolate(x: jax.Array, in_lengths: jax.Array, out_lengths: jax.Array,
   is four shifted copies of x repeated `factor` times, weighted per example:
   no gather, and elementwise work in the backward pass too.
   """
-  batch, in_size, _ = x.shape
+  in_size = x.shape[1]
   if out_size > (in_size + 1) * factor:
     raise ValueError(f"cannot resample {in_size} steps to {out_size} with "
                      f"factor {factor}")
@@ -257,8 +257,8 @@ class C2FTCN(nn.Module):
       x = DoubleConv(DECODER_FEATURES, self.conv_impl, self.bn_unbiased_var,
                      name=f"up{stage + 1}")(x, level_mask, train)
       if stage < len(HEAD_NAMES):
-        name = HEAD_NAMES[stage]
-        head_logits.append(nn.Conv(self.num_classes, (1,), name=name)(nn.relu(x)))
+        head = nn.Conv(self.num_classes, (1,), name=HEAD_NAMES[stage])
+        head_logits.append(head(nn.relu(x)))
         head_masks.append(level_mask)
     logits = nn.Conv(self.num_classes, (1,), name="y")(x)
     return {
