@@ -119,7 +119,8 @@ def _records(workdir: str) -> list[dict]:
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
   for r in records:
-    r.pop("seconds_since_resume", None)  # wall clock
+    for clock in ("seconds_since_resume", "steps_per_second"):  # wall clock
+      r.pop(clock, None)
   return records
 
 
