@@ -89,8 +89,8 @@ def jax_worker(kind: str, feature_dim: int, window: int, batch: int,
   import numpy as np  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, REPO)
   from configs import default  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import modes  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import modes  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.models import c2f_tcn  # pylint: disable=g-import-not-at-top
 
   distill = kind == "distill"

@@ -136,7 +136,7 @@ def get_config() -> ml_collections.ConfigDict:
   # How background frames are scored: "exclude_background_segments",
   # "drop_background_frames" (the paper's oracle script) or
   # "drop_background_frames_and_segments" (its transfer scripts); see
-  # exo2ego_jax.metrics.
+  # exo2ego_jax.evaluation.metrics.
   config.background_policy = "exclude_background_segments"
   # Run directory of the exo_supervised teacher (distillation, pseudo-labels).
   config.teacher_workdir = config_dict.placeholder(str)

@@ -16,7 +16,7 @@ a student that output the mean exo feature would score 0.015. Distilling a
 real DINOv2 is the point of the method. Extract ego features with the
 distilled backbone:
 
-  python -m exo2ego_jax.synthetic_video --out /tmp/sync_videos
+  python -m exo2ego_jax.data.synthetic_video --out /tmp/sync_videos
   python -m exo2ego_jax.extract_features --params /tmp/distill \
       --videos /tmp/sync_videos/ego --view ego --out /tmp/features \
       --resize 56 --crop 56
@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   # Directory with exo/<name>.* and ego/<name>.* videos; None renders
-  # `num_videos` pairs of exo2ego_jax.synthetic_video in memory.
+  # `num_videos` pairs of exo2ego_jax.data.synthetic_video in memory.
   config.data.video_dir = config_dict.placeholder(str)
   config.data.num_videos = 6  # synthetic pairs rendered when video_dir is None
   # Frame size, frames and frame rate of the synthetic videos.

@@ -34,11 +34,11 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from exo2ego_jax import cli
-from exo2ego_jax import config_help
-from exo2ego_jax import errors
-from exo2ego_jax import run_log
-from exo2ego_jax import workdir as workdir_lib
+from exo2ego_jax.runtime import cli
+from exo2ego_jax.runtime import config_help
+from exo2ego_jax.runtime import errors
+from exo2ego_jax.runtime import run_log
+from exo2ego_jax.runtime import workdir as workdir_lib
 # JAX, TFDS and matplotlib (trainer, datasets, plots, ...) are imported
 # where they are used, so that `--help` answers at once.
 # pylint: disable=g-import-not-at-top
@@ -65,7 +65,7 @@ def method_config(bench: ml_collections.ConfigDict, method: str, seed: int,
   """The training config and workdir of one method and seed; `point` (a
   sweep point: {dotted config key: value}) is applied last. A point that
   leaves the config as it was shares the method's own workdir."""
-  from exo2ego_jax import modes
+  from exo2ego_jax.training import modes
   config = load_config_file(bench.method_configs[method])
   config.seed = seed
   config.progress = bench.progress
@@ -161,22 +161,22 @@ def markdown_table(table: dict, methods, lower: str, upper: str) -> str:
 def find_labels(config: ml_collections.ConfigDict, split: str, view: str,
                 video_id: str) -> np.ndarray:
   """Ground-truth labels of one recording (for the figure)."""
-  from exo2ego_jax import datasets
-  from exo2ego_jax import evaluation
+  from exo2ego_jax.data import datasets
+  from exo2ego_jax.evaluation import evaluator
   _, sources = datasets.open_dataset(config.dataset.name,
                                      config.dataset.data_dir)
   source = sources[split]
   for i in range(len(source)):
     example = source[i]
-    if evaluation.decode_id(example["video_id"]) == video_id:
-      return evaluation.labels_for_view(example, view)
+    if evaluator.decode_id(example["video_id"]) == video_id:
+      return evaluator.labels_for_view(example, view)
   raise KeyError(f"{video_id} is not in split {split}")
 
 
 def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
   """Trains and scores every (method, seed); returns the results dict."""
-  from exo2ego_jax import plots
-  from exo2ego_jax import trainer
+  from exo2ego_jax.evaluation import plots
+  from exo2ego_jax.training import trainer
   out = bench.results_dir or bench.workdir  # tables and figure go here
   os.makedirs(out, exist_ok=True)
   test = f"{bench.test_split}/{bench.test_view}"

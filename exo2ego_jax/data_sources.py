@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import example_serializer
 
-IGNORE_LABEL = -100  # frames the loss and the metrics skip (exo2ego_jax.losses)
+IGNORE_LABEL = -100  # frames the loss and the metrics skip (exo2ego_jax.training.losses)
 SPLITS = ("train", "sync_pairs", "validation", "test")
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 REPAIR_FILE = "repair.json"  # in the manual dir: the fields of RepairPolicy

@@ -15,7 +15,7 @@ differentiated, and stays the teacher's.
 
 Pairs come from `<config.data.video_dir>/exo/<name>.*` and `.../ego/<name>.*`
 (frames paired by index after sampling both at `config.data.fps`), or, with
-no video_dir, from `exo2ego_jax.synthetic_video` rendered in memory. The last
+no video_dir, from `exo2ego_jax.data.synthetic_video` rendered in memory. The last
 `config.data.num_validation_videos` pairs are held out: their exo/ego MSE
 selects the exported checkpoint (no test data, no labels).
 
@@ -43,15 +43,15 @@ import numpy as np
 import optax
 import tqdm
 
-from exo2ego_jax import checkpoints
-from exo2ego_jax import cli
-from exo2ego_jax import distributed
-from exo2ego_jax import errors
+from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.runtime import cli
+from exo2ego_jax.runtime import distributed
+from exo2ego_jax.runtime import errors
 from exo2ego_jax import extract_features
 from exo2ego_jax import import_weights
-from exo2ego_jax import synthetic_video
-from exo2ego_jax import trainer
-from exo2ego_jax import workdir as workdir_lib
+from exo2ego_jax.data import synthetic_video
+from exo2ego_jax.training import trainer
+from exo2ego_jax.runtime import workdir as workdir_lib
 from exo2ego_jax.models import vit
 
 BEST_METRIC = "neg_val_mse"  # best checkpoints keep the highest value

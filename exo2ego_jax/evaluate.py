@@ -20,9 +20,9 @@ from absl import flags
 import ml_collections
 from ml_collections import config_flags
 
-from exo2ego_jax import cli
-from exo2ego_jax import checkpoints
-from exo2ego_jax import trainer
+from exo2ego_jax.runtime import cli
+from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.training import trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config of the run (default: <workdir>/config.json).")

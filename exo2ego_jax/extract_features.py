@@ -42,8 +42,8 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from exo2ego_jax import cli
-from exo2ego_jax import distributed
+from exo2ego_jax.runtime import cli
+from exo2ego_jax.runtime import distributed
 from exo2ego_jax import import_weights
 from exo2ego_jax.models import vit
 

@@ -49,8 +49,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from exo2ego_jax import checkpoints
-from exo2ego_jax import cli
+from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.runtime import cli
 from exo2ego_jax.models import c2f_tcn
 from exo2ego_jax.models import vit
 

@@ -24,7 +24,7 @@ import os
 from absl import flags
 import ml_collections
 
-from exo2ego_jax import cli
+from exo2ego_jax.runtime import cli
 # JAX, TFDS and matplotlib (datasets, plots, report, trainer) are imported
 # where they are used, so that `--help` answers at once.
 # pylint: disable=g-import-not-at-top
@@ -51,9 +51,9 @@ def load_split(config: ml_collections.ConfigDict, split: str, view: str,
                predictions_dir: str) -> tuple[list, list[str]]:
   """[(video_id, ground truth, prediction)] of every recording of `split`,
   and the class names."""
-  from exo2ego_jax import datasets
-  from exo2ego_jax import evaluation
-  from exo2ego_jax import plots
+  from exo2ego_jax.data import datasets
+  from exo2ego_jax.evaluation import evaluator
+  from exo2ego_jax.evaluation import plots
   info, sources = datasets.open_dataset(config.dataset.name,
                                         config.dataset.data_dir)
   if split not in sources:
@@ -63,7 +63,7 @@ def load_split(config: ml_collections.ConfigDict, split: str, view: str,
   source = sources[split]
   for i in range(len(source)):
     example = source[i]
-    video_id = evaluation.decode_id(example["video_id"])
+    video_id = evaluator.decode_id(example["video_id"])
     path = os.path.join(predictions_dir, f"{video_id}.txt")
     if not os.path.exists(path):
       raise FileNotFoundError(
@@ -71,7 +71,7 @@ def load_split(config: ml_collections.ConfigDict, split: str, view: str,
           f"cover split {split}; rerun python -m exo2ego_jax.evaluate "
           f"--workdir <run> --split {split} --view {view}")
     prediction = plots.read_predictions(path, info.class_names)
-    truth = evaluation.labels_for_view(example, view)
+    truth = evaluator.labels_for_view(example, view)
     if len(prediction) != len(truth):
       raise ValueError(
           f"{path} has {len(prediction)} frames, recording {video_id} has "
@@ -86,9 +86,9 @@ def plot_run(workdir: str, split: str = "test", view: str | None = None,
              out: str | None = None) -> dict:
   """Writes segmentation.png, confusion.md and confusion.json; returns
   {"worst": [...], "paths": {...}, "report": the Markdown table}."""
-  from exo2ego_jax import plots
-  from exo2ego_jax import report
-  from exo2ego_jax import trainer
+  from exo2ego_jax.evaluation import plots
+  from exo2ego_jax.evaluation import report
+  from exo2ego_jax.training import trainer
   config = ml_collections.ConfigDict(trainer.read_run_config(workdir))
   view = view or config.data.eval_view
   eval_dir = os.path.join(workdir, "eval", f"{split}_{view}")

@@ -2,7 +2,7 @@
 
 Config overrides work as usual, e.g. `--config.num_epochs=3`. Re-running the
 same command resumes from the workdir's latest checkpoint; SIGTERM saves the
-state and exits 0, Ctrl-C saves it and exits 130. See `exo2ego_jax.trainer`
+state and exits 0, Ctrl-C saves it and exits 130. See `exo2ego_jax.training.trainer`
 for what a run does and writes, docs/failure_behaviour.md for failures.
 """
 
@@ -12,8 +12,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from exo2ego_jax import cli
-from exo2ego_jax import errors
+from exo2ego_jax.runtime import cli
+from exo2ego_jax.runtime import errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True)
@@ -27,7 +27,7 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
   results = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                        _ALLOW_CONFIG_CHANGE.value)
   if results.get("preempted"):

@@ -5,7 +5,7 @@
 #
 # Each process gets JAX_COORDINATOR_ADDRESS (first node:PORT),
 # JAX_NUM_PROCESSES (nodes), JAX_PROCESS_ID (its SLURM_PROCID) and
-# JAX_LOCAL_DEVICE_IDS (all GPUs of its node); exo2ego_jax.distributed reads
+# JAX_LOCAL_DEVICE_IDS (all GPUs of its node); exo2ego_jax.runtime.distributed reads
 # them and calls jax.distributed.initialize.
 set -euo pipefail
 

@@ -18,7 +18,7 @@ Commands:
   build-data  on worker 0: tfds build the dataset into gs://BUCKET/tensorflow_datasets
   train       run the same `python -m exo2ego_jax.train` on every worker
               (EXO2EGO_DISTRIBUTED=1: each joins the run, see
-              exo2ego_jax/distributed.py); TRAIN_ARGS go to the trainer
+              exo2ego_jax/runtime/distributed.py); TRAIN_ARGS go to the trainer
   delete      delete the slice
 
 Options (environment variable, default):

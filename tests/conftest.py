@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import synthetic_exo
-from exo2ego_jax import datasets
+from exo2ego_jax.data import datasets
 
 
 def pytest_configure(config):
@@ -29,7 +29,7 @@ def tiny_data_dir(tmp_path_factory):
 def teacher_dir(tmp_path_factory, tiny_data_dir):
   """A trained exo teacher on synthetic_sync/tiny (4 epochs, 8 steps).
   Shared by the whole session: tests must not change it."""
-  from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path_factory.mktemp("teacher"))
   trainer.train_and_evaluate(tiny_config(tiny_data_dir, num_epochs=4),
                              workdir)

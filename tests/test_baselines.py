@@ -9,15 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from exo2ego_jax import checkpoints
-from exo2ego_jax import datasets
-from exo2ego_jax import dtw
-from exo2ego_jax import evaluation
-from exo2ego_jax import input_pipeline
-from exo2ego_jax import losses
-from exo2ego_jax import modes
-from exo2ego_jax import pseudo_labels
-from exo2ego_jax import trainer
+from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.data import datasets
+from exo2ego_jax.training import dtw
+from exo2ego_jax.evaluation import evaluator
+from exo2ego_jax.data import input_pipeline
+from exo2ego_jax.training import losses
+from exo2ego_jax.training import modes
+from exo2ego_jax.training import pseudo_labels
+from exo2ego_jax.training import trainer
 from exo2ego_jax.models import domain
 from conftest import edit_splits
 from conftest import poison
@@ -270,7 +270,7 @@ def test_sync_pseudo_labels_are_the_teachers_exo_predictions(
   predict = jax.jit(lambda w, m: modes.predict_probs(
       teacher_mode, state, w, m))
   example = sources["sync_pairs"][3]
-  probs = evaluation.predict_recordings(
+  probs = evaluator.predict_recordings(
       predict, [example["exo"]], (config.data.chunk_size,),
       config.data.max_frames, config.data.eval_batch_size)[0]
   np.testing.assert_array_equal(labels[example["video_id"].decode()],

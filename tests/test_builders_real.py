@@ -17,7 +17,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from exo2ego_jax import data_sources as ds
-from exo2ego_jax import datasets
+from exo2ego_jax.data import datasets
 from tfds_builders import assembly101_sync, egoexo4d_keystep, feature_folder
 
 D = 4
@@ -298,7 +298,7 @@ def test_rebuild_killed_after_the_old_build_was_set_aside(tmp_path):
 
 
 def test_failed_forced_rebuild_of_synthetic_sync_keeps_it(tmp_path, monkeypatch):
-  from exo2ego_jax import synthetic  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   data_dir = tmp_path / "data"
   datasets.open_dataset("synthetic_sync/tiny", str(data_dir))
   before = _snapshot(data_dir)

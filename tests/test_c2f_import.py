@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from exo2ego_jax import checkpoints
+from exo2ego_jax.runtime import checkpoints
 from exo2ego_jax import import_weights
-from exo2ego_jax import trainer
+from exo2ego_jax.training import trainer
 from exo2ego_jax.models import c2f_tcn
 
 torch = pytest.importorskip("torch")

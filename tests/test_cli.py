@@ -14,10 +14,10 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from exo2ego_jax import benchmark
-from exo2ego_jax import checkpoints
-from exo2ego_jax import datasets
-from exo2ego_jax import run_log
-from exo2ego_jax import trainer
+from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.data import datasets
+from exo2ego_jax.runtime import run_log
+from exo2ego_jax.training import trainer
 from tfds_builders.feature_folder import feature_folder_dataset_builder as ff
 import test_builders_real
 

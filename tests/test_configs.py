@@ -6,7 +6,7 @@ import os
 import pytest
 
 from exo2ego_jax import benchmark
-from exo2ego_jax import modes
+from exo2ego_jax.training import modes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))

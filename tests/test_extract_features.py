@@ -13,7 +13,7 @@ av = pytest.importorskip("av")
 
 from exo2ego_jax import extract_features as ef  # pylint: disable=g-import-not-at-top
 from exo2ego_jax import import_weights  # pylint: disable=g-import-not-at-top
-from exo2ego_jax import synthetic_video  # pylint: disable=g-import-not-at-top
+from exo2ego_jax.data import synthetic_video  # pylint: disable=g-import-not-at-top
 from exo2ego_jax.models import vit  # pylint: disable=g-import-not-at-top
 
 FRAMES, FPS, DIM = 30, 15, 32

@@ -25,9 +25,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import tiny_config
-from exo2ego_jax import checkpoints
-from exo2ego_jax import errors
-from exo2ego_jax import trainer
+from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.runtime import errors
+from exo2ego_jax.training import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 4 steps, a checkpoint after each, evaluations at 2 and 4; best/ (by MoF)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from exo2ego_jax import input_pipeline as ip
+from exo2ego_jax.data import input_pipeline as ip
 from conftest import ListSource
 
 

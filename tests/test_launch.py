@@ -1,5 +1,5 @@
 """Launch scripts: argument handling and the exact commands of a dry run;
-`exo2ego_jax.distributed`: when a process joins a multi-host run."""
+`exo2ego_jax.runtime.distributed`: when a process joins a multi-host run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from exo2ego_jax import distributed
+from exo2ego_jax.runtime import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ("tpu_pod.sh", "slurm_gpu.sh", "slurm_job.sh")
@@ -192,7 +192,7 @@ def test_slurm_job_dry_run_sets_the_coordinator(fake_slurm):
 
 def test_slurm_job_tasks_get_what_jax_distributed_needs(fake_slurm):
   """Runs the job script for real (fake srun): the task's environment makes
-  exo2ego_jax.distributed join process 1 of 2 at gpu007 with 2 GPUs."""
+  exo2ego_jax.runtime.distributed join process 1 of 2 at gpu007 with 2 GPUs."""
   probe = ("import os; from exo2ego_jax import distributed; "
            "print(distributed.requested(), distributed.cluster_args(), "
            "os.environ['JAX_COORDINATOR_ADDRESS'], "

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from exo2ego_jax import losses
+from exo2ego_jax.training import losses
 
 
 def test_cross_entropy_ignores_masked_and_ignore_label():

@@ -1,12 +1,12 @@
-"""Tests for exo2ego_jax.metrics: hand-computed cases, edge cases and brute-force cross-checks."""
+"""Tests for exo2ego_jax.evaluation.metrics: hand-computed cases, edge cases and brute-force cross-checks."""
 
 import json
 
 import numpy as np
 import pytest
 
-from exo2ego_jax import metrics
-from exo2ego_jax.metrics import (BACKGROUND_POLICIES, IGNORE_LABEL, SegmentationScores, edit_score,
+from exo2ego_jax.evaluation import metrics
+from exo2ego_jax.evaluation.metrics import (BACKGROUND_POLICIES, IGNORE_LABEL, SegmentationScores, edit_score,
                                  f1_counts, score_videos, segments)
 
 approx = pytest.approx

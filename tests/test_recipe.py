@@ -12,10 +12,10 @@ import pytest
 from configs import assembly101_paper_benchmark
 from configs import synthetic_paper_benchmark
 from exo2ego_jax import benchmark
-from exo2ego_jax import input_pipeline as ip
-from exo2ego_jax import losses
-from exo2ego_jax import metrics
-from exo2ego_jax import trainer
+from exo2ego_jax.data import input_pipeline as ip
+from exo2ego_jax.training import losses
+from exo2ego_jax.evaluation import metrics
+from exo2ego_jax.training import trainer
 from conftest import ListSource
 
 

@@ -14,10 +14,10 @@ import jax
 import numpy as np
 import pytest
 
-from exo2ego_jax import checkpoints
-from exo2ego_jax import datasets
-from exo2ego_jax import trainer
-from exo2ego_jax import workdir as workdir_lib
+from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.data import datasets
+from exo2ego_jax.training import trainer
+from exo2ego_jax.runtime import workdir as workdir_lib
 from conftest import edit_splits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -307,7 +307,7 @@ def test_cli_error_is_the_last_line_and_verbose_adds_the_traceback(
 def test_unexpected_failure_is_one_line_with_its_traceback_logged(tmp_path):
   from absl import flags  # pylint: disable=g-import-not-at-top
   from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import errors  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import errors  # pylint: disable=g-import-not-at-top
   if "workdir" not in flags.FLAGS:
     flags.DEFINE_string("workdir", None, "Run directory (for this test).")
   if not flags.FLAGS.is_parsed():
@@ -369,7 +369,7 @@ def test_reader_of_two_best_checkpoints_takes_the_better(tmp_path):
 
 
 def test_full_disk_anywhere_is_one_line():
-  from exo2ego_jax import errors  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import errors  # pylint: disable=g-import-not-at-top
   try:
     try:
       raise OSError(28, "No space left on device", "/runs/a/metrics.jsonl")

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from exo2ego_jax import benchmark
-from exo2ego_jax import datasets
-from exo2ego_jax import input_pipeline as ip
-from exo2ego_jax import report
-from exo2ego_jax import trainer
-from exo2ego_jax import workdir as workdir_lib
+from exo2ego_jax.data import datasets
+from exo2ego_jax.data import input_pipeline as ip
+from exo2ego_jax.evaluation import report
+from exo2ego_jax.training import trainer
+from exo2ego_jax.runtime import workdir as workdir_lib
 from conftest import ListSource
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

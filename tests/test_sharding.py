@@ -172,7 +172,7 @@ def _setup():
   """The batch, modes, optimizer and teacher every layout trains with."""
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import modes  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import modes  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.models import c2f_tcn  # pylint: disable=g-import-not-at-top
 
   model = c2f_tcn.C2FTCN(NUM_CLASSES)
@@ -217,7 +217,7 @@ def _train(mode, optimizer, frozen, batch, mesh, process_slice=slice(None)):
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
   from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
 
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P("data"))
@@ -242,7 +242,7 @@ def _train(mode, optimizer, frozen, batch, mesh, process_slice=slice(None)):
 
 def _run_devices(out_dir: str) -> None:
   import jax  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import modes  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import modes  # pylint: disable=g-import-not-at-top
 
   assert jax.device_count() == NUM_DEVICES, jax.devices()
   batch, make_mode, optimizer, teacher = _setup()
@@ -288,12 +288,12 @@ def _run_devices(out_dir: str) -> None:
 
 def _run_host(out_dir: str) -> None:
   """One of two processes; the environment makes it join the other."""
-  from exo2ego_jax import distributed  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import distributed  # pylint: disable=g-import-not-at-top
   assert distributed.initialize()
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
   from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import trainer  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
 
   batch, make_mode, optimizer, _ = _setup()
   mode = make_mode("exo_supervised")

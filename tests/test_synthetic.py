@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from exo2ego_jax import synthetic
+from exo2ego_jax.data import synthetic
 
 CFG = synthetic.TINY
 FIELDS = ("exo", "ego", "labels", "ego_labels", "video_id", "task_id", "jitter")

@@ -8,9 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from exo2ego_jax import checkpoints
-from exo2ego_jax import datasets
-from exo2ego_jax import trainer
+from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.data import datasets
+from exo2ego_jax.training import trainer
 from conftest import edit_splits
 from conftest import poison
 

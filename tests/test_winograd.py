@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from exo2ego_jax import datasets
-from exo2ego_jax import trainer
+from exo2ego_jax.data import datasets
+from exo2ego_jax.training import trainer
 from exo2ego_jax.models import c2f_tcn
 from exo2ego_jax.models import winograd
 

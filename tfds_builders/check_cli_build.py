@@ -17,7 +17,7 @@ recordings and few frames. It then runs, as a user would,
   tfds build tfds_builders/<name> --config <config> --manual_dir <dir> \
     --data_dir <dir> --file_format=array_record
 
-reads every split back (`exo2ego_jax.datasets.open_dataset`, i.e.
+reads every split back (`exo2ego_jax.data.datasets.open_dataset`, i.e.
 `tfds.data_source`) and checks the splits, the (T, D) shapes and dtypes, and
 the features and labels of every recording against what was written. Prints a
 summary per builder; exits with status 1 and a message naming the problem on
@@ -263,7 +263,7 @@ def run_tfds_build(tfds_cmd: str, name: str, config: str, manual_dir: str,
 
 def check_built(name: str, config, data_dir: str, expected: dict) -> dict:
   """Reads every split back and compares it with `expected`; returns record counts."""
-  from exo2ego_jax import datasets  # pylint: disable=import-outside-toplevel
+  from exo2ego_jax.data import datasets  # pylint: disable=import-outside-toplevel
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   full_name = f"{name}/{config.name}"
   builder = tfds.builder(full_name, data_dir=data_dir)

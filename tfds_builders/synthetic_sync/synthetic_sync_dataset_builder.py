@@ -6,7 +6,7 @@ Needs no download and no TensorFlow when prepared with `file_format="array_recor
   builder.download_and_prepare()
   sources = tfds.data_source("synthetic_sync/tiny", data_dir=d)
 
-The generator lives in `exo2ego_jax.synthetic`; this file only maps it onto TFDS.
+The generator lives in `exo2ego_jax.data.synthetic`; this file only maps it onto TFDS.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from exo2ego_jax import data_sources
-from exo2ego_jax import synthetic
+from exo2ego_jax.data import synthetic
 
 
 @dataclasses.dataclass(eq=False)

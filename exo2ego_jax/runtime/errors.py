@@ -19,7 +19,7 @@ import traceback
 from absl import app
 from absl import flags
 
-from exo2ego_jax import workdir
+from exo2ego_jax.runtime import workdir
 
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for Ctrl-C
 LOG_NAME = "error.log"

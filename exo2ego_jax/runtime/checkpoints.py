@@ -34,7 +34,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.path import atomicity
 
-from exo2ego_jax import errors
+from exo2ego_jax.runtime import errors
 
 LATEST = "checkpoints"
 BEST = "best"

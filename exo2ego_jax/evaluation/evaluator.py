@@ -16,8 +16,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import tqdm
 
-from exo2ego_jax import input_pipeline
-from exo2ego_jax import metrics
+from exo2ego_jax.data import input_pipeline
+from exo2ego_jax.evaluation import metrics
 
 # Which label field scores which view: ego frames may show another instant
 # than exo frames when a dataset has synchronisation jitter.

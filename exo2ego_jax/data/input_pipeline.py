@@ -31,7 +31,7 @@ from typing import Sequence
 import grain
 import numpy as np
 
-from exo2ego_jax.losses import IGNORE_LABEL
+from exo2ego_jax.training.losses import IGNORE_LABEL
 
 VIEWS = ("exo", "ego")
 # How a training-time synchronization offset is drawn: the same for every

@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from exo2ego_jax import dtw
-from exo2ego_jax import evaluation
-from exo2ego_jax import input_pipeline
-from exo2ego_jax import modes
+from exo2ego_jax.training import dtw
+from exo2ego_jax.evaluation import evaluator
+from exo2ego_jax.data import input_pipeline
+from exo2ego_jax.training import modes
 from exo2ego_jax.models import c2f_tcn
 
 FILENAME = "pseudo_labels.npz"
@@ -52,7 +52,7 @@ class PseudoLabeledSource:
   def __getitem__(self, index: int) -> dict:
     example = dict(self.source[index])
     example[modes.PSEUDO_LABEL_KEY] = self.labels[
-        evaluation.decode_id(example["video_id"])]
+        evaluator.decode_id(example["video_id"])]
     return example
 
 
@@ -73,7 +73,7 @@ def teacher_outputs(predict, num_classes: int, features, *, chunk_size: int,
                     ) -> list[tuple[np.ndarray, np.ndarray]]:
   """The teacher's ensemble probabilities (S, C) and decoder features (S, F)
   of each recording's S = ceil(T / chunk_size) chunked steps."""
-  frames = evaluation.predict_recordings(predict, features, (chunk_size,),
+  frames = evaluator.predict_recordings(predict, features, (chunk_size,),
                                          max_frames, batch_size)
   steps = [f[::chunk_size] for f in frames]  # frames repeat their step
   return [(s[:, :num_classes], s[:, num_classes:]) for s in steps]
@@ -127,7 +127,7 @@ def compute(mode: modes.Mode, teacher: dict, source,
       else:  # sync_pseudo_label: the exo step of the same instant
         steps = exo_probs.argmax(axis=-1).astype(np.int32)
       length = len(example["ego"])
-      labels[evaluation.decode_id(example["video_id"])] = (
+      labels[evaluator.decode_id(example["video_id"])] = (
           input_pipeline.steps_to_frames(steps, chunk, length))
   return labels
 

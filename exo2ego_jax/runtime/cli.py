@@ -16,7 +16,7 @@ from absl import app
 from absl import flags
 from absl import logging as absl_logging
 
-from exo2ego_jax import errors
+from exo2ego_jax.runtime import errors
 
 # Compiled programs are cached across runs (a benchmark compiles the same
 # C2F-TCN steps for every seed). JAX_COMPILATION_CACHE_DIR overrides the place.
@@ -98,7 +98,7 @@ def _config_file(argv) -> str | None:
 def print_help(argv) -> None:
   """The command's docstring and flags; with --config, its fields."""
   # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import config_help
+  from exo2ego_jax.runtime import config_help
   main_module = sys.modules["__main__"]
   print((main_module.__doc__ or "").strip() + "\n")
   if "--helpfull" in argv:
@@ -119,7 +119,7 @@ def print_help(argv) -> None:
 def _parse_flags(argv):
   """absl's flag parsing, with every mistake reported in one line."""
   # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import config_help
+  from exo2ego_jax.runtime import config_help
   path = _config_file(argv)
   if path is not None and not os.path.exists(path):
     sys.exit(f"error: {_missing_config_message(path)}")

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from exo2ego_jax import losses
+from exo2ego_jax.training import losses
 from exo2ego_jax.models import c2f_tcn
 from exo2ego_jax.models import domain
 

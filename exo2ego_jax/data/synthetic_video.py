@@ -1,14 +1,14 @@
 """Synthetic synchronized exo/ego *videos*: rendered frames of one procedural
 activity, seen by a fixed camera and by a moving head camera.
 
-  python -m exo2ego_jax.synthetic_video --out /tmp/sync_videos --num_videos 4
+  python -m exo2ego_jax.data.synthetic_video --out /tmp/sync_videos --num_videos 4
 
 writes `<out>/exo/<name>.mp4`, `<out>/ego/<name>.mp4` (same frame count and
 rate, frame i of both shows the same instant), `<out>/labels/<name>.npy`
 (per-frame int32 action labels) and `<out>/classes.txt`. It lets the
 frame-level path (feature extraction, backbone distillation) run and be
 tested without a download; the feature-level benchmark is
-`exo2ego_jax.synthetic`.
+`exo2ego_jax.data.synthetic`.
 
 The scene: a textured table with a few coloured discs and one hand (a skin
 coloured blob on an arm). The timeline alternates background (hand idle) with
@@ -28,7 +28,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from exo2ego_jax import cli
+from exo2ego_jax.runtime import cli
 
 COLOURS = {"red": (215, 45, 40), "green": (40, 170, 70), "blue": (45, 80, 215),
            "yellow": (225, 200, 40), "purple": (140, 60, 170)}

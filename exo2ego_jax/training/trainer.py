@@ -30,16 +30,16 @@ import ml_collections
 import numpy as np
 import optax
 
-from exo2ego_jax import checkpoints
-from exo2ego_jax import datasets
-from exo2ego_jax import distributed
-from exo2ego_jax import evaluation
-from exo2ego_jax import input_pipeline
-from exo2ego_jax import losses
-from exo2ego_jax import modes
-from exo2ego_jax import pseudo_labels
-from exo2ego_jax import run_log
-from exo2ego_jax import workdir as workdir_lib
+from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.data import datasets
+from exo2ego_jax.runtime import distributed
+from exo2ego_jax.evaluation import evaluator
+from exo2ego_jax.data import input_pipeline
+from exo2ego_jax.training import losses
+from exo2ego_jax.training import modes
+from exo2ego_jax.training import pseudo_labels
+from exo2ego_jax.runtime import run_log
+from exo2ego_jax.runtime import workdir as workdir_lib
 from exo2ego_jax.models import adapters
 from exo2ego_jax.models import c2f_tcn
 from exo2ego_jax.models import domain
@@ -126,9 +126,9 @@ def build_mode(config: ml_collections.ConfigDict,
     if added_option(config, key) not in choices:
       raise ValueError(f"config.{key}={added_option(config, key)!r} is "
                        f"unknown: use one of {', '.join(choices)}")
-  if config.best_metric not in evaluation.SELECTION_METRICS:
+  if config.best_metric not in evaluator.SELECTION_METRICS:
     raise ValueError(f"config.best_metric={config.best_metric!r} is unknown: "
-                     f"use one of {', '.join(evaluation.SELECTION_METRICS)}")
+                     f"use one of {', '.join(evaluator.SELECTION_METRICS)}")
   if added_option(config, "early_stopping_patience") < 0:
     raise ValueError("config.early_stopping_patience must be >= 0 (0: off)")
   conv_impl = added_option(config, "model.conv_impl")
@@ -331,7 +331,7 @@ def _check_finite(workdir: str, pending: list, sources, split: str,
   for step, indices, finite in pending:
     if finite:
       continue
-    videos = sorted({evaluation.decode_id(sources[split][int(i)]["video_id"])
+    videos = sorted({evaluator.decode_id(sources[split][int(i)]["video_id"])
                      for i in indices})
     if skip:
       log.warning("step %d: non-finite loss or gradient, update skipped "
@@ -433,7 +433,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
                        out_shardings=(replicated, replicated))
 
   def evaluate(split: str, view: str) -> dict:
-    summary = evaluation.evaluate_split(
+    summary = evaluator.evaluate_split(
         make_predict_fn(mode, state, data_sharding), sources[split],
         view=view, chunk_sizes=eval_chunk_sizes(config),
         max_frames=config.data.max_frames,
@@ -562,7 +562,7 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, split: str,
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   state = jax.device_put(state, replicated)
   out_dir = os.path.join(workdir, "eval", f"{split}_{view}")
-  summary = evaluation.evaluate_split(
+  summary = evaluator.evaluate_split(
       make_predict_fn(mode, state, data_sharding), sources[split],
       view=view, chunk_sizes=chunk_sizes, max_frames=config.data.max_frames,
       batch_size=config.data.eval_batch_size, class_names=info.class_names,

@@ -1,0 +1,1 @@
+"""Datasets as the trainer reads them: TFDS opening, windows, the synthetic world."""

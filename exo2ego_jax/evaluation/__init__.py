@@ -1,0 +1,1 @@
+"""Scoring: the published metrics, evaluation of a run, reports and figures."""

@@ -1,0 +1,1 @@
+"""Run infrastructure: workdirs, checkpoints, devices, errors, progress, command-line plumbing."""

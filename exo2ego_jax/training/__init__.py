@@ -1,0 +1,1 @@
+"""One training run: the trainer, its losses and the methods' shared pieces."""
