@@ -318,6 +318,32 @@ def test_failed_forced_rebuild_of_synthetic_sync_keeps_it(tmp_path, monkeypatch)
   assert _snapshot(data_dir) == before
 
 
+def test_tfds_build_loads_the_shared_code_from_the_package(tmp_path):
+  """`tfds build tfds_builders/<name>` imports the builder file as
+  `<name>.<name>_dataset_builder`; its shared code must still come from
+  `tfds_builders.common` (one copy), from any working directory."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  code = ("import json, sys\n"
+          "from tensorflow_datasets.scripts.cli import build\n"
+          "cls, _ = build._get_builder_cls_and_kwargs(sys.argv[1], "
+          "has_imports=False)\n"
+          "print(cls.__module__, cls.__mro__[1].__module__)\n"
+          "print(json.dumps(sorted(m for m in sys.modules\n"
+          "                        if 'common' in m.split('.'))))\n")
+  proc = subprocess.run(
+      [sys.executable, "-c", code,
+       os.path.join(root, "tfds_builders", "feature_folder")],
+      cwd=tmp_path, capture_output=True, text=True, check=True,
+      env=dict(os.environ, PYTHONPATH=root))
+  builder, shared = proc.stdout.splitlines()
+  assert builder == ("feature_folder.feature_folder_dataset_builder "
+                     "tfds_builders.common.sync_builder")
+  assert json.loads(shared) == [
+      "tfds_builders.common"] + [f"tfds_builders.common.{m}" for m in (
+          "alignment", "annotations", "build_hooks", "errors", "features",
+          "repair", "splits", "sync_builder")]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or
                     shutil.which("tfds") is None,
                     reason="the `tfds build` command needs TensorFlow")
