@@ -328,8 +328,9 @@ def test_tfds_build_loads_the_shared_code_from_the_package(tmp_path):
           "cls, _ = build._get_builder_cls_and_kwargs(sys.argv[1], "
           "has_imports=False)\n"
           "print(cls.__module__, cls.__mro__[1].__module__)\n"
-          "print(json.dumps(sorted(m for m in sys.modules\n"
-          "                        if 'common' in m.split('.'))))\n")
+          "print(json.dumps(sorted(m for m in sys.modules if 'common' in\n"
+          "    m.split('.') and m.split('.')[0] in ('common', 'tfds_builders',\n"
+          "                                         'feature_folder'))))\n")
   proc = subprocess.run(
       [sys.executable, "-c", code,
        os.path.join(root, "tfds_builders", "feature_folder")],
