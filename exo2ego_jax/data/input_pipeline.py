@@ -31,7 +31,8 @@ from typing import Sequence
 import grain
 import numpy as np
 
-from exo2ego_jax.data.constants import IGNORE_LABEL, VIEWS
+from exo2ego_jax.data.constants import IGNORE_LABEL
+from exo2ego_jax.data.constants import VIEWS  # noqa: F401 (trainer uses it)
 
 # How a training-time synchronization offset is drawn: the same for every
 # window, once per recording, or afresh for every window.
