@@ -131,8 +131,8 @@ class Builder(SyncFeatureBuilder):
     config = self.builder_config
     annotations = os.path.join(manual_dir, "coarse-annotations")
     table = require(os.path.join(annotations, "actions.csv"), "class table",
-                       "Download coarse-annotations/actions.csv from the Assembly101 "
-                       "annotations (github.com/assembly-101/assembly101-annotations).")
+                    "Download coarse-annotations/actions.csv from the Assembly101 "
+                    "annotations (github.com/assembly-101/assembly101-annotations).")
     class_names = read_class_table(table)
     classes = {n: i for i, n in enumerate(class_names)}
     missing = [b for b in config.background_classes if b not in classes]
@@ -141,7 +141,7 @@ class Builder(SyncFeatureBuilder):
     for view in (config.exo_view, config.ego_view):
       path = os.path.join(manual_dir, config.lmdb_dir.format(view=view))
       require(os.path.join(path, "data.mdb"), f"{config.feature_type} features of "
-                 f"view {view}", "Put the view's LMDB environment there (see README).")
+              f"view {view}", "Put the view's LMDB environment there (see README).")
     split_ids, split_source = self._split_ids(manual_dir, annotations)
     lmdb = LmdbViews()
     splits = {split: [self._recording(manual_dir, annotations, video, classes, table,
@@ -172,15 +172,15 @@ class Builder(SyncFeatureBuilder):
       recording = lambda video: video.split("_", 1)[-1]
       sync, train = hash_partition(public["train"], config.sync_fraction, recording)
       test, validation = hash_partition(public["val"], config.test_fraction,
-                                           recording)
+                                        recording)
       lists = {"train": train, "sync_pairs": sync, "validation": validation,
                "test": test}
     for split, ids in lists.items():
       bad = [v for v in ids if not v.startswith(TASK_PREFIXES)]
       if bad:
         raise DataError(f"split `{split}`: video ids must be annotation names "
-                           f"`assembly_<recording>` or `disassembly_<recording>`, got "
-                           f"{bad[:3]}")
+                        f"`assembly_<recording>` or `disassembly_<recording>`, got "
+                        f"{bad[:3]}")
     return lists, source
 
   def _recording(self, manual_dir, annotations, video, classes, table, lmdb):
@@ -223,6 +223,6 @@ def _label_file(folder: str, video: str, required: bool = True) -> str | None:
       return path
   if required:
     raise DataError(f"{video}: no annotation file {candidates[0]}; download "
-                       "coarse-annotations/coarse_labels or drop the video from "
-                       "the split lists")
+                    "coarse-annotations/coarse_labels or drop the video from "
+                    "the split lists")
   return None

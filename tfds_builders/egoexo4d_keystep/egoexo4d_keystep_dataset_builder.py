@@ -105,7 +105,7 @@ class Builder(SyncFeatureBuilder):
     takes = {}  # take_uid -> (annotation entry, public split, file)
     for part, relative in ANNOTATION_FILES.items():
       path = require(os.path.join(manual_dir, relative), "keystep annotations",
-                        "Download them with `egoexo --parts annotations`.")
+                     "Download them with `egoexo --parts annotations`.")
       with open(path, encoding="utf-8") as f:
         annotations = json.load(f).get("annotations")
       if not isinstance(annotations, dict):
@@ -116,8 +116,8 @@ class Builder(SyncFeatureBuilder):
         takes[uid] = (take, part, path)
     class_names, step_classes, table = self._classes(manual_dir, takes)
     feature_dir = require(os.path.join(manual_dir, config.feature_dir),
-                             "feature folder", "Download features with `egoexo "
-                             "--parts features/omnivore_video` or set feature_dir.")
+                          "feature folder", "Download features with `egoexo "
+                          "--parts features/omnivore_video` or set feature_dir.")
     best_exo = self._best_exo(manual_dir) if config.exo_camera == "best_exo" else {}
 
     names = {take.get("take_name", uid): uid for uid, (take, _, _) in takes.items()}
@@ -136,9 +136,9 @@ class Builder(SyncFeatureBuilder):
         uid = item if item in takes else names.get(item)
         if uid is None:
           raise DataError(f"split `{split}`: take {item!r} has no keystep "
-                             f"annotation in {list(ANNOTATION_FILES.values())}"
-                             + (f" for scenarios {list(config.scenarios)}"
-                                if config.scenarios else ""))
+                          f"annotation in {list(ANNOTATION_FILES.values())}"
+                          + (f" for scenarios {list(config.scenarios)}"
+                             if config.scenarios else ""))
         recordings += self._recordings(uid, takes[uid], feature_dir, best_exo,
                                        step_classes, table)
       splits[split] = recordings
@@ -170,8 +170,8 @@ class Builder(SyncFeatureBuilder):
 
   def _best_exo(self, manual_dir: str) -> dict[str, str]:
     path = require(os.path.join(manual_dir, "takes.json"), "take metadata",
-                      "exo_camera='best_exo' reads each take's best_exo from it: "
-                      "download it with `egoexo --parts metadata`, or pick a camera.")
+                   "exo_camera='best_exo' reads each take's best_exo from it: "
+                   "download it with `egoexo --parts metadata`, or pick a camera.")
     with open(path, encoding="utf-8") as f:
       return {t["take_uid"]: t.get("best_exo") for t in json.load(f)}
 
@@ -212,10 +212,10 @@ def _one_file(files: list[str], what: str, video_id: str, feature_dir: str) -> s
   stems = sorted({os.path.splitext(f)[0] for f in files})
   if not stems:
     raise MissingData("missing_view", f"{video_id}: no {what} features in "
-                         f"{feature_dir}")
+                      f"{feature_dir}")
   if len(stems) > 1:
     raise DataError(f"{video_id}: several {what} feature files {stems}; set the "
-                       "camera id in the config")
+                    "camera id in the config")
   return files[0]
 
 
@@ -234,21 +234,21 @@ def _loader(config, uid, video_id, camera, feature_dir, ego_files, take,
         start, end = float(segment["start_time"]), float(segment["end_time"])
       except (KeyError, TypeError, ValueError):
         raise DataError(f"{annotation_path}: take {uid} segment {number} lacks "
-                           "numeric start_time/end_time") from None
+                        "numeric start_time/end_time") from None
       first = max(_step_at(start, config), 0)
       last = max(_step_at(end, config), first)
       segments.append(Segment(first, last, str(segment.get("step_unique_id")),
-                                 number))
+                              number))
     source = f"{annotation_path} take {uid}"
     length = max([len(exo), len(ego)] + [s.end for s in segments])
     if segments:  # frames no keystep covers are background (class 0)
       labels = segments_to_labels(segments, step_classes, source=source,
-                                     class_table=table, policy=policy,
-                                     start=0, length=length, gap_label=0)
+                                  class_table=table, policy=policy,
+                                  start=0, length=length, gap_label=0)
     else:
       labels = Labels(np.zeros(length, np.int32), 0, source)
     return Loaded({"exo": Stream(exo, exo_path), "ego": Stream(ego, ego_path),
-                      "labels": labels})
+                   "labels": labels})
   return load
 
 

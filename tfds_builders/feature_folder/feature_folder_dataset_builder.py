@@ -95,8 +95,8 @@ class Builder(SyncFeatureBuilder):
   def _plan(self, manual_dir: str) -> Plan:
     config = self.builder_config
     table = require(os.path.join(manual_dir, "classes.txt"), "class table",
-                       "List the class names, one per line (id = line number) or "
-                       "`<id> <name>`.")
+                    "List the class names, one per line (id = line number) or "
+                    "`<id> <name>`.")
     class_names = read_class_table(table)
     classes = {n: i for i, n in enumerate(class_names)}
     background = [b for b in config.background_classes if b in classes]
@@ -104,8 +104,8 @@ class Builder(SyncFeatureBuilder):
     lists = user_splits(os.path.join(manual_dir, "splits"))
     if lists is None:
       raise DataError(f"no split lists: write {os.path.join(manual_dir, 'splits')}"
-                         f"/<split>.txt for the splits {list(SPLITS)}, one video "
-                         "per line")
+                      f"/<split>.txt for the splits {list(SPLITS)}, one video "
+                      "per line")
     splits = {split: [self._recording(manual_dir, split, video, classes, table,
                                       gap_label) for video in ids]
               for split, ids in lists.items()}
@@ -121,7 +121,7 @@ class Builder(SyncFeatureBuilder):
                                               f"{video}.txt")}
     if split != "sync_pairs" and not os.path.exists(label_files["labels"]):
       raise DataError(f"{video}: no label file {label_files['labels']}; only "
-                         "sync_pairs videos may be unlabeled")
+                      "sync_pairs videos may be unlabeled")
 
     def load() -> Loaded:
       streams = {}
@@ -147,4 +147,4 @@ class Builder(SyncFeatureBuilder):
     if not segments:
       return Labels(np.zeros(0, np.int32), 0, path)
     return segments_to_labels(segments, classes, source=path, class_table=table,
-                                 policy=self.policy, start=0, gap_label=gap_label)
+                              policy=self.policy, start=0, gap_label=gap_label)
