@@ -48,7 +48,7 @@ from exo2ego_jax.runtime import cli
 from exo2ego_jax.runtime import distributed
 from exo2ego_jax.runtime import errors
 from exo2ego_jax import extract_features
-from exo2ego_jax import import_weights
+from exo2ego_jax.interop import dinov2
 from exo2ego_jax.data import synthetic_video
 from exo2ego_jax.training import trainer
 from exo2ego_jax.runtime import workdir as workdir_lib
@@ -112,7 +112,7 @@ def preprocessing(config) -> extract_features.Preprocessing:
 def load_teacher(config: ml_collections.ConfigDict) -> tuple[vit.ViT, dict]:
   """The frozen backbone: converted weights, or a seeded random init."""
   if config.backbone.params:
-    return import_weights.load_backbone(config.backbone.params)
+    return dinov2.load_backbone(config.backbone.params)
   model = vit.vit_from_name(config.backbone.model,
                             **config.backbone.overrides.to_dict())
   return model, vit.random_params(model, config.seed)
@@ -317,7 +317,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
       workdir, target=checkpoints.abstract_like(state))
   student = jax.device_get({**frozen, **best["params"]})
   if jax.process_index() == 0:
-    import_weights.save_backbone(workdir, student, vit.config_of(model))
+    dinov2.save_backbone(workdir, student, vit.config_of(model))
   val = workdir_lib.evaluations(workdir, "validation")
   results = {"workdir": os.path.abspath(workdir), "steps": num_steps,
              "trained": sorted(names), "best_step": int(best_step),

@@ -44,7 +44,7 @@ import tqdm
 
 from exo2ego_jax.runtime import cli
 from exo2ego_jax.runtime import distributed
-from exo2ego_jax import import_weights
+from exo2ego_jax.interop import dinov2
 from exo2ego_jax.models import vit
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
@@ -299,7 +299,7 @@ def main(argv):
     raise app.UsageError("give --params DIR (converted weights or a "
                          "distill_backbone workdir) or --random_init")
   if f.params:
-    model, params = import_weights.load_backbone(f.params)
+    model, params = dinov2.load_backbone(f.params)
   else:
     model = vit.vit_from_name(f.model)
     params = vit.random_params(model, f.seed)

@@ -16,12 +16,15 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from exo2ego_jax import data_sources as ds
 from exo2ego_jax.data import datasets
+from exo2ego_jax.data.constants import SPLITS
 from tfds_builders import assembly101_sync, egoexo4d_keystep, feature_folder
+from tfds_builders.common.annotations import parse_segments, read_class_table
+from tfds_builders.common.errors import DataError, MissingData
+from tfds_builders.common.repair import RepairPolicy
+from tfds_builders.common.splits import hash_partition
 
 D = 4
-SPLITS = ds.SPLITS
 
 
 def _build(builder_cls, config, data_dir, manual_dir, **kwargs):
@@ -164,9 +167,9 @@ def _bad_folder(tmp_path, extra=None, **changes):
 def test_feature_folder_refuses_large_mismatch_and_unknown_labels(tmp_path, change,
                                                                    message):
   manual = _bad_folder(tmp_path, a=change)
-  policy = ds.RepairPolicy(max_trim_frames=5) if "ego_len" in change else ds.RepairPolicy(
+  policy = RepairPolicy(max_trim_frames=5) if "ego_len" in change else RepairPolicy(
       max_trim_frames=3)
-  with pytest.raises(ds.DataError, match=message):
+  with pytest.raises(DataError, match=message):
     _build(feature_folder.Builder, _ff_config(policy=policy), tmp_path / "d", manual)
   assert not (tmp_path / "d" / "feature_folder").exists() or not any(
       (tmp_path / "d" / "feature_folder").rglob("*.array_record*"))
@@ -174,7 +177,7 @@ def test_feature_folder_refuses_large_mismatch_and_unknown_labels(tmp_path, chan
 
 def test_feature_folder_unknown_label_ignored_when_allowed(tmp_path):
   manual = _bad_folder(tmp_path, a=dict(labels="0 4 pour water\n4 10 whisk\n"))
-  policy = ds.RepairPolicy(unknown_label="ignore")
+  policy = RepairPolicy(unknown_label="ignore")
   builder = _build(feature_folder.Builder, _ff_config(policy=policy), tmp_path / "d",
                    manual)
   a = _records("feature_folder/t4", tmp_path / "d")["train"]["a"]
@@ -188,10 +191,10 @@ def test_feature_folder_nan_features(tmp_path):
   exo = np.load(manual / "features" / "exo" / "a.npy")
   exo[3, 1] = np.nan
   np.save(manual / "features" / "exo" / "a.npy", exo)
-  with pytest.raises(ds.DataError, match=r"a: exo features from .*a\.npy have NaN/inf "
+  with pytest.raises(DataError, match=r"a: exo features from .*a\.npy have NaN/inf "
                      r"values in 1 frames \(first: frame 3\)"):
     _build(feature_folder.Builder, _ff_config(), tmp_path / "d1", manual)
-  builder = _build(feature_folder.Builder, _ff_config(policy=ds.RepairPolicy(nan="zero")),
+  builder = _build(feature_folder.Builder, _ff_config(policy=RepairPolicy(nan="zero")),
                    tmp_path / "d2", manual)
   a = _records("feature_folder/t4", tmp_path / "d2")["train"]["a"]
   np.testing.assert_array_equal(a["exo"][3], np.zeros(D))
@@ -206,8 +209,8 @@ def test_feature_folder_empty_and_missing_videos(tmp_path):
   with open(manual / "splits" / "train.txt", "a") as f:
     f.write("ghost\n")  # listed, but no feature files
   (manual / "labels" / "ghost.txt").write_text("0 3 stir\n")
-  with pytest.raises(ds.MissingData, match=r"a: exo .*a\.npy\) has no frames"):
-    _build(feature_folder.Builder, _ff_config(policy=ds.RepairPolicy(empty="error")),
+  with pytest.raises(MissingData, match=r"a: exo .*a\.npy\) has no frames"):
+    _build(feature_folder.Builder, _ff_config(policy=RepairPolicy(empty="error")),
            tmp_path / "d1", manual)
   builder = _build(feature_folder.Builder, _ff_config(), tmp_path / "d2", manual)
   meta = builder.info.metadata
@@ -216,9 +219,9 @@ def test_feature_folder_empty_and_missing_videos(tmp_path):
   assert meta["summary"]["train"] == {"listed": 3, "examples": 1, "skipped": 2,
                                       "frames": 5}
   assert "ghost: no exo features" in meta["repairs"]["entries"][1]["detail"]
-  with pytest.raises(ds.MissingData, match="ghost: no exo features"):
+  with pytest.raises(MissingData, match="ghost: no exo features"):
     _build(feature_folder.Builder,
-           _ff_config(policy=ds.RepairPolicy(missing_view="error")), tmp_path / "d3",
+           _ff_config(policy=RepairPolicy(missing_view="error")), tmp_path / "d3",
            manual)
 
 
@@ -226,13 +229,13 @@ def test_failed_build_leaves_previous_dataset_unchanged(ff_built, tmp_path):
   manual, data_dir, builder = ff_built
   before = _snapshot(data_dir)
   bad = _bad_folder(tmp_path, a=dict(labels="0 4 pour water\n4 10 whisk\n"))
-  with pytest.raises(ds.DataError, match="unknown label 'whisk'"):
+  with pytest.raises(DataError, match="unknown label 'whisk'"):
     _build(feature_folder.Builder, _ff_config(), data_dir, bad,
            download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD)
   assert _snapshot(data_dir) == before
   assert len(_records("feature_folder/t4", data_dir)["train"]) == 1
   # A failed first build of another config leaves nothing behind either.
-  with pytest.raises(ds.DataError, match="unknown label 'whisk'"):
+  with pytest.raises(DataError, match="unknown label 'whisk'"):
     _build(feature_folder.Builder, _ff_config("t4b"), data_dir, bad)
   assert _snapshot(data_dir) == before
   assert not feature_folder.Builder(config=_ff_config("t4b"), data_dir=str(data_dir),
@@ -271,7 +274,7 @@ def test_tfds_build_overwrite_keeps_the_previous_build_when_it_fails(tmp_path):
   data_dir = tmp_path / "data"
   _build(feature_folder.Builder, _ff_config(), data_dir, manual)
   before = _snapshot(data_dir)
-  with pytest.raises(ds.DataError, match=r"a: exo features .* NaN/inf values"):
+  with pytest.raises(DataError, match=r"a: exo features .* NaN/inf values"):
     _cli_build(data_dir, _nan_folder(tmp_path), _ff_config())
   assert _snapshot(data_dir) == before
   # A good forced rebuild replaces it and leaves nothing aside.
@@ -315,6 +318,33 @@ def test_failed_forced_rebuild_of_synthetic_sync_keeps_it(tmp_path, monkeypatch)
   assert _snapshot(data_dir) == before
 
 
+def test_tfds_build_loads_the_shared_code_from_the_package(tmp_path):
+  """`tfds build tfds_builders/<name>` imports the builder file as
+  `<name>.<name>_dataset_builder`; its shared code must still come from
+  `tfds_builders.common` (one copy), from any working directory."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  code = ("import json, sys\n"
+          "from tensorflow_datasets.scripts.cli import build\n"
+          "cls, _ = build._get_builder_cls_and_kwargs(sys.argv[1], "
+          "has_imports=False)\n"
+          "print(cls.__module__, cls.__mro__[1].__module__)\n"
+          "print(json.dumps(sorted(m for m in sys.modules if 'common' in\n"
+          "    m.split('.') and m.split('.')[0] in ('common', 'tfds_builders',\n"
+          "                                         'feature_folder'))))\n")
+  proc = subprocess.run(
+      [sys.executable, "-c", code,
+       os.path.join(root, "tfds_builders", "feature_folder")],
+      cwd=tmp_path, capture_output=True, text=True, check=True,
+      env=dict(os.environ, PYTHONPATH=root))
+  builder, shared = proc.stdout.splitlines()
+  assert builder == ("feature_folder.feature_folder_dataset_builder "
+                     "tfds_builders.common.sync_builder")
+  assert json.loads(shared) == [
+      "tfds_builders.common"] + [f"tfds_builders.common.{m}" for m in (
+          "alignment", "annotations", "build_hooks", "errors", "features",
+          "repair", "splits", "sync_builder")]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or
                     shutil.which("tfds") is None,
                     reason="the `tfds build` command needs TensorFlow")
@@ -343,10 +373,10 @@ def test_tfds_build_command_overwrite_keeps_the_previous_build(tmp_path):
 def test_feature_folder_needs_split_lists(tmp_path):
   manual = _bad_folder(tmp_path)
   os.remove(manual / "splits" / "test.txt")
-  with pytest.raises(ds.DataError, match=r"split lists: .*test\.txt.* missing"):
+  with pytest.raises(DataError, match=r"split lists: .*test\.txt.* missing"):
     _build(feature_folder.Builder, _ff_config(), tmp_path / "d", manual)
   (manual / "splits" / "test.txt").write_text("a\n")  # also in train
-  with pytest.raises(ds.DataError, match=r"in both `test` and `train`"):
+  with pytest.raises(DataError, match=r"in both `test` and `train`"):
     _build(feature_folder.Builder, _ff_config(), tmp_path / "d", manual)
 
 
@@ -501,10 +531,10 @@ def test_assembly101_missing_frames(tmp_path):
   # Ego lacks the last 2 annotated frames (14, 15) and frames 8, 9 inside.
   drop = {(R1, EGO, f) for f in (8, 9, 14, 15)}
   manual = _a101_manual(tmp_path / "m", drop=drop)
-  with pytest.raises(ds.DataError, match=video + r": ego .*lacks 2 frames inside "
+  with pytest.raises(DataError, match=video + r": ego .*lacks 2 frames inside "
                      r"\[6, 14\) \(frames 8, 9\).*max_fill_frames=0"):
     _build(assembly101_sync.Builder, _a101_config(), tmp_path / "d1", manual)
-  policy = ds.RepairPolicy(max_fill_frames=2)
+  policy = RepairPolicy(max_fill_frames=2)
   builder = _build(assembly101_sync.Builder, _a101_config(policy=policy),
                    tmp_path / "d2", manual)
   r = _records("assembly101_sync/tiny_tsm", tmp_path / "d2")["train"][video]
@@ -522,8 +552,8 @@ def test_assembly101_large_mismatch_and_missing_view(tmp_path):
   video = f"assembly_{R2}"
   drop = {(R2, EGO, f) for f in range(4, 40)}  # ego ends 4 frames in
   manual = _a101_manual(tmp_path / "m", drop=drop)
-  config = _a101_config(policy=ds.RepairPolicy(max_trim_frames=3))
-  with pytest.raises(ds.DataError, match=video + r": the streams do not line up: .*; "
+  config = _a101_config(policy=RepairPolicy(max_trim_frames=3))
+  with pytest.raises(DataError, match=video + r": the streams do not line up: .*; "
                      r"ego \(\S*HMC_84358933_mono10bit keys .*\) frames \[0, 8\) with data "
                      r"in \[0, 4\)\. .* drop 4 frames of labels, more than max_trim_frames=3"):
     _build(assembly101_sync.Builder, config, tmp_path / "d1", manual)
@@ -537,7 +567,7 @@ def test_assembly101_large_mismatch_and_missing_view(tmp_path):
   # A split left with no example is an error, not an empty split.
   manual = _a101_manual(tmp_path / "m3", drop={(r, EGO, f) for r in (R2, R4)
                                                for f in range(40)})
-  with pytest.raises(ds.DataError, match=r"split `validation`: no example left, all 2 "
+  with pytest.raises(DataError, match=r"split `validation`: no example left, all 2 "
                      r"listed recordings were skipped"):
     _build(assembly101_sync.Builder, _a101_config(), tmp_path / "d3", manual)
 
@@ -546,11 +576,11 @@ def test_assembly101_unknown_label_nan_and_empty(tmp_path):
   video = f"assembly_{R3}"
   manual = _a101_manual(tmp_path / "m", label_overrides={
       video: "000000003\t000000009\tattach arm connecter\n"})
-  with pytest.raises(ds.DataError, match=r"coarse_labels/" + video + r"\.txt:1: unknown "
+  with pytest.raises(DataError, match=r"coarse_labels/" + video + r"\.txt:1: unknown "
                      r"label 'attach arm connecter'.*actions\.csv"):
     _build(assembly101_sync.Builder, _a101_config(), tmp_path / "d1", manual)
   manual = _a101_manual(tmp_path / "m2", nan=(R3, EXO, 5))
-  with pytest.raises(ds.DataError, match=video + r": exo features .*NaN/inf values in "
+  with pytest.raises(DataError, match=video + r": exo features .*NaN/inf values in "
                      r"1 frames \(first: frame 5\)"):
     _build(assembly101_sync.Builder, _a101_config(), tmp_path / "d2", manual)
   manual = _a101_manual(tmp_path / "m3", label_overrides={video: ""})
@@ -561,7 +591,7 @@ def test_assembly101_unknown_label_nan_and_empty(tmp_path):
 
 def test_assembly101_feature_dim_checked(a101_manual, tmp_path):
   config = assembly101_sync.make_config(EXO, EGO, "tsm", feature_dim=8, name="wrong")
-  with pytest.raises(ds.DataError, match=r"holds 16 bytes, a 4-D float32 vector, but "
+  with pytest.raises(DataError, match=r"holds 16 bytes, a 4-D float32 vector, but "
                      r"the config declares feature_dim=8"):
     _build(assembly101_sync.Builder, config, tmp_path, a101_manual)
 
@@ -652,8 +682,8 @@ def test_egoexo4d_view_length_mismatch(tmp_path):
                    manual)
   counts = builder.info.metadata["repairs"]["counts"]
   assert counts == {"trim": {"videos": 4, "frames": 16}}  # exo and labels of 4 takes
-  config = _egoexo_config("strict", policy=ds.RepairPolicy(max_trim_frames=1))
-  with pytest.raises(ds.DataError, match=r": the streams do not line up: exo "
+  config = _egoexo_config("strict", policy=RepairPolicy(max_trim_frames=1))
+  with pytest.raises(DataError, match=r": the streams do not line up: exo "
                      r"\(\S*_cam0\d_0\.npy\) frames \[0, 8\).* drop 2 frames of exo"):
     _build(egoexo4d_keystep.Builder, config, tmp_path / "d2", manual)
 
@@ -701,18 +731,18 @@ def test_class_table_formats_and_policy_checks(tmp_path):
                      ("names.txt", "attach arm connector\nscrew chassis\n"
                                    "attempt to screw wheel\n")):
     (tmp_path / name).write_text(text)
-    assert ds.read_class_table(tmp_path / name) == NAMES
+    assert read_class_table(tmp_path / name) == NAMES
   (tmp_path / "gap.txt").write_text("0 a\n2 b\n")
-  with pytest.raises(ds.DataError, match=r"gap\.txt: class ids must be 0\.\.1"):
-    ds.read_class_table(tmp_path / "gap.txt")
+  with pytest.raises(DataError, match=r"gap\.txt: class ids must be 0\.\.1"):
+    read_class_table(tmp_path / "gap.txt")
   with pytest.raises(ValueError, match="RepairPolicy.nan must be one of"):
-    ds.RepairPolicy(nan="drop")
+    RepairPolicy(nan="drop")
   (tmp_path / "bad.txt").write_text("12\tx\n")
-  with pytest.raises(ds.DataError, match=r"bad\.txt:1: expected `start<TAB>end<TAB>label`"):
-    ds.parse_segments(tmp_path / "bad.txt")
-  a, b = ds.hash_partition([f"v{i}" for i in range(10)], 0.3)
+  with pytest.raises(DataError, match=r"bad\.txt:1: expected `start<TAB>end<TAB>label`"):
+    parse_segments(tmp_path / "bad.txt")
+  a, b = hash_partition([f"v{i}" for i in range(10)], 0.3)
   assert len(a) == 3 and sorted(a + b) == sorted(f"v{i}" for i in range(10))
-  assert ds.hash_partition(reversed([f"v{i}" for i in range(10)]), 0.3) == (a, b)
+  assert hash_partition(reversed([f"v{i}" for i in range(10)]), 0.3) == (a, b)
 
 
 def test_repair_file_in_the_manual_dir_sets_the_policy(tmp_path):
@@ -722,7 +752,7 @@ def test_repair_file_in_the_manual_dir_sets_the_policy(tmp_path):
   exo = np.load(manual / "features" / "exo" / "a.npy")
   exo[3, 1] = np.nan
   np.save(manual / "features" / "exo" / "a.npy", exo)
-  with pytest.raises(ds.DataError) as refused:
+  with pytest.raises(DataError) as refused:
     _build(feature_folder.Builder, _ff_config(), tmp_path / "d1", manual)
   assert str(refused.value).endswith(
       'Re-extract them, or put {"nan": "zero"} in repair.json in the manual '
@@ -734,12 +764,12 @@ def test_repair_file_in_the_manual_dir_sets_the_policy(tmp_path):
   assert builder.info.metadata["policy"]["nan"] == "zero"
   assert builder.info.metadata["policy"]["max_trim_frames"] == 30  # config's
   (manual / "repair.json").write_text('{"nan": "zero", "trim": 3}')
-  with pytest.raises(ds.DataError, match=r"repair\.json: \['trim'\] is not a "
+  with pytest.raises(DataError, match=r"repair\.json: \['trim'\] is not a "
                      "RepairPolicy field; use an object with some of "
                      "max_trim_frames, max_fill_frames, nan"):
     _build(feature_folder.Builder, _ff_config(), tmp_path / "d3", manual)
   (manual / "repair.json").write_text('{"nan": "drop"}')
-  with pytest.raises(ds.DataError, match=r"repair\.json: RepairPolicy\.nan must "
+  with pytest.raises(DataError, match=r"repair\.json: RepairPolicy\.nan must "
                      "be one of"):
     _build(feature_folder.Builder, _ff_config(), tmp_path / "d4", manual)
 
@@ -747,6 +777,6 @@ def test_repair_file_in_the_manual_dir_sets_the_policy(tmp_path):
 def test_policy_given_as_json_config_fields():
   """`tfds build --config='{"name": ..., "policy": {...}}'` passes a dict."""
   config = _ff_config(policy={"nan": "zero", "max_trim_frames": 5})
-  assert config.policy == ds.RepairPolicy(nan="zero", max_trim_frames=5)
+  assert config.policy == RepairPolicy(nan="zero", max_trim_frames=5)
   with pytest.raises(ValueError, match="policy field 'nans' is unknown"):
     _ff_config(policy={"nans": "zero"})

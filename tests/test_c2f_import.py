@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from exo2ego_jax.runtime import checkpoints
-from exo2ego_jax import import_weights
+from exo2ego_jax.interop import c2f
+from exo2ego_jax.interop import importer
 from exo2ego_jax.training import trainer
 from exo2ego_jax.models import c2f_tcn
 
@@ -33,17 +34,17 @@ def test_public_keys_are_all_converted(public_model):
   assert {"inc.conv.conv.0.weight", "down6.max_pool_conv.1.conv.4.running_var",
           "tpp.conv.weight", "up.conv.conv.3.weight", "up4.conv.conv.0.bias",
           "outcc0.conv.weight", "outcc.conv.bias", "weights"} <= set(state)
-  variables = import_weights.convert_c2f_tcn(state)
+  variables = c2f.convert_c2f_tcn(state)
   assert variables["params"]["up1"]["conv0"]["kernel"].shape == (5, 260, 128)
   with pytest.raises(ValueError, match="unconverted"):
-    import_weights.convert_c2f_tcn(dict(state, extra=np.zeros(1)))
+    c2f.convert_c2f_tcn(dict(state, extra=np.zeros(1)))
 
 
 # 600: the paper's windows (floor lengths 300, 150, 75, 37, 18, 9); 437 and
 # 601 odd at several levels; 640 a multiple of 64.
 @pytest.mark.parametrize("length", [437, 600, 601, 640])
 def test_outputs_match_pytorch(public_model, length):
-  variables = import_weights.convert_c2f_tcn(
+  variables = c2f.convert_c2f_tcn(
       c2f_reference.state_dict(public_model))
   x = np.random.default_rng(length).normal(
       size=(2, length, FEATURES)).astype(np.float32)
@@ -66,10 +67,10 @@ def test_outputs_match_pytorch(public_model, length):
 
 
 def test_imported_teacher_is_a_run_directory(public_model, tmp_path):
-  variables = import_weights.convert_c2f_tcn(
+  variables = c2f.convert_c2f_tcn(
       c2f_reference.state_dict(public_model))
   out = str(tmp_path / "teacher")
-  import_weights.save_c2f_teacher(out, variables, "c2f.model")
+  c2f.save_c2f_teacher(out, variables, "c2f.model")
   assert trainer.read_run_config(out)["mode"] == "exo_supervised"
   _, restored = checkpoints.restore_state(out)
   jax.tree.map(np.testing.assert_array_equal,
@@ -81,7 +82,7 @@ def _save_checkpoint(path, seed: int) -> dict:
   state = c2f_reference.state_dict(c2f_reference.build(FEATURES, CLASSES,
                                                        seed))
   torch.save({k: torch.from_numpy(v) for k, v in state.items()}, str(path))
-  return import_weights.convert_c2f_tcn(state)
+  return c2f.convert_c2f_tcn(state)
 
 
 def _restored(out: str) -> dict:
@@ -93,7 +94,7 @@ def test_existing_output_is_refused_in_one_line(tmp_path):
   checkpoint = tmp_path / "c2f.model"
   first = _save_checkpoint(checkpoint, seed=1)
   out = tmp_path / "teacher"
-  import_weights.import_checkpoint(str(checkpoint), "c2f_tcn", str(out))
+  importer.import_checkpoint(str(checkpoint), "c2f_tcn", str(out))
   before = sorted(os.listdir(out))
   result = subprocess.run(
       [sys.executable, "-m", "exo2ego_jax.import_weights", "--checkpoint",
@@ -112,7 +113,7 @@ def test_overwrite_replaces_only_after_a_complete_import(tmp_path,
   checkpoint = tmp_path / "c2f.model"
   first = _save_checkpoint(checkpoint, seed=1)
   out = str(tmp_path / "teacher")
-  import_weights.import_checkpoint(str(checkpoint), "c2f_tcn", out)
+  importer.import_checkpoint(str(checkpoint), "c2f_tcn", out)
   second = _save_checkpoint(checkpoint, seed=2)
 
   # An import that fails while writing leaves the old run as it was.
@@ -120,10 +121,10 @@ def test_overwrite_replaces_only_after_a_complete_import(tmp_path,
     os.makedirs(os.path.join(out_dir, "best"))
     raise OSError("disk full")
 
-  monkeypatch.setattr(import_weights, "save_c2f_teacher", fail_midway)
+  monkeypatch.setattr(importer, "save_c2f_teacher", fail_midway)
   with pytest.raises(OSError, match="disk full"):
-    import_weights.import_checkpoint(str(checkpoint), "c2f_tcn", out,
-                                     overwrite=True)
+    importer.import_checkpoint(str(checkpoint), "c2f_tcn", out,
+                               overwrite=True)
   monkeypatch.undo()
   jax.tree.map(np.testing.assert_array_equal, _restored(out), first)
   assert sorted(os.listdir(tmp_path)) == ["c2f.model", "teacher"]  # no debris
@@ -131,11 +132,11 @@ def test_overwrite_replaces_only_after_a_complete_import(tmp_path,
   # A bad checkpoint is refused before anything is written.
   torch.save({"not_c2f": torch.zeros(1)}, str(tmp_path / "bad.model"))
   with pytest.raises(ValueError, match="not a state dict of the public"):
-    import_weights.import_checkpoint(str(tmp_path / "bad.model"), "c2f_tcn",
-                                     out, overwrite=True)
+    importer.import_checkpoint(str(tmp_path / "bad.model"), "c2f_tcn",
+                               out, overwrite=True)
   jax.tree.map(np.testing.assert_array_equal, _restored(out), first)
 
-  import_weights.import_checkpoint(str(checkpoint), "c2f_tcn", out,
-                                   overwrite=True)
+  importer.import_checkpoint(str(checkpoint), "c2f_tcn", out,
+                             overwrite=True)
   jax.tree.map(np.testing.assert_array_equal, _restored(out), second)
   assert sorted(os.listdir(tmp_path)) == ["bad.model", "c2f.model", "teacher"]

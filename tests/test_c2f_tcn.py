@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from exo2ego_jax import import_weights
+from exo2ego_jax.interop import c2f
 from exo2ego_jax.models import c2f_tcn
 
 torch = pytest.importorskip("torch")
@@ -33,7 +33,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def variables(reference):
-  return import_weights.convert_c2f_tcn(c2f_reference.state_dict(reference))
+  return c2f.convert_c2f_tcn(c2f_reference.state_dict(reference))
 
 
 @jax.jit
@@ -258,7 +258,7 @@ def test_unbiased_variance_option_trains_like_pytorch(reference, variables):
   trained = c2f_reference.build(FEATURES, CLASSES, seed=3).train()
   with torch.no_grad():
     trained(torch.from_numpy(x.transpose(0, 2, 1)))
-  want = import_weights.convert_c2f_tcn(
+  want = c2f.convert_c2f_tcn(
       c2f_reference.state_dict(trained))["batch_stats"]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-5),

@@ -173,10 +173,10 @@ def test_data_error_ending_a_program_prints_one_line():
   proc = subprocess.run(
       [sys.executable, "-c",
        "from absl import app\n"
-       "from exo2ego_jax import data_sources\n"
+       "from tfds_builders.common import errors, repair\n"
        "def main(argv):\n"
-       "  raise data_sources.DataError('a.npy: bad; ' + "
-       "data_sources.repair_fix(nan='zero'))\n"
+       "  raise errors.DataError('a.npy: bad; ' + "
+       "repair.repair_fix(nan='zero'))\n"
        "app.run(main)\n"],
       cwd=ROOT, capture_output=True, text=True,
       env=dict(os.environ, PYTHONPATH=ROOT))

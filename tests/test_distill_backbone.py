@@ -12,7 +12,7 @@ import pytest
 from configs import synthetic_video_distill_backbone
 from exo2ego_jax import distill_backbone
 from exo2ego_jax import extract_features
-from exo2ego_jax import import_weights
+from exo2ego_jax.interop import dinov2
 from exo2ego_jax.models import vit
 
 
@@ -39,8 +39,8 @@ def teacher_dir(tmp_path_factory):
   config = _config()
   model, params = distill_backbone.load_teacher(config)
   path = str(tmp_path_factory.mktemp("teacher"))
-  import_weights.save_backbone(path, jax.device_get(params),
-                               vit.config_of(model))
+  dinov2.save_backbone(path, jax.device_get(params),
+                       vit.config_of(model))
   return path
 
 
@@ -52,7 +52,7 @@ def _changed(before, after):
 
 def test_distillation_lowers_mse_and_trains_only_last_blocks(teacher_dir,
                                                              tmp_path):
-  _, teacher_before = import_weights.load_backbone(teacher_dir)
+  _, teacher_before = dinov2.load_backbone(teacher_dir)
   config = _config(train_last_blocks=1)
   config.backbone.params = teacher_dir
   workdir = str(tmp_path / "run")
@@ -69,9 +69,9 @@ def test_distillation_lowers_mse_and_trains_only_last_blocks(teacher_dir,
 
   # The frozen backbone's weights are untouched; the student's last block
   # and final norm moved, everything below stayed the teacher's.
-  _, teacher_after = import_weights.load_backbone(teacher_dir)
+  _, teacher_after = dinov2.load_backbone(teacher_dir)
   assert not _changed(teacher_before, teacher_after)
-  model, student = import_weights.load_backbone(workdir)
+  model, student = dinov2.load_backbone(workdir)
   assert model.depth == 2
   assert _changed(teacher_before, student) == {"block1", "norm"}
 

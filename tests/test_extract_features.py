@@ -12,7 +12,7 @@ import pytest
 av = pytest.importorskip("av")
 
 from exo2ego_jax import extract_features as ef  # pylint: disable=g-import-not-at-top
-from exo2ego_jax import import_weights  # pylint: disable=g-import-not-at-top
+from exo2ego_jax.interop import dinov2  # pylint: disable=g-import-not-at-top
 from exo2ego_jax.data import synthetic_video  # pylint: disable=g-import-not-at-top
 from exo2ego_jax.models import vit  # pylint: disable=g-import-not-at-top
 
@@ -110,7 +110,7 @@ def test_rate_and_lmdb_layout(videos, backbone, tmp_path):
 def test_command_line_reports_failures(videos, backbone, tmp_path):
   model, params = backbone
   weights = str(tmp_path / "weights")
-  import_weights.save_backbone(weights, params, vit.config_of(model))
+  dinov2.save_backbone(weights, params, vit.config_of(model))
   out = str(tmp_path / "cli")
   result = subprocess.run(
       [sys.executable, "-m", "exo2ego_jax.extract_features",

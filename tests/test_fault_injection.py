@@ -531,12 +531,12 @@ def test_distill_backbone_crashes_and_ctrl_c_resume_bit_identical(
   distillation (validation at 6 and 12) resumes to the uninterrupted end;
   so does a run stopped by Ctrl-C at step 8, which saves that step first."""
   from exo2ego_jax import distill_backbone  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import import_weights  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.interop import dinov2  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.models import vit  # pylint: disable=g-import-not-at-top
   teacher = str(tmp_path / "teacher")
   model, params = distill_backbone.load_teacher(_distill_config(None))
-  import_weights.save_backbone(teacher, jax.device_get(params),
-                               vit.config_of(model))
+  dinov2.save_backbone(teacher, jax.device_get(params),
+                       vit.config_of(model))
   config = _distill_config(teacher)
 
   def end(workdir):
@@ -545,7 +545,7 @@ def test_distill_backbone_crashes_and_ctrl_c_resume_bit_identical(
     records = [r if r["split"] == "validation" else (r["step"], r["split"])
                for r in _records(workdir)]
     return (_states(workdir), records, _results(workdir),
-            import_weights.load_backbone(workdir)[1])
+            dinov2.load_backbone(workdir)[1])
 
   def assert_same(a, b):
     assert sorted(a[0]) == sorted(b[0])

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from exo2ego_jax import import_weights
+from exo2ego_jax.interop import dinov2
+from exo2ego_jax.interop import state_dicts
 from exo2ego_jax.models import vit
 
 TINY = dict(embed_dim=32, depth=2, num_heads=4, pos_embed_grid=4)
@@ -159,12 +160,12 @@ def _legacy_hub_names(state):
 def test_hugging_face_parity(registers, swiglu):
   model = _hf_model(registers, swiglu)
   state = {k: v.numpy() for k, v in model.state_dict().items()}
-  params, config = import_weights.convert_dinov2(state, "hf", num_heads=4)
+  params, config = dinov2.convert_dinov2(state, "hf", num_heads=4)
   assert config["ffn"] == ("swiglu" if swiglu else "mlp")
   assert config["num_register_tokens"] == registers
   # The hub files' names give the same tree.
-  legacy, _ = import_weights.convert_dinov2(_legacy_hub_names(state), "hf",
-                                            num_heads=4)
+  legacy, _ = dinov2.convert_dinov2(_legacy_hub_names(state), "hf",
+                                    num_heads=4)
   jax.tree.map(np.testing.assert_array_equal, legacy, params)
   # 56: the trained 4x4 grid; 84x70 and 42x42 resample positions (up, and
   # down antialiased for register models; the bicubic test checks the
@@ -300,7 +301,7 @@ def test_original_release_parity(registers, swiglu, chunked):
     # One block per chunk: chunk i holds i Identity layers, then block i.
     state = {"backbone." + re.sub(r"^blocks\.(\d+)\.", r"blocks.\1.\1.", k): v
              for k, v in state.items()}
-  params, config = import_weights.convert_dinov2(state, "dinov2", num_heads=4)
+  params, config = dinov2.convert_dinov2(state, "dinov2", num_heads=4)
   assert (config["interpolate_offset"],
           config["interpolate_antialias"]) == (offset, antialias)
   for size in [(56, 56), (42, 42) if registers else (70, 98)]:
@@ -316,10 +317,10 @@ def test_format_mistakes_are_named():
   model = _hf_model(0, False)
   state = {k: v.numpy() for k, v in model.state_dict().items()}
   with pytest.raises(ValueError, match="--format hf"):
-    import_weights.convert_dinov2(state, "dinov2")
+    dinov2.convert_dinov2(state, "dinov2")
   with pytest.raises(ValueError, match="not Hugging Face"):
-    import_weights.convert_dinov2({"cls_token": state["embeddings.cls_token"],
-                                   "head.weight": np.zeros(3)}, "hf")
+    dinov2.convert_dinov2({"cls_token": state["embeddings.cls_token"],
+                          "head.weight": np.zeros(3)}, "hf")
 
 
 def test_cli_round_trip(tmp_path):
@@ -327,10 +328,10 @@ def test_cli_round_trip(tmp_path):
   model = _hf_model(0, False)
   checkpoint = tmp_path / "hf.pth"
   torch.save({"model": model.state_dict()}, checkpoint)
-  state = import_weights.load_state_dict(str(checkpoint))
-  params, config = import_weights.convert_dinov2(state, "hf", num_heads=4)
-  import_weights.save_backbone(str(tmp_path / "out"), params, config)
-  loaded_model, loaded = import_weights.load_backbone(str(tmp_path / "out"))
+  state = state_dicts.load_state_dict(str(checkpoint))
+  params, config = dinov2.convert_dinov2(state, "hf", num_heads=4)
+  dinov2.save_backbone(str(tmp_path / "out"), params, config)
+  loaded_model, loaded = dinov2.load_backbone(str(tmp_path / "out"))
   assert vit.config_of(loaded_model) == config
   jax.tree.map(np.testing.assert_array_equal, loaded, params)
   images = _images((56, 56))

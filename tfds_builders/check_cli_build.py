@@ -42,7 +42,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
-SPLITS = ("train", "sync_pairs", "validation", "test")
+from exo2ego_jax.data.constants import SPLITS  # noqa: E402
 
 
 class CheckError(Exception):

@@ -31,9 +31,9 @@ from typing import Sequence
 import grain
 import numpy as np
 
-from exo2ego_jax.training.losses import IGNORE_LABEL
+from exo2ego_jax.data.constants import IGNORE_LABEL
+from exo2ego_jax.data.constants import VIEWS  # noqa: F401 (trainer uses it)
 
-VIEWS = ("exo", "ego")
 # How a training-time synchronization offset is drawn: the same for every
 # window, once per recording, or afresh for every window.
 OFFSET_MODES = ("fixed", "per_video", "per_window")

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-#: The four data roles, in the order used to key random streams (never reorder).
-SPLITS: tuple[str, ...] = ("train", "sync_pairs", "validation", "test")
+# The four data roles; their order keys the random streams (never reorder).
+from exo2ego_jax.data.constants import SPLITS
 
 #: Label 0 is the only background class.
 BACKGROUND_CLASSES: tuple[str, ...] = ("background",)

@@ -49,9 +49,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
+from exo2ego_jax.data.constants import IGNORE_LABEL
+
 BACKGROUND_POLICIES = ("exclude_background_segments", "drop_background_frames",
                        "drop_background_frames_and_segments")
-IGNORE_LABEL = -100
 # Summary key of F1@10 + F1@25 + F1@50 + Edit + MoF (every F1 threshold scored), the sum the
 # published code selects its checkpoints by; usable as config.best_metric.
 SCORE_SUM = "f1_edit_mof_sum"

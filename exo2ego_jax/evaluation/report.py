@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from exo2ego_jax.training.losses import IGNORE_LABEL
+from exo2ego_jax.data.constants import IGNORE_LABEL
 
 
 def confusion_matrix(pairs: Iterable[tuple[np.ndarray, np.ndarray]],

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-IGNORE_LABEL = -100
+from exo2ego_jax.data.constants import IGNORE_LABEL
+
 LOG_EPS = 1e-10
 SMOOTH_CLAMP = 16.0
 # How the smoothing term is averaged: over valid neighbour pairs (ours), or

@@ -9,7 +9,7 @@ segment annotations. Manual download; see README.md for the files and layout.
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=m))
 
-Reading, alignment and repairs live in `exo2ego_jax.data_sources`.
+Reading, alignment and repairs live in `tfds_builders.common`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,15 @@ import os
 
 import tensorflow_datasets as tfds
 
-from exo2ego_jax import data_sources as ds
+from tfds_builders.common.alignment import Loaded, Recording, Stream
+from tfds_builders.common.annotations import parse_segments, read_class_table
+from tfds_builders.common.annotations import segments_to_labels
+from tfds_builders.common.errors import DataError, require
+from tfds_builders.common.features import LmdbViews
+from tfds_builders.common.splits import hash_partition, read_split_list
+from tfds_builders.common.splits import user_splits
+from tfds_builders.common.sync_builder import Plan, SyncConfig
+from tfds_builders.common.sync_builder import SyncFeatureBuilder
 
 # Where each public feature release lives under the manual dir, and its keys.
 FEATURE_TYPES = {
@@ -33,7 +41,7 @@ FPS = 30  # annotation and feature frame rate
 
 
 @dataclasses.dataclass(eq=False)
-class Assembly101Config(ds.SyncConfig):
+class Assembly101Config(SyncConfig):
   """One (exo view, ego view, feature release) pair; `make_config` names it.
 
   Attributes:
@@ -98,7 +106,7 @@ def make_config(exo_view: str, ego_view: str, feature_type: str = "tsm",
           f"{storage_dtype}."), **kwargs)
 
 
-class Builder(ds.SyncFeatureBuilder):
+class Builder(SyncFeatureBuilder):
   """Assembly101: synchronized static and head-mounted views of toy assembly."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -119,27 +127,27 @@ class Builder(ds.SyncFeatureBuilder):
   ego_coarse_labels/<video>.txt (an ego-view annotation).
   """
 
-  def _plan(self, manual_dir: str) -> ds.Plan:
+  def _plan(self, manual_dir: str) -> Plan:
     config = self.builder_config
     annotations = os.path.join(manual_dir, "coarse-annotations")
-    table = ds.require(os.path.join(annotations, "actions.csv"), "class table",
-                       "Download coarse-annotations/actions.csv from the Assembly101 "
-                       "annotations (github.com/assembly-101/assembly101-annotations).")
-    class_names = ds.read_class_table(table)
+    table = require(os.path.join(annotations, "actions.csv"), "class table",
+                    "Download coarse-annotations/actions.csv from the Assembly101 "
+                    "annotations (github.com/assembly-101/assembly101-annotations).")
+    class_names = read_class_table(table)
     classes = {n: i for i, n in enumerate(class_names)}
     missing = [b for b in config.background_classes if b not in classes]
     if missing:
-      raise ds.DataError(f"background_classes {missing} are not in {table}")
+      raise DataError(f"background_classes {missing} are not in {table}")
     for view in (config.exo_view, config.ego_view):
       path = os.path.join(manual_dir, config.lmdb_dir.format(view=view))
-      ds.require(os.path.join(path, "data.mdb"), f"{config.feature_type} features of "
-                 f"view {view}", "Put the view's LMDB environment there (see README).")
+      require(os.path.join(path, "data.mdb"), f"{config.feature_type} features of "
+              f"view {view}", "Put the view's LMDB environment there (see README).")
     split_ids, split_source = self._split_ids(manual_dir, annotations)
-    lmdb = ds.LmdbViews()
+    lmdb = LmdbViews()
     splits = {split: [self._recording(manual_dir, annotations, video, classes, table,
                                       lmdb) for video in ids]
               for split, ids in split_ids.items()}
-    return ds.Plan(class_names, list(config.background_classes), splits, {
+    return Plan(class_names, list(config.background_classes), splits, {
         "fps": FPS / config.frame_stride,
         "exo_view": config.exo_view, "ego_view": config.ego_view,
         "feature_type": config.feature_type, "split_source": split_source})
@@ -148,7 +156,7 @@ class Builder(ds.SyncFeatureBuilder):
                  ) -> tuple[dict[str, list[str]], str]:
     """User split lists, else the public train/val lists partitioned by hash."""
     config = self.builder_config
-    lists = ds.user_splits(os.path.join(manual_dir, "splits"))
+    lists = user_splits(os.path.join(manual_dir, "splits"))
     source = "splits/<split>.txt"
     if lists is None:
       source = "coarse_splits, partitioned by hash"
@@ -156,23 +164,23 @@ class Builder(ds.SyncFeatureBuilder):
       for part in ("train", "val"):
         public[part] = []
         for task in ("assembly", "disassembly"):
-          path = ds.require(
+          path = require(
               os.path.join(annotations, "coarse_splits", f"{part}_coarse_{task}.txt"),
               "public split list", "Download coarse-annotations/coarse_splits, or give "
               "your own splits/{train,sync_pairs,validation,test}.txt.")
-          public[part] += ds.read_split_list(path)
+          public[part] += read_split_list(path)
       recording = lambda video: video.split("_", 1)[-1]
-      sync, train = ds.hash_partition(public["train"], config.sync_fraction, recording)
-      test, validation = ds.hash_partition(public["val"], config.test_fraction,
-                                           recording)
+      sync, train = hash_partition(public["train"], config.sync_fraction, recording)
+      test, validation = hash_partition(public["val"], config.test_fraction,
+                                        recording)
       lists = {"train": train, "sync_pairs": sync, "validation": validation,
                "test": test}
     for split, ids in lists.items():
       bad = [v for v in ids if not v.startswith(TASK_PREFIXES)]
       if bad:
-        raise ds.DataError(f"split `{split}`: video ids must be annotation names "
-                           f"`assembly_<recording>` or `disassembly_<recording>`, got "
-                           f"{bad[:3]}")
+        raise DataError(f"split `{split}`: video ids must be annotation names "
+                        f"`assembly_<recording>` or `disassembly_<recording>`, got "
+                        f"{bad[:3]}")
     return lists, source
 
   def _recording(self, manual_dir, annotations, video, classes, table, lmdb):
@@ -182,15 +190,15 @@ class Builder(ds.SyncFeatureBuilder):
     ego_path = _label_file(os.path.join(manual_dir, "ego_coarse_labels"), video,
                            required=False)
 
-    def load() -> ds.Loaded:
-      labels = ds.segments_to_labels(
-          ds.parse_segments(label_path), classes, source=label_path,
+    def load() -> Loaded:
+      labels = segments_to_labels(
+          parse_segments(label_path), classes, source=label_path,
           class_table=table, policy=self.policy)
       origin, step = labels.start, config.frame_stride
       streams = {"labels": labels.subsample(origin, step)}
       if ego_path:
-        streams["ego_labels"] = ds.segments_to_labels(
-            ds.parse_segments(ego_path), classes, source=ego_path,
+        streams["ego_labels"] = segments_to_labels(
+            parse_segments(ego_path), classes, source=ego_path,
             class_table=table, policy=self.policy).subsample(origin, step)
       frames = range(origin, labels.start + len(labels.values), step)
       for name, view in (("exo", config.exo_view), ("ego", config.ego_view)):
@@ -198,10 +206,10 @@ class Builder(ds.SyncFeatureBuilder):
         keys = [config.key_format.format(video=video, recording=recording, view=view,
                                          frame=f + config.frame_offset) for f in frames]
         values, present = lmdb.read(path, keys, config.feature_dim)
-        streams[name] = ds.Stream(values, f"{path} keys {keys[0]!r}...", 0, present)
-      return ds.Loaded(streams, origin, step)
+        streams[name] = Stream(values, f"{path} keys {keys[0]!r}...", 0, present)
+      return Loaded(streams, origin, step)
 
-    return ds.Recording(video, recording, config.exo_view, config.ego_view, load)
+    return Recording(video, recording, config.exo_view, config.ego_view, load)
 
 
 def _label_file(folder: str, video: str, required: bool = True) -> str | None:
@@ -214,7 +222,7 @@ def _label_file(folder: str, video: str, required: bool = True) -> str | None:
     if os.path.exists(path):
       return path
   if required:
-    raise ds.DataError(f"{video}: no annotation file {candidates[0]}; download "
-                       "coarse-annotations/coarse_labels or drop the video from "
-                       "the split lists")
+    raise DataError(f"{video}: no annotation file {candidates[0]}; download "
+                    "coarse-annotations/coarse_labels or drop the video from "
+                    "the split lists")
   return None

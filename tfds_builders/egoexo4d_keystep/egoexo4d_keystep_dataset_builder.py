@@ -7,7 +7,7 @@ the ego (Aria) camera, and labels each feature step with the keystep segment
 annotations (`annotations/keystep_{train,val}.json`). Manual download; see
 README.md for the files and layout.
 
-Reading, alignment and repairs live in `exo2ego_jax.data_sources`.
+Reading, alignment and repairs live in `tfds_builders.common`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from exo2ego_jax import data_sources as ds
+from tfds_builders.common.alignment import Loaded, Recording, Stream
+from tfds_builders.common.annotations import Labels, Segment, read_lines
+from tfds_builders.common.annotations import segments_to_labels
+from tfds_builders.common.errors import DataError, MissingData, require
+from tfds_builders.common.features import load_feature_file
+from tfds_builders.common.splits import hash_partition, user_splits
+from tfds_builders.common.sync_builder import Plan, SyncConfig
+from tfds_builders.common.sync_builder import SyncFeatureBuilder
 
 ANNOTATION_FILES = {"train": "annotations/keystep_train.json",
                     "val": "annotations/keystep_val.json"}
@@ -29,7 +36,7 @@ BACKGROUND = "background"
 
 
 @dataclasses.dataclass(eq=False)
-class EgoExo4DConfig(ds.SyncConfig):
+class EgoExo4DConfig(SyncConfig):
   """Which cameras and features to read, and how feature steps map to time.
 
   Attributes:
@@ -64,7 +71,7 @@ class EgoExo4DConfig(ds.SyncConfig):
     self.scenarios = tuple(self.scenarios)
 
 
-class Builder(ds.SyncFeatureBuilder):
+class Builder(SyncFeatureBuilder):
   """Ego-Exo4D procedural takes: exo GoPro and ego Aria features, keystep labels."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -93,32 +100,32 @@ class Builder(ds.SyncFeatureBuilder):
   step_ids.txt (the class table: one step_unique_id per line).
   """
 
-  def _plan(self, manual_dir: str) -> ds.Plan:
+  def _plan(self, manual_dir: str) -> Plan:
     config = self.builder_config
     takes = {}  # take_uid -> (annotation entry, public split, file)
     for part, relative in ANNOTATION_FILES.items():
-      path = ds.require(os.path.join(manual_dir, relative), "keystep annotations",
-                        "Download them with `egoexo --parts annotations`.")
+      path = require(os.path.join(manual_dir, relative), "keystep annotations",
+                     "Download them with `egoexo --parts annotations`.")
       with open(path, encoding="utf-8") as f:
         annotations = json.load(f).get("annotations")
       if not isinstance(annotations, dict):
-        raise ds.DataError(f"{path}: expected {{'annotations': {{take_uid: {{...}}}}}}")
+        raise DataError(f"{path}: expected {{'annotations': {{take_uid: {{...}}}}}}")
       for uid, take in sorted(annotations.items()):
         if config.scenarios and take.get("scenario") not in config.scenarios:
           continue
         takes[uid] = (take, part, path)
     class_names, step_classes, table = self._classes(manual_dir, takes)
-    feature_dir = ds.require(os.path.join(manual_dir, config.feature_dir),
-                             "feature folder", "Download features with `egoexo "
-                             "--parts features/omnivore_video` or set feature_dir.")
+    feature_dir = require(os.path.join(manual_dir, config.feature_dir),
+                          "feature folder", "Download features with `egoexo "
+                          "--parts features/omnivore_video` or set feature_dir.")
     best_exo = self._best_exo(manual_dir) if config.exo_camera == "best_exo" else {}
 
     names = {take.get("take_name", uid): uid for uid, (take, _, _) in takes.items()}
-    lists = ds.user_splits(os.path.join(manual_dir, "splits"))
+    lists = user_splits(os.path.join(manual_dir, "splits"))
     if lists is None:
-      sync, train = ds.hash_partition(
+      sync, train = hash_partition(
           [u for u, t in takes.items() if t[1] == "train"], config.sync_fraction)
-      test, validation = ds.hash_partition(
+      test, validation = hash_partition(
           [u for u, t in takes.items() if t[1] == "val"], config.test_fraction)
       lists = {"train": train, "sync_pairs": sync, "validation": validation,
                "test": test}
@@ -128,14 +135,14 @@ class Builder(ds.SyncFeatureBuilder):
       for item in ids:
         uid = item if item in takes else names.get(item)
         if uid is None:
-          raise ds.DataError(f"split `{split}`: take {item!r} has no keystep "
-                             f"annotation in {list(ANNOTATION_FILES.values())}"
-                             + (f" for scenarios {list(config.scenarios)}"
-                                if config.scenarios else ""))
+          raise DataError(f"split `{split}`: take {item!r} has no keystep "
+                          f"annotation in {list(ANNOTATION_FILES.values())}"
+                          + (f" for scenarios {list(config.scenarios)}"
+                             if config.scenarios else ""))
         recordings += self._recordings(uid, takes[uid], feature_dir, best_exo,
                                        step_classes, table)
       splits[split] = recordings
-    return ds.Plan(class_names, [BACKGROUND], splits, {
+    return Plan(class_names, [BACKGROUND], splits, {
         "fps": config.feature_fps,
         "feature_time_offset": config.feature_time_offset,
         "exo_camera": config.exo_camera,
@@ -150,9 +157,9 @@ class Builder(ds.SyncFeatureBuilder):
         steps.setdefault(key, str(segment.get("step_name", key)).strip())
     table = os.path.join(manual_dir, "step_ids.txt")
     if os.path.exists(table):
-      ids = [l.split()[0] for l in ds.read_lines(table)]
+      ids = [l.split()[0] for l in read_lines(table)]
       if len(set(ids)) != len(ids):
-        raise ds.DataError(f"{table}: a step_unique_id appears twice")
+        raise DataError(f"{table}: a step_unique_id appears twice")
     else:
       table = "the step ids of the annotations"
       ids = sorted(steps, key=lambda s: (len(s), s))  # numeric order for numeric ids
@@ -162,9 +169,9 @@ class Builder(ds.SyncFeatureBuilder):
     return [BACKGROUND] + names, {i: k + 1 for k, i in enumerate(ids)}, table
 
   def _best_exo(self, manual_dir: str) -> dict[str, str]:
-    path = ds.require(os.path.join(manual_dir, "takes.json"), "take metadata",
-                      "exo_camera='best_exo' reads each take's best_exo from it: "
-                      "download it with `egoexo --parts metadata`, or pick a camera.")
+    path = require(os.path.join(manual_dir, "takes.json"), "take metadata",
+                   "exo_camera='best_exo' reads each take's best_exo from it: "
+                   "download it with `egoexo --parts metadata`, or pick a camera.")
     with open(path, encoding="utf-8") as f:
       return {t["take_uid"]: t.get("best_exo") for t in json.load(f)}
 
@@ -183,7 +190,7 @@ class Builder(ds.SyncFeatureBuilder):
     out = []
     for camera in cameras:
       video_id = f"{name}/{camera}" if config.exo_camera == "all" else name
-      out.append(ds.Recording(video_id, uid, str(camera), config.ego_camera, _loader(
+      out.append(Recording(video_id, uid, str(camera), config.ego_camera, _loader(
           config, uid, video_id, camera, feature_dir, ego, take, annotation_path,
           step_classes, table, self.policy)))
     return out
@@ -204,44 +211,44 @@ def _camera_files(feature_dir: str, uid: str, camera: str) -> list[str]:
 def _one_file(files: list[str], what: str, video_id: str, feature_dir: str) -> str:
   stems = sorted({os.path.splitext(f)[0] for f in files})
   if not stems:
-    raise ds.MissingData("missing_view", f"{video_id}: no {what} features in "
-                         f"{feature_dir}")
+    raise MissingData("missing_view", f"{video_id}: no {what} features in "
+                      f"{feature_dir}")
   if len(stems) > 1:
-    raise ds.DataError(f"{video_id}: several {what} feature files {stems}; set the "
-                       "camera id in the config")
+    raise DataError(f"{video_id}: several {what} feature files {stems}; set the "
+                    "camera id in the config")
   return files[0]
 
 
 def _loader(config, uid, video_id, camera, feature_dir, ego_files, take,
             annotation_path, step_classes, table, policy):
-  def load() -> ds.Loaded:
+  def load() -> Loaded:
     if camera is None:
-      raise ds.MissingData("missing_view", f"{video_id}: takes.json gives no best_exo")
+      raise MissingData("missing_view", f"{video_id}: takes.json gives no best_exo")
     exo_path = _one_file(_camera_files(feature_dir, uid, glob.escape(camera)),
                          f"exo {camera}", video_id, feature_dir)
     ego_path = _one_file(ego_files, f"ego {config.ego_camera}*", video_id, feature_dir)
-    exo, ego = ds.load_feature_file(exo_path), ds.load_feature_file(ego_path)
+    exo, ego = load_feature_file(exo_path), load_feature_file(ego_path)
     segments = []
     for number, segment in enumerate(take.get("segments", []), 1):
       try:
         start, end = float(segment["start_time"]), float(segment["end_time"])
       except (KeyError, TypeError, ValueError):
-        raise ds.DataError(f"{annotation_path}: take {uid} segment {number} lacks "
-                           "numeric start_time/end_time") from None
+        raise DataError(f"{annotation_path}: take {uid} segment {number} lacks "
+                        "numeric start_time/end_time") from None
       first = max(_step_at(start, config), 0)
       last = max(_step_at(end, config), first)
-      segments.append(ds.Segment(first, last, str(segment.get("step_unique_id")),
-                                 number))
+      segments.append(Segment(first, last, str(segment.get("step_unique_id")),
+                              number))
     source = f"{annotation_path} take {uid}"
     length = max([len(exo), len(ego)] + [s.end for s in segments])
     if segments:  # frames no keystep covers are background (class 0)
-      labels = ds.segments_to_labels(segments, step_classes, source=source,
-                                     class_table=table, policy=policy,
-                                     start=0, length=length, gap_label=0)
+      labels = segments_to_labels(segments, step_classes, source=source,
+                                  class_table=table, policy=policy,
+                                  start=0, length=length, gap_label=0)
     else:
-      labels = ds.Labels(np.zeros(length, np.int32), 0, source)
-    return ds.Loaded({"exo": ds.Stream(exo, exo_path), "ego": ds.Stream(ego, ego_path),
-                      "labels": labels})
+      labels = Labels(np.zeros(length, np.int32), 0, source)
+    return Loaded({"exo": Stream(exo, exo_path), "ego": Stream(ego, ego_path),
+                   "labels": labels})
   return load
 
 

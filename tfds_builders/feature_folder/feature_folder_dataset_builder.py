@@ -7,7 +7,7 @@
   <manual_dir>/classes.txt
 
 Exo and ego are paired by frame index. See README.md; reading, alignment and
-repairs live in `exo2ego_jax.data_sources`.
+repairs live in `tfds_builders.common`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,24 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from exo2ego_jax import data_sources as ds
+from exo2ego_jax.data.constants import IGNORE_LABEL, SPLITS
+from tfds_builders.common.alignment import Loaded, Recording, Stream
+from tfds_builders.common.annotations import Labels, frame_labels
+from tfds_builders.common.annotations import looks_like_segments, parse_segments
+from tfds_builders.common.annotations import read_class_table
+from tfds_builders.common.annotations import segments_to_labels
+from tfds_builders.common.errors import DataError, MissingData, require
+from tfds_builders.common.features import load_feature_file
+from tfds_builders.common.splits import user_splits
+from tfds_builders.common.sync_builder import Plan, SyncConfig
+from tfds_builders.common.sync_builder import SyncFeatureBuilder
 
 LABEL_FORMATS = ("auto", "segments", "frames")
 DIMS = (64, 256, 512, 768, 1024, 1536, 2048)  # one ready-made config per common size
 
 
 @dataclasses.dataclass(eq=False)
-class FeatureFolderConfig(ds.SyncConfig):
+class FeatureFolderConfig(SyncConfig):
   """Your folder's view names, label format and background classes.
 
   Attributes:
@@ -57,12 +67,12 @@ def config_for(manual_dir: str, name: str = "custom", **kwargs) -> FeatureFolder
   files = sorted(glob.glob(os.path.join(glob.escape(manual_dir), "features",
                                         glob.escape(exo_view), "*.npy")))
   if not files:
-    raise ds.DataError(f"no features/{exo_view}/*.npy in {manual_dir}")
-  dim = int(ds.load_feature_file(files[0]).shape[1])
+    raise DataError(f"no features/{exo_view}/*.npy in {manual_dir}")
+  dim = int(load_feature_file(files[0]).shape[1])
   return FeatureFolderConfig(name=name, feature_dim=dim, **kwargs)
 
 
-class Builder(ds.SyncFeatureBuilder):
+class Builder(SyncFeatureBuilder):
   """Synchronized exo/ego features and labels of your own recordings."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -82,24 +92,24 @@ class Builder(ds.SyncFeatureBuilder):
   feature_folder.config_for(manual_dir).
   """
 
-  def _plan(self, manual_dir: str) -> ds.Plan:
+  def _plan(self, manual_dir: str) -> Plan:
     config = self.builder_config
-    table = ds.require(os.path.join(manual_dir, "classes.txt"), "class table",
-                       "List the class names, one per line (id = line number) or "
-                       "`<id> <name>`.")
-    class_names = ds.read_class_table(table)
+    table = require(os.path.join(manual_dir, "classes.txt"), "class table",
+                    "List the class names, one per line (id = line number) or "
+                    "`<id> <name>`.")
+    class_names = read_class_table(table)
     classes = {n: i for i, n in enumerate(class_names)}
     background = [b for b in config.background_classes if b in classes]
-    gap_label = classes[background[0]] if background else ds.IGNORE_LABEL
-    lists = ds.user_splits(os.path.join(manual_dir, "splits"))
+    gap_label = classes[background[0]] if background else IGNORE_LABEL
+    lists = user_splits(os.path.join(manual_dir, "splits"))
     if lists is None:
-      raise ds.DataError(f"no split lists: write {os.path.join(manual_dir, 'splits')}"
-                         f"/<split>.txt for the splits {list(ds.SPLITS)}, one video "
-                         "per line")
+      raise DataError(f"no split lists: write {os.path.join(manual_dir, 'splits')}"
+                      f"/<split>.txt for the splits {list(SPLITS)}, one video "
+                      "per line")
     splits = {split: [self._recording(manual_dir, split, video, classes, table,
                                       gap_label) for video in ids]
               for split, ids in lists.items()}
-    return ds.Plan(class_names, background, splits, {
+    return Plan(class_names, background, splits, {
         "exo_view": config.exo_view, "ego_view": config.ego_view})
 
   def _recording(self, manual_dir, split, video, classes, table, gap_label):
@@ -110,31 +120,31 @@ class Builder(ds.SyncFeatureBuilder):
                    "ego_labels": os.path.join(manual_dir, f"{config.ego_view}_labels",
                                               f"{video}.txt")}
     if split != "sync_pairs" and not os.path.exists(label_files["labels"]):
-      raise ds.DataError(f"{video}: no label file {label_files['labels']}; only "
-                         "sync_pairs videos may be unlabeled")
+      raise DataError(f"{video}: no label file {label_files['labels']}; only "
+                      "sync_pairs videos may be unlabeled")
 
-    def load() -> ds.Loaded:
+    def load() -> Loaded:
       streams = {}
       for name, path in features.items():
         if not os.path.exists(path):
-          raise ds.MissingData("missing_view", f"{video}: no {name} features {path}")
-        streams[name] = ds.Stream(ds.load_feature_file(path), path)
+          raise MissingData("missing_view", f"{video}: no {name} features {path}")
+        streams[name] = Stream(load_feature_file(path), path)
       for name, path in label_files.items():
         if os.path.exists(path):
           streams[name] = self._labels(path, classes, table, gap_label)
-      return ds.Loaded(streams)
+      return Loaded(streams)
 
-    return ds.Recording(video, video, config.exo_view, config.ego_view, load)
+    return Recording(video, video, config.exo_view, config.ego_view, load)
 
-  def _labels(self, path, classes, table, gap_label) -> ds.Labels:
+  def _labels(self, path, classes, table, gap_label) -> Labels:
     config = self.builder_config
     fmt = config.label_format
     if fmt == "auto":
-      fmt = "segments" if ds.looks_like_segments(path) else "frames"
+      fmt = "segments" if looks_like_segments(path) else "frames"
     if fmt == "frames":
-      return ds.frame_labels(path, classes, class_table=table, policy=self.policy)
-    segments = ds.parse_segments(path)
+      return frame_labels(path, classes, class_table=table, policy=self.policy)
+    segments = parse_segments(path)
     if not segments:
-      return ds.Labels(np.zeros(0, np.int32), 0, path)
-    return ds.segments_to_labels(segments, classes, source=path, class_table=table,
-                                 policy=self.policy, start=0, gap_label=gap_label)
+      return Labels(np.zeros(0, np.int32), 0, path)
+    return segments_to_labels(segments, classes, source=path, class_table=table,
+                              policy=self.policy, start=0, gap_label=gap_label)

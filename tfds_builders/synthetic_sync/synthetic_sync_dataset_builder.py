@@ -16,8 +16,9 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from exo2ego_jax import data_sources
 from exo2ego_jax.data import synthetic
+from tfds_builders.common.build_hooks import BuildMessages, KeepPreviousBuild
+from tfds_builders.common.build_hooks import deterministic_serialization
 
 
 @dataclasses.dataclass(eq=False)
@@ -32,7 +33,7 @@ class SyntheticSyncConfig(tfds.core.BuilderConfig):
   params: synthetic.SyntheticConfig = synthetic.DEFAULT
 
 
-class Builder(data_sources.KeepPreviousBuild, data_sources.BuildMessages,
+class Builder(KeepPreviousBuild, BuildMessages,
               tfds.core.GeneratorBasedBuilder):
   """Procedural multi-step activities rendered by an exo and an ego camera.
 
@@ -68,7 +69,7 @@ class Builder(data_sources.KeepPreviousBuild, data_sources.BuildMessages,
     )
 
   def _download_and_prepare(self, dl_manager, download_config=None):
-    with data_sources.deterministic_serialization():
+    with deterministic_serialization():
       super()._download_and_prepare(dl_manager, download_config)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
