@@ -47,6 +47,7 @@ from exo2ego_jax.runtime import checkpoints
 from exo2ego_jax.runtime import cli
 from exo2ego_jax.runtime import distributed
 from exo2ego_jax.runtime import errors
+from exo2ego_jax.runtime import sharding
 from exo2ego_jax import extract_features
 from exo2ego_jax import import_weights
 from exo2ego_jax.data import synthetic_video
@@ -133,15 +134,8 @@ def make_optimizer(config) -> optax.GradientTransformation:
                      weight_decay=config.optim.weight_decay)
 
 
-def _global_batch(sharding, batch: np.ndarray) -> jax.Array:
-  """A batch every process holds in full, as one array sharded over the
-  mesh (each process contributes its own rows: multi-host safe)."""
-  rows = len(batch) // jax.process_count()
-  mine = batch[jax.process_index() * rows:(jax.process_index() + 1) * rows]
-  return jax.make_array_from_process_local_data(sharding, mine)
-
-
-def _batched(fn, frames: np.ndarray, batch_size: int, sharding) -> np.ndarray:
+def _batched(fn, frames: np.ndarray, batch_size: int,
+             parallel: sharding.DataParallel) -> np.ndarray:
   """fn over frames in fixed-size (padded) batches; returns host features
   (fn's output is replicated, so every process can read it)."""
   outs = []
@@ -149,7 +143,7 @@ def _batched(fn, frames: np.ndarray, batch_size: int, sharding) -> np.ndarray:
     chunk = frames[start:start + batch_size]
     padded = np.zeros((batch_size,) + frames.shape[1:], frames.dtype)
     padded[:len(chunk)] = chunk
-    outs.append((fn(_global_batch(sharding, padded)), len(chunk)))
+    outs.append((fn(parallel.from_shared_batch(padded)), len(chunk)))
   return np.concatenate([np.asarray(o)[:n] for o, n in outs])
 
 
@@ -180,15 +174,12 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
     workdir_lib.write_atomic(os.path.join(workdir, "config.json"),
                              config.to_json(indent=2))
 
-  # ----- Device mesh: data parallel over all devices. -----
-  mesh = jax.make_mesh((jax.device_count(),), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,))
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  data = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  # ----- Device mesh: data parallel over all devices (an Auto axis, as
+  # the backbone needs: runtime/sharding.py). -----
+  parallel = sharding.data_parallel(auto_axes=True)
+  replicated, data = parallel.replicated, parallel.batch
   batch_size = config.data.batch_size
-  if batch_size % jax.device_count():
-    raise ValueError(f"config.data.batch_size={batch_size} must be a multiple"
-                     f" of the {jax.device_count()} devices")
+  parallel.check_divides("config.data.batch_size", batch_size)
 
   # ----- Teacher, student state (restored if the run exists). -----
   model, teacher = load_teacher(config)
@@ -251,14 +242,14 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
         for part in (pairs[:split], pairs[split:]) for view in ("exo", "ego"))
     del pairs
     train_targets = _batched(lambda x: embed(teacher, x), train_exo,
-                             batch_size, data)
+                             batch_size, parallel)
     val_targets = _batched(lambda x: embed(teacher, x), val_exo, batch_size,
                            data)
     del train_exo, val_exo
 
     def val_mse(trained) -> float:
       pred = _batched(lambda x: embed({**frozen, **trained}, x), val_ego,
-                      batch_size, data)
+                      batch_size, parallel)
       return float(np.mean(np.square(pred - val_targets)))
 
     # ----- Train loop. -----
@@ -279,8 +270,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
       index = np.random.default_rng((config.seed, step)).integers(
           0, len(train_ego), batch_size)
       state, logs = train_step(state, frozen,
-                               _global_batch(data, train_ego[index]),
-                               _global_batch(data, train_targets[index]))
+                               parallel.from_shared_batch(train_ego[index]),
+                               parallel.from_shared_batch(
+                                   train_targets[index]))
       window.append(logs)
       if step % config.log_every_steps == 0 or step == num_steps:
         logs = jax.tree.map(lambda *v: float(np.mean(v)), *window)

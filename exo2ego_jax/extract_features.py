@@ -44,6 +44,7 @@ import tqdm
 
 from exo2ego_jax.runtime import cli
 from exo2ego_jax.runtime import distributed
+from exo2ego_jax.runtime import sharding
 from exo2ego_jax import import_weights
 from exo2ego_jax.models import vit
 
@@ -149,17 +150,6 @@ def lmdb_key(video: str, frame_index: int, first_frame: int = 1) -> bytes:
   return f"{video}_{frame_index + first_frame:010d}.jpg".encode()
 
 
-def local_mesh() -> jax.sharding.Mesh:
-  """This process's devices on one `data` axis (on several hosts, each
-  extracts its own share of the videos). Auto axes: the model mixes
-  replicated parameters (CLS token, positions) with batch-sharded
-  activations, which explicit-sharding meshes (jax.make_mesh's default)
-  refuse to combine."""
-  return jax.make_mesh((jax.local_device_count(),), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=jax.local_devices())
-
-
 def make_feature_fn(model: vit.ViT, preprocessing: Preprocessing,
                     feature: str = "cls"):
   """(params, uint8 frames (B, S, S, 3)) -> (B, D) per-frame features."""
@@ -180,10 +170,11 @@ class FeatureExtractor:
     embed = make_feature_fn(model, preprocessing, feature)
     devices = jax.local_device_count()
     self.batch_size = -(-batch_size // devices) * devices
-    mesh = local_mesh()
-    self.data_sharding = jax.sharding.NamedSharding(
-        mesh, jax.sharding.PartitionSpec("data"))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    # This host's devices (several hosts split the videos), an Auto axis
+    # as the backbone needs (runtime/sharding.py).
+    parallel = sharding.data_parallel(local=True, auto_axes=True)
+    self.data_sharding = parallel.batch
+    replicated = parallel.replicated
     self.params = jax.device_put(params, replicated)
     self.preprocessing = preprocessing
     self._embed = jax.jit(embed, in_shardings=(replicated, self.data_sharding),
