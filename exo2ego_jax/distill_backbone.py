@@ -51,6 +51,7 @@ from exo2ego_jax.runtime import sharding
 from exo2ego_jax import extract_features
 from exo2ego_jax import import_weights
 from exo2ego_jax.data import synthetic_video
+from exo2ego_jax.training import loop
 from exo2ego_jax.training import trainer
 from exo2ego_jax.runtime import workdir as workdir_lib
 from exo2ego_jax.models import vit
@@ -244,7 +245,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
     train_targets = _batched(lambda x: embed(teacher, x), train_exo,
                              batch_size, parallel)
     val_targets = _batched(lambda x: embed(teacher, x), val_exo, batch_size,
-                           data)
+                           parallel)
     del train_exo, val_exo
 
     def val_mse(trained) -> float:
@@ -252,7 +253,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
                       batch_size, parallel)
       return float(np.mean(np.square(pred - val_targets)))
 
-    # ----- Train loop. -----
+    # ----- Train loop (training/loop.py). -----
     if start_step == 0:
       # The student is still the teacher: val_mse is the view gap. A student
       # that outputs the mean target would score the targets' variance.
@@ -263,9 +264,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
     bar = tqdm.tqdm(total=num_steps, initial=start_step, desc="distill",
                     disable=jax.process_index() != 0 or not config.progress,
                     dynamic_ncols=True)
-    window, t0 = [], time.time()
-    for step in range(start_step + 1, num_steps + 1):
-      checkpoints.fault_point("train_step")
+    t0 = time.time()
+
+    def step_fn(state, step):
       # Batches depend on (seed, step) only: a resumed run sees the same.
       index = np.random.default_rng((config.seed, step)).integers(
           0, len(train_ego), batch_size)
@@ -273,36 +274,47 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
                                parallel.from_shared_batch(train_ego[index]),
                                parallel.from_shared_batch(
                                    train_targets[index]))
-      window.append(logs)
-      if step % config.log_every_steps == 0 or step == num_steps:
-        logs = jax.tree.map(lambda *v: float(np.mean(v)), *window)
-        window = []
-        if not np.isfinite(logs["loss"]):
-          raise trainer.NonFiniteLossError(
-              f"non-finite loss {logs['loss']} at step {step} of {workdir}; "
-              "the last good checkpoint is kept. Lower "
-              "config.optim.learning_rate")
-        trainer.append_jsonl(workdir, dict(
-            logs, step=step, split="train",
-            seconds_since_resume=round(time.time() - t0, 2)))
-        bar.set_postfix(loss=f"{logs['loss']:.4g}")
-      preempted = distributed.any_process(preemption.requested)
-      if step % config.eval_every_steps == 0 or step == num_steps:
-        mse = val_mse(state["params"])
-        trainer.append_jsonl(workdir, {"step": step, "split": "validation",
-                                       "val_mse": mse})
-        ckpt.save(step, state, {BEST_METRIC: -mse})
-      elif preempted:
-        ckpt.save(step, state)
       bar.update(1)
-      if preempted:  # the last step included: it is saved
-        bar.close()
-        ckpt.close()
-        return {"preempted": True, "signal": preemption.signal, "step": step,
-                "saved": True, "workdir": os.path.abspath(workdir)}
-    bar.close()
-  ckpt.close()
-  preemption.release()  # all is saved: Ctrl-C now stops at once
+      return state, logs
+
+    def flush(step, window):
+      logs = jax.tree.map(lambda *v: float(np.mean(v)), *window)
+      if not np.isfinite(logs["loss"]):
+        raise trainer.NonFiniteLossError(
+            f"non-finite loss {logs['loss']} at step {step} of {workdir}; "
+            "the last good checkpoint is kept. Lower "
+            "config.optim.learning_rate")
+      trainer.append_jsonl(workdir, dict(
+          logs, step=step, split="train",
+          seconds_since_resume=round(time.time() - t0, 2)))
+      bar.set_postfix(loss=f"{logs['loss']:.4g}")
+
+    def evaluate(step, state):
+      mse = val_mse(state["params"])
+      trainer.append_jsonl(workdir, {"step": step, "split": "validation",
+                                     "val_mse": mse})
+      return {BEST_METRIC: -mse}
+
+    try:
+      outcome = loop.run(
+          state, start_step=start_step, end_step=num_steps,
+          train_step=step_fn, ckpt=ckpt, preemption=preemption,
+          log_now=lambda step: (step % config.log_every_steps == 0 or
+                                step == num_steps),
+          flush=flush,
+          evaluate_now=lambda step: (step % config.eval_every_steps == 0 or
+                                     step == num_steps),
+          evaluate=evaluate, flush_before_save=False)
+    finally:
+      bar.close()
+    state = outcome.state
+    if outcome.preempted_at is not None:  # the last step included: saved
+      return {"preempted": True, "signal": preemption.signal,
+              "step": outcome.preempted_at, "saved": outcome.saved,
+              "workdir": os.path.abspath(workdir)}
+  else:
+    ckpt.close()
+    preemption.release()  # all is saved: Ctrl-C now stops at once
 
   # ----- Export the best student as a backbone. -----
   best_step, best = checkpoints.restore_state(
