@@ -1,28 +1,7 @@
-"""Frame-level feature distillation: fine-tune a copy of the ViT backbone on
-ego frames so that its feature matches the frozen backbone's feature of the
-synchronized exo frame (mean squared error). No label is read.
-
-  python -m exo2ego_jax.distill_backbone \
-      --config configs/synthetic_video_distill_backbone.py --workdir DIR
-  python -m exo2ego_jax.extract_features --params DIR --view ego ...
-
-The teacher (frozen) and the student start from the same weights: converted
-ones (`config.backbone.params`) or a random init (`config.backbone.model`,
-for tests). The teacher's exo features are computed once, up front, since
-the teacher never changes. With `config.train_last_blocks = N > 0` only the
-last N blocks and the final LayerNorm are trained: the rest is not even
-differentiated, and stays the teacher's.
-
-Pairs come from `<config.data.video_dir>/exo/<name>.*` and `.../ego/<name>.*`
-(frames paired by index after sampling both at `config.data.fps`), or, with
-no video_dir, from `exo2ego_jax.data.synthetic_video` rendered in memory. The last
-`config.data.num_validation_videos` pairs are held out: their exo/ego MSE
-selects the exported checkpoint (no test data, no labels).
-
-Workdir: config.json, metrics.jsonl, checkpoints/ and best/ (orbax, trained
-parameters and optimiser state; re-running resumes), results.json, and the
-best student as a backbone (vit_config.json + params/, the import_weights
-layout).
+"""Frame-level feature distillation of the ViT backbone (the library of
+`python -m exo2ego_jax.distill_backbone`, whose docstring says what it does
+and writes): synchronized (exo, ego) frames, the frozen teacher and the
+trained student, and the run on the shared loop (training/loop.py).
 """
 
 from __future__ import annotations
@@ -33,23 +12,18 @@ import json
 import os
 import time
 
-from absl import app
-from absl import flags
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 import optax
 import tqdm
 
-from exo2ego_jax.runtime import checkpoints
-from exo2ego_jax.runtime import cli
-from exo2ego_jax.runtime import distributed
-from exo2ego_jax.runtime import errors
-from exo2ego_jax.runtime import sharding
-from exo2ego_jax import extract_features
 from exo2ego_jax import import_weights
+from exo2ego_jax.backbone import features as features_lib
+from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.runtime import distributed
+from exo2ego_jax.runtime import sharding
 from exo2ego_jax.data import synthetic_video
 from exo2ego_jax.training import loop
 from exo2ego_jax.training import trainer
@@ -64,7 +38,7 @@ BEST_METRIC = "neg_val_mse"  # best checkpoints keep the highest value
 def _video_pairs(video_dir: str) -> list[tuple[str, str, str]]:
   pairs = []
   for exo in sorted(glob.glob(os.path.join(video_dir, "exo", "*"))):
-    name = extract_features.video_name(exo)
+    name = features_lib.video_name(exo)
     ego = glob.glob(os.path.join(video_dir, "ego", name + ".*"))
     if ego:
       pairs.append((name, exo, ego[0]))
@@ -84,7 +58,7 @@ def load_pairs(config: ml_collections.ConfigDict) -> list[dict]:
       for view, path in (("exo", exo_path), ("ego", ego_path)):
         try:
           views[view] = np.stack([prep.frame(image) for _, image in
-                                  extract_features.decode_frames(
+                                  features_lib.decode_frames(
                                       path, config.data.fps)])
         except Exception as e:  # damaged file: name it
           raise ValueError(f"cannot read {path}: {e}") from e
@@ -104,8 +78,8 @@ def load_pairs(config: ml_collections.ConfigDict) -> list[dict]:
   return pairs
 
 
-def preprocessing(config) -> extract_features.Preprocessing:
-  return extract_features.Preprocessing(config.data.resize, config.data.crop,
+def preprocessing(config) -> features_lib.Preprocessing:
+  return features_lib.Preprocessing(config.data.resize, config.data.crop,
                                         config.data.normalisation)
 
 
@@ -211,7 +185,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
     workdir_lib.rewind_metrics(workdir, start_step if start_step else -1)
 
   # ----- Compiled steps. -----
-  features = extract_features.make_feature_fn(
+  features = features_lib.make_feature_fn(
       model, preprocessing(config), config.loss.feature)
   embed = jax.jit(features, in_shardings=(replicated, data),
                   out_shardings=replicated)
@@ -334,26 +308,3 @@ def _run(config: ml_collections.ConfigDict, workdir: str, preemption) -> dict:
     workdir_lib.write_atomic(os.path.join(workdir, "results.json"),
                              json.dumps(results, indent=2))
   return results
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  f = flags.FLAGS
-  results = train_and_evaluate(f.config, f.workdir)
-  if results.get("preempted"):
-    errors.end_of_stopped_run(results)  # exits: 130 for Ctrl-C
-  print(json.dumps(results, indent=2))
-
-
-def define_flags() -> None:
-  config_flags.DEFINE_config_file(
-      "config", None, "Experiment config file (configs/*.py).",
-      lock_config=True)
-  flags.DEFINE_string("workdir", None, "Directory of the run.", required=True)
-
-
-if __name__ == "__main__":
-  define_flags()
-  flags.mark_flags_as_required(["config"])
-  cli.run(main)
