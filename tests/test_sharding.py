@@ -114,8 +114,8 @@ def test_sharding_module_builds_each_mesh_and_places_batches(results):
     assert mesh["size"] == size
     assert mesh["axis_names"] == ["data"]
     assert mesh["axis_types"] == [f"AxisType.{axis_type}"]
-    assert mesh["replicated_spec"] == "PartitionSpec()"
-    assert mesh["batch_spec"] == "PartitionSpec('data',)"
+    assert mesh["replicated_spec"] == []  # every device holds all of it
+    assert mesh["batch_spec"] == ["data"]  # leading axis over the devices
     for key in ("from_process_rows", "from_shared_batch", "from_host_array"):
       assert mesh[key] == {"equal": True, "devices": size,
                            "shard_rows": [BATCH // size]}, (name, key)
@@ -334,8 +334,8 @@ def _mesh_facts(batch: dict) -> dict:
         "size": parallel.size,
         "axis_names": list(parallel.mesh.axis_names),
         "axis_types": [str(t) for t in parallel.mesh.axis_types],
-        "replicated_spec": str(parallel.replicated.spec),
-        "batch_spec": str(parallel.batch.spec),
+        "replicated_spec": list(parallel.replicated.spec),
+        "batch_spec": list(parallel.batch.spec),
         "refused": refused,
         **{key: {"equal": bool(np.array_equal(np.asarray(a), exo)),
                  "devices": len(a.sharding.device_set),

@@ -286,10 +286,10 @@ class RunCheckpoints:
     # `unsaved` entries are left out of the checkpoints, except in workdirs
     # whose checkpoints hold them (written by older versions): those keep
     # their layout, so that all of a run's checkpoints have one.
-    newest = ([os.path.join(latest_dir, str(s)) for s in latest_steps[-1:]] or
-              [os.path.join(best_dir, str(s)) for s in _steps(best_dir)[-1:]])
-    held = saved_keys(newest[0]) if newest else None
-    self.unsaved = tuple(k for k in unsaved if not (held and k in held))
+    saved = [os.path.join(d, str(s)) for d in (latest_dir, best_dir)
+             for s in reversed(_steps(d))]
+    held = next((k for k in map(saved_keys, saved) if k is not None), set())
+    self.unsaved = tuple(k for k in unsaved if k not in held)
 
   @staticmethod
   def _remove(manager, steps) -> None:
