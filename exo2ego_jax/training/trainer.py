@@ -410,8 +410,12 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   ckpt = checkpoints.RunCheckpoints(workdir, config.best_metric,
                                     unsaved=(frozen_lib.STATE_KEY,))
   if ckpt.unsaved:
-    frozen_lib.check_or_record(workdir, frozen_lib.describe(loaded, frozen),
-                               first_start=ckpt.latest_step() is None)
+    try:
+      frozen_lib.check_or_record(workdir, frozen_lib.describe(loaded, frozen),
+                                 first_start=ckpt.latest_step() is None)
+    except BaseException:
+      ckpt.close()
+      raise
   if ckpt.latest_step() is not None:
     recorded = {s: {config.best_metric: r[config.best_metric]} for s, r in
                 workdir_lib.evaluations(workdir, config.data.eval_split).items()
