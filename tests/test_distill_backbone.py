@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from configs import synthetic_video_distill_backbone
-from exo2ego_jax import distill_backbone
-from exo2ego_jax import extract_features
+from exo2ego_jax.backbone import distill as distill_backbone
+from exo2ego_jax.backbone import features as extract_features
 from exo2ego_jax.interop import dinov2
 from exo2ego_jax.models import vit
 

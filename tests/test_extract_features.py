@@ -11,7 +11,7 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from exo2ego_jax import extract_features as ef  # pylint: disable=g-import-not-at-top
+from exo2ego_jax.backbone import features as ef  # pylint: disable=g-import-not-at-top
 from exo2ego_jax.interop import dinov2  # pylint: disable=g-import-not-at-top
 from exo2ego_jax.data import synthetic_video  # pylint: disable=g-import-not-at-top
 from exo2ego_jax.models import vit  # pylint: disable=g-import-not-at-top

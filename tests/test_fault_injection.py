@@ -530,7 +530,7 @@ def test_distill_backbone_crashes_and_ctrl_c_resume_bit_identical(
   """Every distinct crash state of the saves at the end of a 12-step
   distillation (validation at 6 and 12) resumes to the uninterrupted end;
   so does a run stopped by Ctrl-C at step 8, which saves that step first."""
-  from exo2ego_jax import distill_backbone  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.backbone import distill as distill_backbone  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.interop import dinov2  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.models import vit  # pylint: disable=g-import-not-at-top
   teacher = str(tmp_path / "teacher")

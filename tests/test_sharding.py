@@ -102,6 +102,28 @@ def assert_same_run(one: dict, other: dict, update_tolerance: float = 3e-2
   assert error < update_tolerance, f"updates differ by {error:.2%} in norm"
 
 
+def test_sharding_module_builds_each_mesh_and_places_batches(results):
+  """runtime/sharding.py: one `data` axis, Explicit for the temporal model
+  and Auto for the backbone, and three ways to make a global batch that
+  all give back the host batch, split evenly over the devices."""
+  facts = results["facts"]["mesh"]
+  for name, size, axis_type in (("global", NUM_DEVICES, "Explicit"),
+                                ("backbone_local", NUM_DEVICES, "Auto"),
+                                ("first_two", 2, "Explicit")):
+    mesh = facts[name]
+    assert mesh["size"] == size
+    assert mesh["axis_names"] == ["data"]
+    assert mesh["axis_types"] == [f"AxisType.{axis_type}"]
+    assert mesh["replicated_spec"] == []  # every device holds all of it
+    assert mesh["batch_spec"] == ["data"]  # leading axis over the devices
+    for key in ("from_process_rows", "from_shared_batch", "from_host_array"):
+      assert mesh[key] == {"equal": True, "devices": size,
+                           "shard_rows": [BATCH // size]}, (name, key)
+  assert facts["global"]["refused"] == (
+      "config.data.batch_size=6 must be a multiple of the 8 devices")
+  assert facts["first_two"]["refused"] is None  # 6 splits over 2
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_eight_devices_match_one_device(results, mode):
   one = results["arrays"][mode, 1]
@@ -152,8 +174,10 @@ def test_two_hosts_match_one_device(results, tmp_path):
   hosts = [dict(np.load(tmp_path / f"host{i}.npz")) for i in range(2)]
   one = results["arrays"]["exo_supervised", 1]
   for host in hosts:
-    assert tuple(host["layout"]) == (2, 4, 2)  # processes, devices, local
-    assert_same_run(one, {k: v for k, v in host.items() if k != "probs"})
+    # processes, devices, local devices, devices of a local mesh
+    assert tuple(host["layout"]) == (2, 4, 2, 2)
+    np.testing.assert_array_equal(host["shared_batch"], host["exo_batch"])
+    assert_same_run(one, host)
   # Evaluation: both processes get every window's probabilities.
   np.testing.assert_array_equal(hosts[0]["probs"], hosts[1]["probs"])
   assert hosts[0]["probs"].shape == (BATCH, WINDOW, NUM_CLASSES)
@@ -211,21 +235,20 @@ def _setup():
   return batch, make_mode, optimizer, teacher
 
 
-def _train(mode, optimizer, frozen, batch, mesh, process_slice=slice(None)):
-  """Two steps as trainer.train_and_evaluate runs them; (arrays, state,
-  global batch). `process_slice`: this process's part of the batch."""
+def _train(mode, optimizer, frozen, batch, parallel,
+           process_slice=slice(None)):
+  """Two steps as trainer.train_and_evaluate runs them, on the mesh
+  `parallel` (runtime/sharding.py); (arrays, state, global batch).
+  `process_slice`: this process's part of the batch."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
-  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
 
-  replicated = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P("data"))
+  replicated = parallel.replicated
   state = jax.jit(lambda: trainer.init_state(mode, frozen, optimizer,
                                              FEATURE_DIM, seed=0),
                   out_shardings=replicated)()
-  global_batch = {k: jax.make_array_from_process_local_data(
-      data_sharding, v[process_slice]) for k, v in batch.items()}
+  global_batch = {k: parallel.from_process_rows(v[process_slice])
+                  for k, v in batch.items()}
   train_step = jax.jit(trainer.make_train_step(mode, optimizer),
                        donate_argnums=0, out_shardings=(replicated, replicated))
   arrays = _flat("initial", state["params"])
@@ -242,19 +265,21 @@ def _train(mode, optimizer, frozen, batch, mesh, process_slice=slice(None)):
 
 def _run_devices(out_dir: str) -> None:
   import jax  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.training import modes  # pylint: disable=g-import-not-at-top
 
   assert jax.device_count() == NUM_DEVICES, jax.devices()
   batch, make_mode, optimizer, teacher = _setup()
-  facts = {}
+  facts = {"mesh": _mesh_facts(batch)}
   for name in MODES:
     mode = make_mode(name)
     frozen = {"teacher": teacher} if mode.uses_teacher else {}
-    for devices in (jax.devices()[:1], jax.devices()):
-      mesh = jax.make_mesh((len(devices),), ("data",), devices=devices)
+    for parallel in (sharding.data_parallel(devices=jax.devices()[:1]),
+                     sharding.data_parallel()):
       arrays, state, global_batch = _train(mode, optimizer, frozen, batch,
-                                           mesh)
-      np.savez(os.path.join(out_dir, f"{name}_{len(devices)}.npz"), **arrays)
+                                           parallel)
+      np.savez(os.path.join(out_dir, f"{name}_{parallel.size}.npz"),
+               **arrays)
     params = jax.tree.leaves(state["params"])
     initial_params = [arrays[k] for k in arrays if k.startswith("initial")]
     assert len(initial_params) == len(params)
@@ -286,27 +311,66 @@ def _run_devices(out_dir: str) -> None:
     json.dump(facts, f)
 
 
+def _mesh_facts(batch: dict) -> dict:
+  """What runtime/sharding.py builds on 8 devices of one process."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
+
+  facts = {}
+  for name, parallel in (
+      ("global", sharding.data_parallel()),
+      ("backbone_local", sharding.data_parallel(local=True, auto_axes=True)),
+      ("first_two", sharding.data_parallel(devices=jax.devices()[:2]))):
+    exo = batch["exo"]
+    arrays = {"from_process_rows": parallel.from_process_rows(exo),
+              "from_shared_batch": parallel.from_shared_batch(exo),
+              "from_host_array": parallel.from_host_array(exo)}
+    try:
+      parallel.check_divides("config.data.batch_size", 6)
+      refused = None
+    except ValueError as e:
+      refused = str(e)
+    facts[name] = {
+        "size": parallel.size,
+        "axis_names": list(parallel.mesh.axis_names),
+        "axis_types": [str(t) for t in parallel.mesh.axis_types],
+        "replicated_spec": list(parallel.replicated.spec),
+        "batch_spec": list(parallel.batch.spec),
+        "refused": refused,
+        **{key: {"equal": bool(np.array_equal(np.asarray(a), exo)),
+                 "devices": len(a.sharding.device_set),
+                 "shard_rows": sorted({s.data.shape[0]
+                                       for s in a.addressable_shards})}
+           for key, a in arrays.items()}}
+  return facts
+
+
 def _run_host(out_dir: str) -> None:
   """One of two processes; the environment makes it join the other."""
   from exo2ego_jax.runtime import distributed  # pylint: disable=g-import-not-at-top
   assert distributed.initialize()
   import jax  # pylint: disable=g-import-not-at-top
-  from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
-  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
 
   batch, make_mode, optimizer, _ = _setup()
   mode = make_mode("exo_supervised")
-  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  parallel = sharding.data_parallel()
   per_process = BATCH // jax.process_count()
   start = jax.process_index() * per_process
-  arrays, state, _ = _train(mode, optimizer, {}, batch, mesh,
+  arrays, state, _ = _train(mode, optimizer, {}, batch, parallel,
                             slice(start, start + per_process))
   arrays["layout"] = np.array([jax.process_count(), jax.device_count(),
-                               jax.local_device_count()])
-  predict_fn = trainer.make_predict_fn(mode, state,
-                                       NamedSharding(mesh, P("data")))
+                               jax.local_device_count(),
+                               sharding.data_parallel(local=True).size])
+  predict_fn = trainer.make_predict_fn(mode, state, parallel)
   arrays["probs"] = predict_fn(batch["exo"], batch["mask"])
+  # Every process holds the whole batch and passes it: the global array is
+  # that batch (each process contributed its own rows), read back whole.
+  gather = jax.jit(lambda x: x, out_shardings=parallel.replicated)
+  arrays["shared_batch"] = np.asarray(gather(
+      parallel.from_shared_batch(batch["exo"])))
+  arrays["exo_batch"] = batch["exo"]
   np.savez(os.path.join(out_dir, f"host{jax.process_index()}.npz"), **arrays)
 
 

@@ -8,7 +8,10 @@ import jax
 import numpy as np
 import pytest
 
+import shutil
+
 from exo2ego_jax.runtime import checkpoints
+from exo2ego_jax.runtime import frozen as frozen_lib
 from exo2ego_jax.data import datasets
 from exo2ego_jax.training import trainer
 from conftest import edit_splits
@@ -106,11 +109,20 @@ def test_distillation_modes_train_and_never_touch_the_teacher(
   results = trainer.train_and_evaluate(config, workdir)
   assert results["validation"]["num_videos"] == 6
   _, state = checkpoints.restore_state(workdir, checkpoints.LATEST)
-  # The frozen teacher the run used is the teacher checkpoint, bit for bit,
-  # and the teacher's own checkpoint files were not rewritten.
+  # Checkpoints hold what trains; frozen.json records the teacher the run
+  # loaded (the teacher checkpoint, bit for bit), and the teacher's own
+  # checkpoint files were not rewritten.
+  assert set(state) == {"step", "params", "batch_stats", "opt_state"}
+  with open(os.path.join(workdir, frozen_lib.RECORD)) as f:
+    record = json.load(f)
   teacher_vars = {"params": teacher_before["params"],
                   "batch_stats": teacher_before["batch_stats"]}
-  _assert_trees_equal(state["frozen"]["teacher"], teacher_vars)
+  teacher_step = checkpoints.restore_state(teacher_dir)[0]
+  assert record["teacher"] == {
+      "workdir": os.path.abspath(teacher_dir), "step": teacher_step,
+      "checkpoint": os.path.join(os.path.abspath(teacher_dir), "best",
+                                 str(teacher_step)),
+      "sha256": frozen_lib.content_hash(teacher_vars)}
   _, teacher_after = checkpoints.restore_state(teacher_dir)
   _assert_trees_equal(teacher_after["params"], teacher_before["params"])
   assert files_before == {
@@ -131,7 +143,98 @@ def test_distillation_modes_train_and_never_touch_the_teacher(
     assert any(changed)
   if mode == "distill_both":
     _, adapter = checkpoints.restore_state(feature_dir)
-    _assert_trees_equal(state["frozen"]["adapter"], adapter["params"])
+    assert record["adapter"]["sha256"] == frozen_lib.content_hash(
+        adapter["params"])
+  assert set(record) == ({"teacher", "adapter"} if mode == "distill_both"
+                         else {"teacher"})
+
+
+def test_changed_teacher_is_refused_on_resume_and_in_evaluate(
+    tmp_path, make_config, teacher_dir):
+  teacher = str(tmp_path / "teacher")
+  shutil.copytree(teacher_dir, teacher, ignore=shutil.ignore_patterns(".lock"))
+  config = make_config("distill_model", teacher_workdir=teacher, num_epochs=1)
+  workdir = str(tmp_path / "student")
+  trainer.train_and_evaluate(config, workdir)
+  trainer.evaluate_run(config, workdir, "test", write_predictions=False)
+  # The teacher gets a new best checkpoint with other weights.
+  step, state = checkpoints.restore_state(teacher)
+  state["params"] = jax.tree.map(lambda a: a + 1, state["params"])
+  ckpt = checkpoints.RunCheckpoints(teacher, "f1@25")
+  ckpt.save(step + 100, state, {"f1@25": 1e9})
+  ckpt.close()
+  def contents():
+    out = {}
+    for root, _, names in os.walk(workdir):
+      for name in names:
+        with open(os.path.join(root, name), "rb") as f:
+          out[os.path.join(root, name)] = f.read()
+    return out
+  files = contents()
+  want = (f"the teacher changed since this run started: {workdir} trained "
+          f"with {teacher}/best/{step} (sha256 ")
+  for attempt in (lambda: trainer.train_and_evaluate(config, workdir),
+                  lambda: trainer.evaluate_run(config, workdir, "test")):
+    with pytest.raises(ValueError) as e:
+      attempt()
+    assert str(e.value).startswith(want)
+    assert str(e.value).endswith(
+        f"now holds {teacher}/best/{step + 100} (sha256 "
+        f"{frozen_lib.content_hash({k: state[k] for k in ('params', 'batch_stats')})[:12]}"
+        f"). Restore the teacher's checkpoint of step {step} in {teacher}, "
+        "or start the run in a new --workdir")
+  assert contents() == files  # nothing written, nothing removed
+
+
+def test_checkpoints_holding_the_teacher_resume_and_evaluate(
+    tmp_path, make_config, teacher_dir, monkeypatch):
+  """Workdirs of older versions: every checkpoint holds state["frozen"]
+  (written here through the same checkpoints API, unsaved=() as those
+  versions saved). They resume, keep that layout, and end as a new run."""
+  config = make_config("distill_model", teacher_workdir=teacher_dir,
+                       num_epochs=3)
+  straight = str(tmp_path / "straight")
+  trainer.train_and_evaluate(config, straight)
+
+  old = str(tmp_path / "old")
+  original_init = checkpoints.RunCheckpoints.__init__
+  original_save = checkpoints.RunCheckpoints.save
+  def save_then_interrupt(self, step, state, metrics=None):
+    assert "frozen" in state
+    original_save(self, step, state, metrics)
+    if step == 2:
+      raise KeyboardInterrupt
+  monkeypatch.setattr(
+      checkpoints.RunCheckpoints, "__init__",
+      lambda self, workdir, metric, unsaved=(): original_init(
+          self, workdir, metric))
+  monkeypatch.setattr(checkpoints.RunCheckpoints, "save", save_then_interrupt)
+  with pytest.raises(KeyboardInterrupt):
+    trainer.train_and_evaluate(config, old)
+  monkeypatch.undo()
+  # Such a workdir has no frozen.json (nor gets one: its checkpoints hold
+  # their own copy of the teacher).
+  assert not os.path.exists(os.path.join(old, frozen_lib.RECORD))
+  _, saved = checkpoints.restore_state(old, checkpoints.LATEST)
+  assert "frozen" in saved
+  trainer.train_and_evaluate(config, old)
+
+  _, a = checkpoints.restore_state(straight, checkpoints.LATEST)
+  _, b = checkpoints.restore_state(old, checkpoints.LATEST)
+  assert int(a["step"]) == int(b["step"]) == 6
+  assert "frozen" not in a and "frozen" in b  # each keeps its layout
+  for key in ("params", "batch_stats", "opt_state"):
+    _assert_trees_equal(a[key], b[key])
+  _, teacher = checkpoints.restore_state(teacher_dir)
+  _assert_trees_equal(b["frozen"]["teacher"], {
+      "params": teacher["params"], "batch_stats": teacher["batch_stats"]})
+  assert not os.path.exists(os.path.join(old, frozen_lib.RECORD))
+  assert _train_losses(straight)[2:] == _train_losses(old)[-4:]
+  summaries = [trainer.evaluate_run(config, w, "test",
+                                    write_predictions=False)
+               for w in (straight, old)]
+  assert summaries[0]["f1@25"] == summaries[1]["f1@25"]
+  assert summaries[0]["mof"] == summaries[1]["mof"]
 
 
 def test_distillation_never_reads_ego_labels(tmp_path, make_config,

@@ -14,6 +14,11 @@ the best. What keeps them usable through kills, full disks and damage
 * Old checkpoints are renamed into `.deleting/` before they are removed, so a
   reader (evaluate, a student loading its teacher) sees a checkpoint whole or
   not at all, and retries on the newest one when it disappears.
+
+A run can name state entries it re-attaches at every start rather than
+saves (`unsaved`: the frozen teacher/adapter, runtime/frozen.py). Workdirs
+whose checkpoints were written with those entries (by older versions) keep
+that layout, and restoring reads them when a checkpoint holds them.
 """
 
 from __future__ import annotations
@@ -182,6 +187,27 @@ def _steps(directory: str) -> list[int]:
   return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
 
 
+def saved_keys(path: str) -> set[str] | None:
+  """Top-level keys of the state saved in the checkpoint `path` (None if
+  its metadata is unreadable: the restore then reports the damage)."""
+  try:
+    with open(os.path.join(path, "state", "_METADATA")) as f:
+      tree = json.load(f)["tree_metadata"]
+    return {entry["key_metadata"][0]["key"] for entry in tree.values()}
+  except (OSError, ValueError, KeyError, IndexError, TypeError):
+    return None
+
+
+def _held_target(path: str, target: dict | None, optional) -> dict | None:
+  """`target` without the `optional` entries the checkpoint lacks."""
+  if target is None or not optional:
+    return target
+  keys = saved_keys(path)
+  if keys is None:
+    return target
+  return {k: v for k, v in target.items() if k in keys or k not in optional}
+
+
 def size_of(path: str) -> int:
   """Bytes of all files under `path`."""
   return sum(os.path.getsize(os.path.join(r, n))
@@ -232,7 +258,8 @@ class RunCheckpoints:
   """The latest and the best checkpoints of one workdir, for the process
   that holds its lock (the run)."""
 
-  def __init__(self, workdir: str, best_metric: str):
+  def __init__(self, workdir: str, best_metric: str,
+               unsaved: tuple[str, ...] = ()):
     self.workdir, self.best_metric = workdir, best_metric
     latest_dir = os.path.join(workdir, LATEST)
     best_dir = os.path.join(workdir, BEST)
@@ -256,6 +283,13 @@ class RunCheckpoints:
     self._remove(self.latest, latest_steps[:-KEEP_LATEST])
     best = self.best.best_step()
     self._remove(self.best, [s for s in self.best.all_steps() if s != best])
+    # `unsaved` entries are left out of the checkpoints, except in workdirs
+    # whose checkpoints hold them (written by older versions): those keep
+    # their layout, so that all of a run's checkpoints have one.
+    saved = [os.path.join(d, str(s)) for d in (latest_dir, best_dir)
+             for s in reversed(_steps(d))]
+    held = next((k for k in map(saved_keys, saved) if k is not None), set())
+    self.unsaved = tuple(k for k in unsaved if k not in held)
 
   @staticmethod
   def _remove(manager, steps) -> None:
@@ -274,6 +308,7 @@ class RunCheckpoints:
   def save(self, step: int, state: dict, metrics: dict | None = None) -> None:
     """Saves the latest state; with validation `metrics`, first offers it as
     the best (kept only if its metric beats the best so far)."""
+    state = {k: v for k, v in state.items() if k not in self.unsaved}
     if metrics is not None:
       self._offer_best(step, state, metrics)
     self._save(self.latest, step, state)
@@ -351,7 +386,8 @@ class RunCheckpoints:
                       problem, aside, steps[-1], again)
       self.latest.reload()
     try:
-      state = _restore(self.latest, step, target)
+      state = _restore(self.latest, step,
+                       _held_target(path, target, self.unsaved))
     except Exception as e:  # orbax/tensorstore raise many kinds
       raise CheckpointError(
           f"checkpoint {path} cannot be restored into this run "
@@ -359,7 +395,8 @@ class RunCheckpoints:
           "or damaged. Every file was left as it is: use a new --workdir"
       ) from None
     if recorded and step in recorded:
-      self._offer_best(step, state, recorded[step])
+      self._offer_best(step, {k: v for k, v in state.items()
+                              if k not in self.unsaved}, recorded[step])
     return state
 
   def _damaged_message(self, path: str, problem: str) -> str:
@@ -414,13 +451,16 @@ def _pick(directory: str, which: str) -> int | None:
 
 
 def restore_state(workdir: str, which: str = BEST, target: dict | None = None,
-                  attempts: int = 5) -> tuple[int, dict]:
+                  attempts: int = 5, optional: tuple[str, ...] = ()
+                  ) -> tuple[int, dict]:
   """(step, state) of a finished or running workdir's best/latest checkpoint.
 
   Reads only: safe while that run trains. A checkpoint that the run deletes
   while it is read is no error: the newest one is read instead. Without
   `target` the arrays come back as saved (host arrays), which is what
-  loading a teacher or an adapter from another run needs.
+  loading a teacher or an adapter from another run needs. Entries of
+  `target` named in `optional` are not restored where the checkpoint lacks
+  them (the run's `unsaved` entries).
   """
   directory = os.path.join(workdir, which)
   if not os.path.isdir(directory):
@@ -439,7 +479,8 @@ def restore_state(workdir: str, which: str = BEST, target: dict | None = None,
         raise CheckpointError(problem)
       manager = _manager(directory)
       try:
-        return step, _restore(manager, step, target)
+        return step, _restore(manager, step,
+                              _held_target(path, target, optional))
       finally:
         manager.close()
     except Exception as e:  # orbax/tensorstore raise many kinds

@@ -33,12 +33,15 @@ import optax
 from exo2ego_jax.runtime import checkpoints
 from exo2ego_jax.data import datasets
 from exo2ego_jax.runtime import distributed
+from exo2ego_jax.runtime import frozen as frozen_lib
 from exo2ego_jax.evaluation import evaluator
 from exo2ego_jax.data import input_pipeline
+from exo2ego_jax.training import loop
 from exo2ego_jax.training import losses
 from exo2ego_jax.training import modes
 from exo2ego_jax.training import pseudo_labels
 from exo2ego_jax.runtime import run_log
+from exo2ego_jax.runtime import sharding as sharding_lib
 from exo2ego_jax.runtime import workdir as workdir_lib
 from exo2ego_jax.models import adapters
 from exo2ego_jax.models import c2f_tcn
@@ -168,8 +171,9 @@ def build_mode(config: ml_collections.ConfigDict,
 
 
 def load_frozen(config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
-                mode: modes.Mode) -> dict:
-  """Parameters a run uses without training: teacher, adapter."""
+                mode: modes.Mode, loaded: dict | None = None) -> dict:
+  """Parameters a run uses without training: teacher, adapter. `loaded`
+  gets where each came from (runtime/frozen.py records it)."""
   frozen = {}
   if mode.loads_teacher:
     teacher_config = read_run_config(config.teacher_workdir)
@@ -177,12 +181,13 @@ def load_frozen(config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
       raise ValueError(f"teacher {config.teacher_workdir} is a "
                        f"{teacher_config.get('mode')} run: the teacher must "
                        "be an exo_supervised run")
-    _, teacher = checkpoints.restore_state(config.teacher_workdir)
+    teacher = frozen_lib.restore(config.teacher_workdir, loaded, "teacher")
     frozen["teacher"] = {"params": teacher["params"],
                          "batch_stats": teacher["batch_stats"]}
     check_teacher(frozen["teacher"], config, info, mode)
   if mode.uses_trained_adapter:
-    _, adapter_state = checkpoints.restore_state(config.adapter_workdir)
+    adapter_state = frozen_lib.restore(config.adapter_workdir, loaded,
+                                       "adapter")
     frozen["adapter"] = adapter_state["params"]
   return frozen
 
@@ -265,22 +270,17 @@ def make_train_step(mode: modes.Mode, optimizer, skip_nonfinite: bool = False):
   return train_step
 
 
-def make_predict_fn(mode: modes.Mode, state: dict, sharding):
+def make_predict_fn(mode: modes.Mode, state: dict,
+                    parallel: sharding_lib.DataParallel):
   """Host-callable (windows, masks) -> probabilities, compiled once."""
   # Multi-host: every process passes the same windows and gets all the
   # probabilities back (replicated output), so scoring needs no gather.
-  replicated = jax.sharding.NamedSharding(sharding.mesh,
-                                          jax.sharding.PartitionSpec())
   predict = jax.jit(lambda s, x, m: modes.predict_probs(mode, s, x, m),
-                    out_shardings=replicated)
-
-  def global_array(local: np.ndarray) -> jax.Array:
-    return jax.make_array_from_callback(local.shape, sharding,
-                                        lambda index: local[index])
+                    out_shardings=parallel.replicated)
 
   def predict_fn(windows: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    return np.asarray(predict(state, global_array(windows),
-                              global_array(masks)))
+    return np.asarray(predict(state, parallel.from_host_array(windows),
+                              parallel.from_host_array(masks)))
   return predict_fn
 
 
@@ -350,24 +350,19 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   info, sources = datasets.open_dataset(config.dataset.name,
                                         config.dataset.data_dir)
   mode = build_mode(config, info)
-  frozen = load_frozen(config, info, mode)
+  loaded = {}
+  frozen = load_frozen(config, info, mode, loaded)
   workdir_lib.check_same_config(workdir, config.to_json(), allow_config_change)
   if jax.process_index() == 0:
     workdir_lib.write_atomic(os.path.join(workdir, "config.json"),
                              config.to_json(indent=2))
 
   # ----- Device mesh: data parallel over every device of every host. -----
-  mesh = jax.make_mesh((jax.device_count(),), ("data",))
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  data_sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec("data"))
-  if config.data.batch_size % jax.device_count():
-    raise ValueError(f"config.data.batch_size={config.data.batch_size} must "
-                     f"be a multiple of the {jax.device_count()} devices")
-  if config.data.eval_batch_size % jax.device_count():
-    raise ValueError(f"config.data.eval_batch_size="
-                     f"{config.data.eval_batch_size} must be a multiple of "
-                     f"the {jax.device_count()} devices")
+  parallel = sharding_lib.data_parallel()
+  replicated = parallel.replicated
+  parallel.check_divides("config.data.batch_size", config.data.batch_size)
+  parallel.check_divides("config.data.eval_batch_size",
+                         config.data.eval_batch_size)
 
   # ----- Input pipeline. -----
   per_process_batch = config.data.batch_size // jax.process_count()
@@ -410,13 +405,23 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   state = jax.jit(lambda: init_state(mode, frozen, optimizer,
                                      info.feature_dim, config.seed),
                   out_shardings=replicated)()
-  ckpt = checkpoints.RunCheckpoints(workdir, config.best_metric)
+  # Checkpoints hold what trains; the frozen parts are re-attached (older
+  # workdirs' checkpoints hold them too, and those copies are used).
+  ckpt = checkpoints.RunCheckpoints(workdir, config.best_metric,
+                                    unsaved=(frozen_lib.STATE_KEY,))
+  if ckpt.unsaved:
+    try:
+      frozen_lib.check_or_record(workdir, frozen_lib.describe(loaded, frozen),
+                                 first_start=ckpt.latest_step() is None)
+    except BaseException:
+      ckpt.close()
+      raise
   if ckpt.latest_step() is not None:
     recorded = {s: {config.best_metric: r[config.best_metric]} for s, r in
                 workdir_lib.evaluations(workdir, config.data.eval_split).items()
                 if config.best_metric in r}
-    state = ckpt.restore_latest(checkpoints.abstract_like(state), recorded)
-    state = jax.device_put(state, replicated)
+    restored = ckpt.restore_latest(checkpoints.abstract_like(state), recorded)
+    state = jax.device_put(dict(state, **restored), replicated)
   start_step = int(state["step"])
   if jax.process_index() == 0:
     workdir_lib.rewind_metrics(workdir, start_step)
@@ -432,9 +437,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
                        donate_argnums=0,
                        out_shardings=(replicated, replicated))
 
-  def evaluate(split: str, view: str) -> dict:
+  def evaluate(state: dict, split: str, view: str) -> dict:
     summary = evaluator.evaluate_split(
-        make_predict_fn(mode, state, data_sharding), sources[split],
+        make_predict_fn(mode, state, parallel), sources[split],
         view=view, chunk_sizes=eval_chunk_sizes(config),
         max_frames=config.data.max_frames,
         batch_size=config.data.eval_batch_size,
@@ -444,19 +449,29 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
     summary.pop("per_video")
     return summary
 
-  # ----- Train loop. -----
+  # ----- Train loop (training/loop.py): this run's step, logs, evaluation.
   batches = iter(train_ds[start_step:].to_iter_dataset(
       input_pipeline.grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
   report = run_log.RunReport(
       workdir, config.mode, total_steps, start_step,
       progress=jax.process_index() == 0 and config.progress,
       write_events=jax.process_index() == 0)
-  pending, t0 = [], time.time()  # per-step logs since the last flush
+  t0 = time.time()
   split = config.data.train_split
 
-  def flush(step: int) -> None:
+  def step_fn(state: dict, step: int) -> tuple[dict, tuple]:
+    batch = next(batches)
+    indices = batch.pop("index")
+    global_batch = {k: parallel.from_process_rows(v)
+                    for k, v in batch.items()}
+    if step == start_step + 1:
+      report.compiling()
+    state, logs = train_step(state, global_batch)
+    report.step(step)
+    return state, (step, indices, logs)
+
+  def flush(step: int, pending: list) -> None:
     """Checks the pending steps are finite, then logs their mean."""
-    nonlocal pending
     host = jax.device_get([logs for _, _, logs in pending])
     _check_finite(workdir, [(s, i, bool(l["finite"])) for (s, i, _), l in
                             zip(pending, host)], sources, split,
@@ -465,74 +480,59 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
     mean = {k: float(np.mean([l[k] for l in kept])) if kept else None
             for k in host[0] if k != "finite"}
     mean["skipped"] = len(host) - len(kept)
-    pending = []
     rate = report.trained(step, mean)
     append_jsonl(workdir, dict(
         mean, step=step, split="train", epoch=step / steps_per_epoch,
         seconds_since_resume=round(time.time() - t0, 2),
         steps_per_second=rate and round(rate, 3)))
 
-  def stopped(step: int, saved: bool) -> dict:
-    return {"mode": config.mode, "preempted": True, "step": step,
-            "signal": preemption.signal, "saved": saved,
-            "workdir": os.path.abspath(workdir)}
+  def evaluate_step(step: int, state: dict) -> dict:
+    summary = evaluate(state, config.data.eval_split, config.data.eval_view)
+    append_jsonl(workdir, dict(summary, step=step,
+                               split=config.data.eval_split,
+                               view=config.data.eval_view))
+    report.evaluated(step, config.data.eval_split, config.data.eval_view,
+                     summary)
+    return {config.best_metric: summary[config.best_metric]}
+
+  def stop_early(step: int) -> bool:
+    if not (patience and patience_exhausted(step, ckpt.best_step(),
+                                            eval_every, patience)):
+      return False
+    report.write(f"step {step}: no better {config.best_metric} in "
+                 f"{patience} evaluations; stopping early")
+    return True
 
   try:
-    if start_step < total_steps and distributed.any_process(
-        preemption.requested):  # during setup: nothing new to save
-      return stopped(start_step, saved=False)
-    for step in range(start_step + 1, (stopped_early or total_steps) + 1):
-      checkpoints.fault_point("train_step")
-      batch = next(batches)
-      indices = batch.pop("index")
-      global_batch = {
-          k: jax.make_array_from_process_local_data(data_sharding, v)
-          for k, v in batch.items()}
-      if step == start_step + 1:
-        report.compiling()
-      state, logs = train_step(state, global_batch)
-      report.step(step)
-      pending.append((step, indices, logs))
-      evaluate_now = step % eval_every == 0 or step == total_steps
-      preempted = distributed.any_process(preemption.requested)
-      save_now = evaluate_now or preempted or (
-          config.checkpoint_every_steps and
-          step % config.checkpoint_every_steps == 0)
-      if save_now or step % config.log_every_steps == 0:
-        flush(step)  # never checkpoint a state that went non-finite
-      if evaluate_now:
-        summary = evaluate(config.data.eval_split, config.data.eval_view)
-        append_jsonl(workdir, dict(summary, step=step,
-                                   split=config.data.eval_split,
-                                   view=config.data.eval_view))
-        report.evaluated(step, config.data.eval_split,
-                         config.data.eval_view, summary)
-        ckpt.save(step, state,
-                  {config.best_metric: summary[config.best_metric]})
-        if patience and patience_exhausted(step, ckpt.best_step(),
-                                           eval_every, patience):
-          stopped_early = step
-          report.write(f"step {step}: no better {config.best_metric} in "
-                       f"{patience} evaluations; stopping early")
-          break
-      elif save_now:
-        ckpt.save(step, state)
-      if preempted:  # the last step too: results are left to the re-run
-        return stopped(step, saved=True)
+    outcome = loop.run(
+        state, start_step=start_step, end_step=stopped_early or total_steps,
+        train_step=step_fn, ckpt=ckpt, preemption=preemption,
+        log_now=lambda step: step % config.log_every_steps == 0,
+        flush=flush,
+        evaluate_now=lambda step: (step % eval_every == 0 or
+                                   step == total_steps),
+        evaluate=evaluate_step,
+        checkpoint_every=config.checkpoint_every_steps,
+        stop_after_evaluation=stop_early)
   finally:
     report.close()
-    ckpt.close()
-  preemption.release()  # all is saved: Ctrl-C now stops at once
+  state = outcome.state
+  if outcome.preempted_at is not None:
+    return {"mode": config.mode, "preempted": True,
+            "step": outcome.preempted_at, "signal": preemption.signal,
+            "saved": outcome.saved, "workdir": os.path.abspath(workdir)}
+  stopped_early = outcome.stopped_early or stopped_early
 
   # ----- Results of the best checkpoint on the validation split. -----
   best_step, best = checkpoints.restore_state(
-      workdir, target=checkpoints.abstract_like(state))
-  state = jax.device_put(best, replicated)
+      workdir, target=checkpoints.abstract_like(state),
+      optional=(frozen_lib.STATE_KEY,))
+  state = jax.device_put(dict(state, **best), replicated)
   results = {"mode": config.mode, "workdir": os.path.abspath(workdir),
              "total_steps": total_steps, "best_step": best_step,
              "best_metric": config.best_metric,
              "stopped_early_at": stopped_early,
-             "validation": evaluate(config.data.eval_split,
+             "validation": evaluate(state, config.data.eval_split,
                                     config.data.eval_view)}
   if jax.process_index() == 0:
     workdir_lib.write_atomic(os.path.join(workdir, "results.json"),
@@ -556,14 +556,17 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, split: str,
                  else eval_chunk_sizes(config))
   mode = build_mode(config, info)
   step, state = checkpoints.restore_state(workdir, which)
-  mesh = jax.make_mesh((jax.device_count(),), ("data",))
-  data_sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec("data"))
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  state = jax.device_put(state, replicated)
+  if frozen_lib.STATE_KEY not in state:  # re-attach, unless an older layout
+    loaded = {}
+    frozen = load_frozen(config, info, mode, loaded)
+    frozen_lib.check_or_record(workdir, frozen_lib.describe(loaded, frozen),
+                               first_start=False)
+    state[frozen_lib.STATE_KEY] = frozen
+  parallel = sharding_lib.data_parallel()
+  state = jax.device_put(state, parallel.replicated)
   out_dir = os.path.join(workdir, "eval", f"{split}_{view}")
   summary = evaluator.evaluate_split(
-      make_predict_fn(mode, state, data_sharding), sources[split],
+      make_predict_fn(mode, state, parallel), sources[split],
       view=view, chunk_sizes=chunk_sizes, max_frames=config.data.max_frames,
       batch_size=config.data.eval_batch_size, class_names=info.class_names,
       background_classes=info.background_classes,
