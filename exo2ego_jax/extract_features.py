@@ -44,6 +44,7 @@ import tqdm
 
 from exo2ego_jax.runtime import cli
 from exo2ego_jax.runtime import distributed
+from exo2ego_jax.data import video as video_lib
 from exo2ego_jax.interop import dinov2
 from exo2ego_jax.models import vit
 
@@ -115,7 +116,7 @@ def decode_frames(path: str, fps: float | None = None
         if current_bin <= last_bin:
           continue
         last_bin = current_bin
-      yield index, frame.to_image()
+      yield index, Image.fromarray(video_lib.frame_to_rgb(frame))  # mono: 3 ch.
 
 
 def find_videos(patterns: Sequence[str]) -> list[str]:

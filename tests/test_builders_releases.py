@@ -129,6 +129,8 @@ def test_registered_release_configs_build_and_train_one_epoch(tmp_path, config):
   r = records["train"][f"assembly_{RECORDINGS[0]}"]
   assert r["exo"].shape == (14, 1536) and r["ego"].shape == (14, 1536)
   assert r["exo"].dtype == (np.float16 if "fp16" in config else np.float32)
+  if ego_format == "lmdb":
+    return  # the same examples as npy from here on; one training is enough
 
   cfg = synthetic_exo.get_config()
   cfg.dataset.name, cfg.dataset.data_dir = name, str(tmp_path / "d")

@@ -200,6 +200,13 @@ class Builder(SyncFeatureBuilder):
   ego_coarse_labels/<video>.txt (an ego-view annotation).
   """
 
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    try:
+      super()._download_and_prepare(dl_manager, download_config)
+    finally:  # a build retried in this process can open the LMDBs again
+      if getattr(self, "_lmdb", None) is not None:
+        self._lmdb.close()
+
   def _plan(self, manual_dir: str) -> Plan:
     config = self.builder_config
     annotations = os.path.join(manual_dir, "coarse-annotations")
@@ -217,7 +224,7 @@ class Builder(SyncFeatureBuilder):
       require(os.path.join(path, "data.mdb"), f"{config.feature_type} features of "
               f"view {view}", "Put the view's LMDB environment there (see README).")
     split_ids, split_source = self._split_ids(manual_dir, annotations)
-    lmdb = LmdbViews()
+    lmdb = self._lmdb = LmdbViews()
     extra = {}
     if release:
       _check_release(config, manual_dir, lmdb)
