@@ -211,3 +211,46 @@ def test_ego_video_of_another_length_is_refused(tmp_path, ego_frames):
   # Within the policy (a few frames apart) it builds.
   ok = _manual(tmp_path / "ok", ego_frames=FRAMES + 3)
   _build(_tiny("npy"), tmp_path / "d_ok", ok)
+
+
+def test_egoexo4d_pt_files_named_as_the_downloader_names_them(tmp_path):
+  """`features/omnivore_video/<take_uid>_<cam_id>_<stream_id>.pt` (one
+  torch.save'd (windows, D) tensor, as ego4d's extract_features writes) and
+  the extraction's config.yaml beside them; the registered config builds and
+  trains one epoch."""
+  torch = pytest.importorskip("torch")
+  import test_builders_real as real  # pylint: disable=g-import-not-at-top
+  from tfds_builders import egoexo4d_keystep  # pylint: disable=g-import-not-at-top
+  manual = real._egoexo_manual(tmp_path / "m")  # pylint: disable=protected-access
+  features = manual / "features" / "omnivore_video"
+  for npy in sorted(features.glob("*.npy")):
+    values = np.repeat(np.load(npy), 1536 // D, axis=1)
+    torch.save(torch.from_numpy(values), npy.with_suffix(".pt"))
+    os.remove(npy)
+  (features / "config.yaml").write_text(
+      "inference_config:\n  fps: 30\n  frame_window: 32\n  stride: 16\n")
+  config = "omnivore_best_exo"
+  builder = egoexo4d_keystep.Builder(config=config, data_dir=str(tmp_path / "d"),
+                                     file_format="array_record")
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(manual)))
+  records = _records(f"egoexo4d_keystep/{config}", tmp_path / "d")
+  every = {vid: r for split in records.values() for vid, r in split.items()}
+  r = every["georgiatech_covid_01_1"]  # best_exo cam02: uid-1_cam02_0.pt
+  np.testing.assert_array_equal(
+      r["exo"], np.repeat([real._vec(2, t) for t in range(8)], 1536 // D, 1))  # pylint: disable=protected-access
+  assert r["ego"].shape == (8, 1536) and r["exo_view"] == b"cam02"
+  # Steps at window centres (16 + 16 i) / 30 s: 0.53, 1.07, 1.6, 2.13, 2.67,
+  # 3.2...; keysteps [1, 2) and [2, 3) s.
+  np.testing.assert_array_equal(r["labels"], [0, 1, 1, 2, 2, 0, 0, 0])
+
+  cfg = synthetic_exo.get_config()
+  cfg.dataset.name = f"egoexo4d_keystep/{config}"
+  cfg.dataset.data_dir = str(tmp_path / "d")
+  cfg.data.eval_view = "ego"
+  cfg.data.max_frames, cfg.data.chunk_size, cfg.data.zoom = 4, 1, False
+  cfg.data.batch_size = cfg.data.eval_batch_size = 1
+  cfg.num_epochs, cfg.eval_every_epochs, cfg.log_every_steps = 1, 1, 1
+  cfg.progress = False
+  results = trainer.train_and_evaluate(cfg, str(tmp_path / "run"))
+  assert np.isfinite(results["validation"]["mof"])
