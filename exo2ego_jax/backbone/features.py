@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from exo2ego_jax.data import video as video_lib
 from exo2ego_jax.models import vit
 from exo2ego_jax.runtime import sharding
 
@@ -89,7 +90,8 @@ def decode_frames(path: str, fps: float | None = None
         if current_bin <= last_bin:
           continue
         last_bin = current_bin
-      yield index, frame.to_image()
+      # Monochrome (gray, gray10le) frames come back as 3 equal channels.
+      yield index, Image.fromarray(video_lib.frame_to_rgb(frame))
 
 
 def find_videos(patterns: Sequence[str]) -> list[str]:

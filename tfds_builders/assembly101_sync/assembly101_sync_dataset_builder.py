@@ -2,7 +2,10 @@
 
 Reads the public per-frame features (LMDB, TSM or DINOv2 release) of one static
 (exo) and one head-mounted (ego) view, paired by frame index, and the coarse
-segment annotations. Manual download; see README.md for the files and layout.
+segment annotations. The official DINOv2 release (ViT-g/14) has the exo view
+only: its configs read the ego view from the user's own extraction (npy or
+LMDB, `exo2ego_jax.extract_features`). Manual download; see README.md for the
+files and layout.
 
   builder = Builder(config="tsm_c10119_hmc84358933", data_dir=d,
                     file_format="array_record")
@@ -17,13 +20,17 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders.common.alignment import Loaded, Recording, Stream
 from tfds_builders.common.annotations import parse_segments, read_class_table
 from tfds_builders.common.annotations import segments_to_labels
-from tfds_builders.common.errors import DataError, require
-from tfds_builders.common.features import LmdbViews
+from tfds_builders.common.errors import DataError, MissingData, require
+from tfds_builders.common.repair import repair_fix
+from tfds_builders.common.features import LmdbViews, load_feature_file
+from tfds_builders.common.layout import check_lmdb_layout, last_frame
+from tfds_builders.common.layout import rows_of_frames
 from tfds_builders.common.splits import hash_partition, read_split_list
 from tfds_builders.common.splits import user_splits
 from tfds_builders.common.sync_builder import Plan, SyncConfig
@@ -35,8 +42,19 @@ FEATURE_TYPES = {
             "key_format": "{recording}/{view}/{view}_{frame:010d}.jpg"},
     "dinov2": {"feature_dim": 1024, "lmdb_dir": "DINOv2_features/{view}",
                "key_format": "{video}_{frame:010d}.jpg"},
+    # The official DINOv2_features.zip (download scripts' README; HandFormer's
+    # feeder): ViT-g/14, 1536-D, the TSM key layout, exo view C10119_rgb only.
+    "dinov2_vitg14": {"feature_dim": 1536,
+                      "lmdb_dir": "DINOv2_features/lmdb_fullImg",
+                      "key_format": "{recording}/{view}/{view}_{frame:010d}.jpg"},
 }
+# The backbone whose features a release holds: ego features must come from it.
+BACKBONES = {"dinov2_vitg14": "DINOv2 ViT-g/14 (extract_features with "
+                              "dinov2_vitg14 weights, model vit_giant2)"}
+EGO_FORMATS = ("npy", "lmdb")
 TASK_PREFIXES = ("assembly_", "disassembly_")
+# Recording names (download scripts' recording_names.txt): nusar-2021_...
+RECORDING_KEYS = {"recording": r"nusar-[^/_]+_[^/]+"}
 FPS = 30  # annotation and feature frame rate
 
 
@@ -86,6 +104,36 @@ class Assembly101Config(SyncConfig):
     self.background_classes = tuple(self.background_classes)
 
 
+@dataclasses.dataclass(eq=False)
+class Assembly101ReleaseConfig(Assembly101Config):
+  """Exo from a public release that lacks the ego view; ego from the user's
+  own extraction (`make_release_config` names it).
+
+  Attributes:
+    ego_format: "npy" (`<ego_dir>/<recording>.npy`, (frames, D), row 0 =
+      frame `ego_first_frame`) or "lmdb" (an LMDB environment at `ego_dir`,
+      keys `ego_key_format`, key frame = annotation frame), as
+      `extract_features --format npy|lmdb` writes them for videos named
+      `<recording>.mp4`.
+    ego_dir: where the ego features are, relative to the manual dir; {view}
+      is the ego view.
+    ego_key_format: LMDB key of an ego frame; fields as `key_format`.
+    ego_first_frame: annotation frame of row 0 of an ego npy (annotation
+      frames count the video's frames from 1).
+  """
+  feature_type: str = "dinov2_vitg14"
+  ego_format: str = "npy"
+  ego_dir: str = "ego_features/{view}"
+  ego_key_format: str = "{recording}_{frame:010d}.jpg"
+  ego_first_frame: int = 1
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.ego_format not in EGO_FORMATS:
+      raise ValueError(f"config {self.name!r}: ego_format must be one of "
+                       f"{list(EGO_FORMATS)}, not {self.ego_format!r}")
+
+
 def _short(view: str) -> str:
   """C10119_rgb -> c10119, HMC_84358933_mono10bit -> hmc84358933."""
   parts = view.lower().split("_")
@@ -106,6 +154,24 @@ def make_config(exo_view: str, ego_view: str, feature_type: str = "tsm",
           f"{storage_dtype}."), **kwargs)
 
 
+def make_release_config(exo_view: str, ego_view: str, ego_format: str = "npy",
+                        storage_dtype: str = "float32",
+                        feature_type: str = "dinov2_vitg14",
+                        name: str | None = None,
+                        **kwargs) -> Assembly101ReleaseConfig:
+  """A config named `<feature_type>_<exo>_<ego>_<ego_format>[_fp16]`."""
+  if name is None:
+    name = f"{feature_type}_{_short(exo_view)}_{_short(ego_view)}_{ego_format}"
+    name += "_fp16" if storage_dtype == "float16" else ""
+  return Assembly101ReleaseConfig(
+      name=name, exo_view=exo_view, ego_view=ego_view,
+      feature_type=feature_type, ego_format=ego_format,
+      storage_dtype=storage_dtype, description=(
+          f"exo {exo_view} from the {feature_type} release, ego {ego_view} "
+          f"from your own {ego_format} extraction, stored as {storage_dtype}."),
+      **kwargs)
+
+
 class Builder(SyncFeatureBuilder):
   """Assembly101: synchronized static and head-mounted views of toy assembly."""
 
@@ -113,7 +179,10 @@ class Builder(SyncFeatureBuilder):
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [
       make_config("C10119_rgb", "HMC_84358933_mono10bit", features, dtype)
-      for features in FEATURE_TYPES for dtype in ("float32", "float16")]
+      for features in ("tsm", "dinov2") for dtype in ("float32", "float16")
+  ] + [
+      make_release_config("C10119_rgb", "HMC_84358933_mono10bit", ego, dtype)
+      for ego in EGO_FORMATS for dtype in ("float32", "float16")]
   DEFAULT_CONFIG_NAME = "tsm_c10119_hmc84358933"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put the public Assembly101 files in the manual dir (see
@@ -123,9 +192,20 @@ class Builder(SyncFeatureBuilder):
     coarse-annotations/coarse_splits/{train,val}_coarse_{assembly,disassembly}.txt
     TSM_features/<view>/data.mdb        (TSM configs: one LMDB per view)
     DINOv2_features/<view>/data.mdb     (DINOv2 configs: one LMDB per view)
+    DINOv2_features/lmdb_fullImg/data.mdb   (dinov2_vitg14 configs: the
+        official DINOv2_features.zip's full-frame LMDB, exo C10119_rgb)
+    ego_features/<ego view>/<recording>.npy, or an LMDB there
+        (dinov2_vitg14 configs: your ego extraction, see README.md)
   Optional: splits/{train,sync_pairs,validation,test}.txt (your split lists),
   ego_coarse_labels/<video>.txt (an ego-view annotation).
   """
+
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    try:
+      super()._download_and_prepare(dl_manager, download_config)
+    finally:  # a build retried in this process can open the LMDBs again
+      if getattr(self, "_lmdb", None) is not None:
+        self._lmdb.close()
 
   def _plan(self, manual_dir: str) -> Plan:
     config = self.builder_config
@@ -138,19 +218,25 @@ class Builder(SyncFeatureBuilder):
     missing = [b for b in config.background_classes if b not in classes]
     if missing:
       raise DataError(f"background_classes {missing} are not in {table}")
-    for view in (config.exo_view, config.ego_view):
+    release = isinstance(config, Assembly101ReleaseConfig)
+    for view in (config.exo_view,) + (() if release else (config.ego_view,)):
       path = os.path.join(manual_dir, config.lmdb_dir.format(view=view))
       require(os.path.join(path, "data.mdb"), f"{config.feature_type} features of "
               f"view {view}", "Put the view's LMDB environment there (see README).")
     split_ids, split_source = self._split_ids(manual_dir, annotations)
-    lmdb = LmdbViews()
+    lmdb = self._lmdb = LmdbViews()
+    extra = {}
+    if release:
+      _check_release(config, manual_dir, lmdb)
+      extra = {"ego_format": config.ego_format, "ego_dir": config.ego_dir}
     splits = {split: [self._recording(manual_dir, annotations, video, classes, table,
                                       lmdb) for video in ids]
               for split, ids in split_ids.items()}
     return Plan(class_names, list(config.background_classes), splits, {
         "fps": FPS / config.frame_stride,
         "exo_view": config.exo_view, "ego_view": config.ego_view,
-        "feature_type": config.feature_type, "split_source": split_source})
+        "feature_type": config.feature_type, "split_source": split_source,
+        **extra})
 
   def _split_ids(self, manual_dir: str, annotations: str
                  ) -> tuple[dict[str, list[str]], str]:
@@ -201,7 +287,12 @@ class Builder(SyncFeatureBuilder):
             parse_segments(ego_path), classes, source=ego_path,
             class_table=table, policy=self.policy).subsample(origin, step)
       frames = range(origin, labels.start + len(labels.values), step)
+      release = isinstance(config, Assembly101ReleaseConfig)
       for name, view in (("exo", config.exo_view), ("ego", config.ego_view)):
+        if name == "ego" and release:
+          streams[name] = _user_ego(config, manual_dir, lmdb, video, recording,
+                                    frames, self.policy)
+          continue
         path = os.path.join(manual_dir, config.lmdb_dir.format(view=view))
         keys = [config.key_format.format(video=video, recording=recording, view=view,
                                          frame=f + config.frame_offset) for f in frames]
@@ -226,3 +317,79 @@ def _label_file(folder: str, video: str, required: bool = True) -> str | None:
                     "coarse-annotations/coarse_labels or drop the video from "
                     "the split lists")
   return None
+
+
+def _release_fix(config: Assembly101ReleaseConfig, side: str) -> str:
+  """How to get the features a release config reads (error messages)."""
+  backbone = BACKBONES.get(config.feature_type, config.feature_type)
+  if side == "exo":
+    return (f"Config {config.name!r} reads the {config.feature_type} release "
+            f"as downloaded: unzip it and put its full-frame LMDB (the folder "
+            f"holding data.mdb) at {config.lmdb_dir.format(view='<view>')}; "
+            "for another layout set lmdb_dir/key_format (see README.md).")
+  return (f"Extract the ego videos with {backbone}, the release's backbone, "
+          f"named <recording>.mp4, with --format {config.ego_format} into "
+          f"{config.ego_dir.format(view=config.ego_view)} (see README.md).")
+
+
+def _check_release(config: Assembly101ReleaseConfig, manual_dir: str,
+                   lmdb: LmdbViews) -> None:
+  """The exo LMDB (and an ego LMDB) have the layout and dimension the config
+  reads; the ego folder exists. Refused naming the file otherwise."""
+  exo = os.path.join(manual_dir, config.lmdb_dir.format(view=config.exo_view))
+  check_lmdb_layout(lmdb, exo, config.key_format, config.exo_view,
+                    config.feature_dim, config.name, _release_fix(config, "exo"),
+                    RECORDING_KEYS)
+  ego = os.path.join(manual_dir, config.ego_dir.format(view=config.ego_view))
+  if config.ego_format == "lmdb":
+    require(os.path.join(ego, "data.mdb"), f"ego features of view "
+            f"{config.ego_view} (LMDB)", _release_fix(config, "ego"))
+    check_lmdb_layout(lmdb, ego, config.ego_key_format, config.ego_view,
+                      config.feature_dim, config.name, _release_fix(config, "ego"),
+                      RECORDING_KEYS)
+  else:
+    require(ego, f"ego features of view {config.ego_view} (a folder of "
+            "<recording>.npy)", _release_fix(config, "ego"))
+
+
+def _user_ego(config: Assembly101ReleaseConfig, manual_dir: str,
+              lmdb: LmdbViews, video: str, recording: str, frames: range,
+              policy) -> Stream:
+  """The ego stream of a recording from the user's extraction, after checking
+  that its length matches the exo release's within `max_trim_frames`."""
+  ego_dir = os.path.join(manual_dir, config.ego_dir.format(view=config.ego_view))
+  fields = dict(video=video, recording=recording, view=config.ego_view)
+  if config.ego_format == "npy":
+    path = os.path.join(ego_dir, f"{recording}.npy")
+    if not os.path.exists(path):
+      raise MissingData("missing_view", f"{video}: no ego features {path}")
+    values = load_feature_file(path)
+    if values.shape[1] != config.feature_dim:
+      raise DataError(
+          f"{path}: {values.shape[1]}-D ego features, but config "
+          f"{config.name!r} reads {config.feature_dim}-D ones; "
+          f"{_release_fix(config, 'ego')}")
+    ego_last = config.ego_first_frame + len(values) - 1
+    values, present = rows_of_frames(values, frames, config.ego_first_frame)
+    source = path
+  else:
+    keys = [config.ego_key_format.format(frame=f, **fields) for f in frames]
+    values, present = lmdb.read(ego_dir, keys, config.feature_dim)
+    ego_last = last_frame(lmdb, ego_dir, config.ego_key_format, **fields)
+    if ego_last is None:
+      raise MissingData("missing_view", f"{video}: no ego features of "
+                        f"{recording} in {ego_dir} (keys {keys[0]!r}...)")
+    source = f"{ego_dir} keys {keys[0]!r}..."
+  exo_dir = os.path.join(manual_dir, config.lmdb_dir.format(view=config.exo_view))
+  exo_last = last_frame(lmdb, exo_dir, config.key_format,
+                        **dict(fields, view=config.exo_view))
+  if exo_last is not None and ego_last is not None:
+    exo_last -= config.frame_offset
+    if abs(ego_last - exo_last) > policy.max_trim_frames:
+      raise DataError(
+          f"{video}: ego features {source} end at frame {ego_last} but the exo "
+          f"release {exo_dir} at frame {exo_last}: {abs(ego_last - exo_last)} "
+          f"frames apart, more than max_trim_frames={policy.max_trim_frames}. "
+          "Check that the ego video is this recording's, or "
+          f"{repair_fix(max_trim_frames=abs(ego_last - exo_last))}")
+  return Stream(np.asarray(values), source, 0, present)

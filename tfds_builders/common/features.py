@@ -60,6 +60,13 @@ class LmdbViews:
       self._envs[path] = lmdb.open(path, readonly=True, lock=False, readahead=False)
     return self._envs[path]
 
+  def close(self) -> None:
+    """Closes the environments: LMDB refuses to open one twice in a process,
+    e.g. when a build is retried after a failed one."""
+    for env in self._envs.values():
+      env.close()
+    self._envs.clear()
+
   def read(self, path: str, keys: Sequence[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
     """(len(keys), dim) float32 features and the (len(keys),) mask of keys found."""
     out = np.zeros((len(keys), dim), np.float32)
