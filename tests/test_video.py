@@ -9,7 +9,7 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from exo2ego_jax import extract_features as ef  # pylint: disable=g-import-not-at-top
+from exo2ego_jax.backbone import features as ef  # pylint: disable=g-import-not-at-top
 from exo2ego_jax.data import video  # pylint: disable=g-import-not-at-top
 from exo2ego_jax.models import vit  # pylint: disable=g-import-not-at-top
 
