@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from exo2ego_jax.training import dtw
+from exo2ego_jax.methods import dtw
 
 
 def main():

@@ -89,19 +89,16 @@ def jax_worker(kind: str, feature_dim: int, window: int, batch: int,
   import numpy as np  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, REPO)
   from configs import default  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax.training import modes  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.methods import registry  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.models import c2f_tcn  # pylint: disable=g-import-not-at-top
 
   distill = kind == "distill"
   model = c2f_tcn.C2FTCN(NUM_CLASSES, conv_impl=conv_impl)
-  mode = modes.Mode(
-      name="distill_model" if distill else "exo_supervised", model=model,
-      adapter=None, ensemble_weights=(1.0,) * 6, smooth_weight=0.17,
-      distill_heads=("y5", "y4", "y3", "y2"),
-      distill_weights=(1.0, 1.0, 1.0, 1.0), pseudo_label_weight=0.0,
-      train_view="ego" if distill else "exo",
-      label_key=None if distill else "labels")
+  method = registry.get("distill_model" if distill else "exo_supervised")
+  mode = method(model=model, ensemble_weights=(1.0,) * 6, smooth_weight=0.17,
+                train_view="ego" if distill else "exo",
+                label_key=None if distill else "labels")
   rng = np.random.default_rng(0)
   data = {
       "exo": rng.normal(size=(batch, window, feature_dim)).astype(np.float32),

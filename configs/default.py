@@ -13,9 +13,10 @@ from ml_collections import config_dict
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  # What is trained: exo_supervised, ego_oracle, distill_model,
-  # distill_feature, distill_both, uda_adversarial, uda_entropy,
-  # align_pseudo_label or sync_pseudo_label.
+  # What is trained: a method registered in exo2ego_jax/methods/, e.g.
+  # exo_supervised, ego_oracle, distill_model, distill_feature, distill_both,
+  # uda_adversarial, uda_entropy, align_pseudo_label, sync_pseudo_label
+  # (docs/methods.md).
   config.mode = "exo_supervised"
   config.seed = 0  # initialisation and data order
 

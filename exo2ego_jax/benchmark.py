@@ -16,8 +16,8 @@ the study's ETA from the runs so far; `tensorboard --logdir <workdir>` shows
 every run's training loss and validation metrics.
 
 A config with a `sweep` (configs/synthetic_ablation_*.py) adds one row per
-value of one config key of one method, e.g. data.train_fraction of
-distill_model, and plots the score against the value (`sweep.png`) with the
+value of one config key of one method, e.g. data.train_fraction of a
+distillation, and plots the score against the value (`sweep.png`) with the
 `sweep.references` rows (exo-only, ego-oracle) as horizontal lines. Sweep
 points that leave a method's config unchanged reuse its ordinary runs.
 """
@@ -65,7 +65,7 @@ def method_config(bench: ml_collections.ConfigDict, method: str, seed: int,
   """The training config and workdir of one method and seed; `point` (a
   sweep point: {dotted config key: value}) is applied last. A point that
   leaves the config as it was shares the method's own workdir."""
-  from exo2ego_jax.training import modes
+  from exo2ego_jax.methods import registry
   config = load_config_file(bench.method_configs[method])
   config.seed = seed
   config.progress = bench.progress
@@ -76,9 +76,10 @@ def method_config(bench: ml_collections.ConfigDict, method: str, seed: int,
   if method in bench.overrides:
     config.update(bench.overrides[method])
   root = os.path.abspath(bench.workdir)
-  if config.mode in modes.TEACHER_MODES:
+  needs = registry.get(config.mode)
+  if needs.loads_teacher:
     config.teacher_workdir = os.path.join(root, bench.teacher, f"seed{seed}")
-  if config.mode == "distill_both":
+  if needs.loads_adapter:
     config.adapter_workdir = os.path.join(root, bench.adapter, f"seed{seed}")
   subdir = method
   if point:

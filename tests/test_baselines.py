@@ -11,12 +11,11 @@ import pytest
 
 from exo2ego_jax.runtime import checkpoints
 from exo2ego_jax.data import datasets
-from exo2ego_jax.training import dtw
 from exo2ego_jax.evaluation import evaluator
 from exo2ego_jax.data import input_pipeline
 from exo2ego_jax.training import losses
-from exo2ego_jax.training import modes
-from exo2ego_jax.training import pseudo_labels
+from exo2ego_jax.methods import dtw
+from exo2ego_jax.methods import pseudo_labels
 from exo2ego_jax.training import trainer
 from exo2ego_jax.models import domain
 from conftest import edit_splits
@@ -211,9 +210,9 @@ def _baseline_config(make_config, mode, teacher_dir, **overrides):
                                   "align_pseudo_label", "sync_pseudo_label"])
 def test_baselines_train_evaluate_and_never_read_ego_labels(
     mode, tmp_path, make_config, teacher_dir, monkeypatch):
-  """Each baseline trains, restores and scores the ego view; poisoning every
-  label of the pairs (and the ego labels of the labeled exo split) gives
-  bit-identical training."""
+  """Each baseline trains, restores and scores the ego view; for the UDA
+  ones, poisoning every label of the pairs (and the ego labels of the
+  labeled exo split) gives bit-identical training."""
   config = _baseline_config(make_config, mode, teacher_dir,
                             **{"uda.sequence_weight": 0.5})
   workdir = str(tmp_path / mode)
@@ -247,6 +246,8 @@ def test_baselines_train_evaluate_and_never_read_ego_labels(
                                  write_predictions=False)
   assert summary["num_videos"] == 6 and 0 <= summary["mof"] <= 100
 
+  if mode.endswith("pseudo_label"):
+    return  # label-blind: test_trainer poisons every label of its runs
   edit_splits(monkeypatch, sync_pairs=poison("labels", "ego_labels"),
               train=poison("ego_labels"))
   poisoned = str(tmp_path / "poisoned")
@@ -267,8 +268,7 @@ def test_sync_pseudo_labels_are_the_teachers_exo_predictions(
   labels = pseudo_labels.compute(mode, teacher, sources["sync_pairs"], config)
   teacher_mode = trainer.build_mode(make_config(), info)
   state = {"params": teacher["params"], "batch_stats": teacher["batch_stats"]}
-  predict = jax.jit(lambda w, m: modes.predict_probs(
-      teacher_mode, state, w, m))
+  predict = jax.jit(lambda w, m: teacher_mode.predict_probs(state, w, m))
   example = sources["sync_pairs"][3]
   probs = evaluator.predict_recordings(
       predict, [example["exo"]], (config.data.chunk_size,),

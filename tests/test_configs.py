@@ -6,7 +6,7 @@ import os
 import pytest
 
 from exo2ego_jax import benchmark
-from exo2ego_jax.training import modes
+from exo2ego_jax.methods import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
@@ -25,7 +25,7 @@ def _name(path):
                                   if c not in BENCHMARKS + OTHER], ids=_name)
 def test_training_configs_load_with_a_known_mode(path):
   config = benchmark.load_config_file(path)
-  assert config.mode in modes.MODES
+  assert config.mode in registry.names()
   assert config.data.train_split and config.seed == 0
 
 
@@ -36,10 +36,10 @@ def test_benchmark_configs_name_every_run(path, monkeypatch):
   workdirs = set()
   for row, method, point in benchmark.study_rows(bench):
     config, workdir = benchmark.method_config(bench, method, 1, point)
-    assert config.seed == 1 and config.mode in modes.MODES
+    assert config.seed == 1 and config.mode in registry.names()
     if bench.dataset_name:
       assert config.dataset.name == bench.dataset_name
-    if config.mode in modes.TEACHER_MODES:
+    if registry.get(config.mode).loads_teacher:
       assert config.teacher_workdir.endswith(
           os.path.join(bench.teacher, "seed1"))
     assert workdir not in workdirs or point is not None, row

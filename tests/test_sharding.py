@@ -196,7 +196,7 @@ def _setup():
   """The batch, modes, optimizer and teacher every layout trains with."""
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax.training import modes  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.methods import registry  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.models import c2f_tcn  # pylint: disable=g-import-not-at-top
 
   model = c2f_tcn.C2FTCN(NUM_CLASSES)
@@ -216,15 +216,13 @@ def _setup():
       lambda a: a + rng.uniform(0.5, 1.5, a.shape).astype(a.dtype),
       teacher["batch_stats"])
 
-  def make_mode(name: str) -> modes.Mode:
+  def make_mode(name: str):
     name, _, conv_impl = name.partition(":")
-    distill = name in modes.DISTILL_MODES
-    return modes.Mode(
-        name=name, model=c2f_tcn.C2FTCN(NUM_CLASSES,
-                                        conv_impl=conv_impl or "xla"),
-        adapter=None, ensemble_weights=(1.0,) * 6,
-        smooth_weight=0.17, distill_heads=("y5", "y4", "y3", "y2"),
-        distill_weights=(1.0, 1.0, 1.0, 1.0), pseudo_label_weight=0.0,
+    method = registry.get(name)
+    distill = method.loads_teacher
+    return method(
+        model=c2f_tcn.C2FTCN(NUM_CLASSES, conv_impl=conv_impl or "xla"),
+        ensemble_weights=(1.0,) * 6, smooth_weight=0.17,
         train_view="ego" if distill else "exo",
         label_key=None if distill else "labels")
 
@@ -266,14 +264,13 @@ def _train(mode, optimizer, frozen, batch, parallel,
 def _run_devices(out_dir: str) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax.training import modes  # pylint: disable=g-import-not-at-top
 
   assert jax.device_count() == NUM_DEVICES, jax.devices()
   batch, make_mode, optimizer, teacher = _setup()
   facts = {"mesh": _mesh_facts(batch)}
   for name in MODES:
     mode = make_mode(name)
-    frozen = {"teacher": teacher} if mode.uses_teacher else {}
+    frozen = {"teacher": teacher} if mode.loads_teacher else {}
     for parallel in (sharding.data_parallel(devices=jax.devices()[:1]),
                      sharding.data_parallel()):
       arrays, state, global_batch = _train(mode, optimizer, frozen, batch,
@@ -285,8 +282,8 @@ def _run_devices(out_dir: str) -> None:
     assert len(initial_params) == len(params)
     exo = global_batch["exo"]
     # Each device's loss on its own windows, for the mean-of-means check.
-    loss_fn = jax.jit(lambda s, b, mode=mode: modes.loss_fn(
-        mode, s["params"], s, b)[0])
+    loss_fn = jax.jit(lambda s, b, mode=mode: mode.loss(
+        s["params"], s, b)[0])
     init = jax.tree.map(np.asarray, jax.tree.unflatten(
         jax.tree.structure(state["params"]), initial_params))
     start = dict(state, params=init)

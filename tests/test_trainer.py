@@ -1,5 +1,6 @@
-"""Training runs on the tiny synthetic benchmark: every mode, resume, teacher
-immutability, label blindness of distillation, evaluation outputs."""
+"""Training runs on the tiny synthetic benchmark: resume, teacher
+immutability and label blindness of every label-blind method (from the
+registry), evaluation outputs."""
 
 import json
 import os
@@ -13,6 +14,8 @@ import shutil
 from exo2ego_jax.runtime import checkpoints
 from exo2ego_jax.runtime import frozen as frozen_lib
 from exo2ego_jax.data import datasets
+from exo2ego_jax.methods import pseudo_labels
+from exo2ego_jax.methods import registry
 from exo2ego_jax.training import trainer
 from conftest import edit_splits
 from conftest import poison
@@ -94,59 +97,78 @@ def feature_dir(tmp_path_factory, tiny_data_dir, teacher_dir):
   return workdir
 
 
-@pytest.mark.parametrize("mode", ["distill_model", "distill_feature",
-                                  "distill_both"])
-def test_distillation_modes_train_and_never_touch_the_teacher(
-    mode, tmp_path, make_config, teacher_dir, feature_dir):
+@pytest.mark.parametrize("mode", registry.names(
+    where=lambda m: not m.reads_labels))
+def test_label_blind_methods_train_and_never_read_a_label(
+    mode, tmp_path, make_config, teacher_dir, feature_dir, monkeypatch):
+  """Every method that declares it reads no label trains, never touches its
+  frozen teacher/adapter, and poisoning every label of the training splits
+  gives bit-identical training."""
+  method = registry.get(mode)
   _, teacher_before = checkpoints.restore_state(teacher_dir)
   files_before = {p: os.path.getmtime(os.path.join(r, p))
                   for r, _, ps in os.walk(os.path.join(teacher_dir, "best"))
                   for p in ps}
   config = make_config(mode, teacher_workdir=teacher_dir,
-                       adapter_workdir=feature_dir,
+                       adapter_workdir=feature_dir, num_epochs=1,
                        **{"adapter.hidden_dim": 16, "adapter.window": 8})
-  workdir = str(tmp_path / mode)
-  results = trainer.train_and_evaluate(config, workdir)
+  if issubclass(method, pseudo_labels.PseudoLabel):
+    config.data.label_key = pseudo_labels.PSEUDO_LABEL_KEY
+    config.pseudo_labels.band_fraction = 0.2
+  clean = str(tmp_path / "clean")
+  results = trainer.train_and_evaluate(config, clean)
   assert results["validation"]["num_videos"] == 6
-  _, state = checkpoints.restore_state(workdir, checkpoints.LATEST)
-  # Checkpoints hold what trains; frozen.json records the teacher the run
-  # loaded (the teacher checkpoint, bit for bit), and the teacher's own
-  # checkpoint files were not rewritten.
+  _, state = checkpoints.restore_state(clean, checkpoints.LATEST)
+  losses = _train_losses(clean)
+  assert len(losses) == 2 and all(np.isfinite(losses))
+  # Checkpoints hold what trains; frozen.json records what the run loaded.
   assert set(state) == {"step", "params", "batch_stats", "opt_state"}
-  with open(os.path.join(workdir, frozen_lib.RECORD)) as f:
-    record = json.load(f)
-  teacher_vars = {"params": teacher_before["params"],
-                  "batch_stats": teacher_before["batch_stats"]}
-  teacher_step = checkpoints.restore_state(teacher_dir)[0]
-  assert record["teacher"] == {
-      "workdir": os.path.abspath(teacher_dir), "step": teacher_step,
-      "checkpoint": os.path.join(os.path.abspath(teacher_dir), "best",
-                                 str(teacher_step)),
-      "sha256": frozen_lib.content_hash(teacher_vars)}
-  _, teacher_after = checkpoints.restore_state(teacher_dir)
-  _assert_trees_equal(teacher_after["params"], teacher_before["params"])
-  assert files_before == {
-      p: os.path.getmtime(os.path.join(r, p))
-      for r, _, ps in os.walk(os.path.join(teacher_dir, "best")) for p in ps}
-  losses = _train_losses(workdir)
-  assert all(np.isfinite(losses))
-  if mode == "distill_feature":
+  record = {}
+  if method.loads_teacher or method.loads_adapter:
+    with open(os.path.join(clean, frozen_lib.RECORD)) as f:
+      record = json.load(f)
+  if method.loads_teacher:
+    # The frozen teacher the run used is the teacher checkpoint, bit for
+    # bit, and the teacher's own checkpoint files were not rewritten.
+    teacher_vars = {"params": teacher_before["params"],
+                    "batch_stats": teacher_before["batch_stats"]}
+    teacher_step = checkpoints.restore_state(teacher_dir)[0]
+    assert record["teacher"] == {
+        "workdir": os.path.abspath(teacher_dir), "step": teacher_step,
+        "checkpoint": os.path.join(os.path.abspath(teacher_dir), "best",
+                                   str(teacher_step)),
+        "sha256": frozen_lib.content_hash(teacher_vars)}
+    _, teacher_after = checkpoints.restore_state(teacher_dir)
+    _assert_trees_equal(teacher_after["params"], teacher_before["params"])
+    assert files_before == {
+        p: os.path.getmtime(os.path.join(r, p))
+        for r, _, ps in os.walk(os.path.join(teacher_dir, "best"))
+        for p in ps}
+  if method.trains_adapter:
     assert set(state["params"]) == {"embed", "block0_ln_attn", "block0_attn",
                                     "block0_ln_mlp", "block0_mlp_in",
                                     "block0_mlp_out", "block1_ln_attn",
                                     "block1_attn", "block1_ln_mlp",
                                     "block1_mlp_in", "block1_mlp_out",
                                     "ln_out", "out"}
-  else:  # the student moved away from its teacher initialisation
+  elif method.loads_teacher:  # the student moved away from the teacher
     changed = [not np.array_equal(a, b) for a, b in zip(
         _leaves(state["params"]), _leaves(teacher_before["params"]))]
     assert any(changed)
-  if mode == "distill_both":
+  if method.loads_adapter:
     _, adapter = checkpoints.restore_state(feature_dir)
     assert record["adapter"]["sha256"] == frozen_lib.content_hash(
         adapter["params"])
-  assert set(record) == ({"teacher", "adapter"} if mode == "distill_both"
-                         else {"teacher"})
+  assert set(record) == ({"teacher"} if method.loads_teacher else set()) | (
+      {"adapter"} if method.loads_adapter else set())
+
+  edit_splits(monkeypatch, sync_pairs=poison("labels", "ego_labels"),
+              train=poison("labels", "ego_labels"))
+  poisoned = str(tmp_path / "poisoned")
+  trainer.train_and_evaluate(config, poisoned)
+  _, other = checkpoints.restore_state(poisoned, checkpoints.LATEST)
+  _assert_trees_equal(state["params"], other["params"])
+  assert losses == _train_losses(poisoned)
 
 
 def test_changed_teacher_is_refused_on_resume_and_in_evaluate(
@@ -237,23 +259,6 @@ def test_checkpoints_holding_the_teacher_resume_and_evaluate(
   assert summaries[0]["mof"] == summaries[1]["mof"]
 
 
-def test_distillation_never_reads_ego_labels(tmp_path, make_config,
-                                             teacher_dir, monkeypatch):
-  """Poisoning every label of the synchronized pairs changes nothing."""
-  config = make_config("distill_model", teacher_workdir=teacher_dir)
-  clean = str(tmp_path / "clean")
-  trainer.train_and_evaluate(config, clean)
-
-  edit_splits(monkeypatch, sync_pairs=poison("labels", "ego_labels"))
-  poisoned = str(tmp_path / "poisoned")
-  trainer.train_and_evaluate(config, poisoned)
-
-  _, a = checkpoints.restore_state(clean, checkpoints.LATEST)
-  _, b = checkpoints.restore_state(poisoned, checkpoints.LATEST)
-  _assert_trees_equal(a["params"], b["params"])
-  assert _train_losses(clean) == _train_losses(poisoned)
-
-
 def test_supervised_run_does_read_labels(tmp_path, make_config, monkeypatch):
   """The poisoning above would be noticed by a run that reads labels."""
   config = make_config("ego_oracle", num_epochs=1)
@@ -297,7 +302,8 @@ def test_evaluate_run_writes_predictions_and_metrics(teacher_dir, make_config):
     (dict(**{"data.eval_split": "test"}), "test split must never"),
     (dict(**{"data.train_split": "trian"}), "has no split 'trian'"),
     (dict(mode="supervised"), "config.mode='supervised' is unknown"),
-    (dict(**{"loss.distill_heads": ("y9",)}), "distill_heads"),
+    (dict(mode="distill_model", teacher_workdir="x",
+          **{"loss.distill_heads": ("y9",)}), "distill_heads"),
 ])
 def test_config_mistakes_are_reported_before_compute(make_config, overrides,
                                                      message, tmp_path):

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from exo2ego_jax.interop.state_dicts import check_params, strip_prefix
+from exo2ego_jax.methods import supervised
 from exo2ego_jax.models import c2f_tcn
 from exo2ego_jax.runtime import checkpoints
 
@@ -67,8 +68,9 @@ def save_c2f_teacher(out_dir: str, variables: dict, source: str) -> None:
   os.makedirs(out_dir, exist_ok=True)
   kernel = variables["params"]["x1"]["conv0"]["kernel"]
   with open(os.path.join(out_dir, "config.json"), "w") as f:
-    json.dump({"mode": "exo_supervised", "imported_from": os.path.abspath(
-        source), "feature_dim": int(kernel.shape[1]),
+    json.dump({"mode": supervised.ExoSupervised.name,  # a valid teacher
+               "imported_from": os.path.abspath(source),
+               "feature_dim": int(kernel.shape[1]),
                "num_classes": int(variables["params"]["y"]["kernel"].shape[-1])},
               f, indent=2)
   state = {"step": np.zeros((), np.int32), **variables}

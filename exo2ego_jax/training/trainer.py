@@ -1,13 +1,11 @@
 """Training: one run of a temporal action segmentation model or an exo->ego
 transfer, from config to best checkpoint (`train_and_evaluate`).
 
-Modes (config.mode): exo_supervised, ego_oracle (supervised C2F-TCN on one
-view's labels), distill_model, distill_feature, distill_both (exo->ego
-transfer from synchronized pairs, no ego label read), and the baselines
-uda_adversarial, uda_entropy (no synchronization used), align_pseudo_label
-(timestamps not trusted), sync_pseudo_label. Re-running the same
-command resumes from the workdir's latest checkpoint; a finished run only
-re-reports its results.
+What is trained (config.mode) is a method of exo2ego_jax.methods: the
+supervised models, the exo->ego transfers from synchronized pairs and the
+baselines, each registered under its name (docs/methods.md). Re-running the
+same command resumes from the workdir's latest checkpoint; a finished run
+only re-reports its results.
 
 Workdir contents: config.json, metrics.jsonl (one JSON object per log/eval),
 checkpoints/ (latest two), best/ (best by the validation metric),
@@ -18,7 +16,6 @@ docs/failure_behaviour.md.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -38,14 +35,12 @@ from exo2ego_jax.evaluation import evaluator
 from exo2ego_jax.data import input_pipeline
 from exo2ego_jax.training import loop
 from exo2ego_jax.training import losses
-from exo2ego_jax.training import modes
-from exo2ego_jax.training import pseudo_labels
+from exo2ego_jax.methods import base as methods_base
+from exo2ego_jax.methods import registry
 from exo2ego_jax.runtime import run_log
 from exo2ego_jax.runtime import sharding as sharding_lib
 from exo2ego_jax.runtime import workdir as workdir_lib
-from exo2ego_jax.models import adapters
 from exo2ego_jax.models import c2f_tcn
-from exo2ego_jax.models import domain
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +66,9 @@ def eval_chunk_sizes(config: ml_collections.ConfigDict) -> tuple[int, ...]:
 
 
 def build_mode(config: ml_collections.ConfigDict,
-               info: datasets.DatasetInfo) -> modes.Mode:
-  """Checks the config against the dataset and describes the run."""
-  if config.mode not in modes.MODES:
-    raise ValueError(f"config.mode={config.mode!r} is unknown: use one of "
-                     f"{', '.join(modes.MODES)}")
-  distill = config.mode in modes.DISTILL_MODES
+               info: datasets.DatasetInfo) -> methods_base.Method:
+  """Checks the config against the dataset and builds the run's method."""
+  method = registry.get(config.mode)
   for split in (config.data.train_split, config.data.eval_split):
     if split not in info.splits:
       raise ValueError(f"dataset {info.name} has no split {split!r} (it has "
@@ -88,33 +80,14 @@ def build_mode(config: ml_collections.ConfigDict,
   for view in (config.data.view, config.data.eval_view):
     if view not in input_pipeline.VIEWS:
       raise ValueError(f"view {view!r} is unknown: use 'exo' or 'ego'")
-  heads = tuple(config.loss.distill_heads)
-  unknown = [h for h in heads if h not in modes.HEADS]
-  if unknown or len(heads) != len(config.loss.distill_weights):
-    raise ValueError(
-        f"config.loss.distill_heads={heads} must name heads among "
-        f"{modes.HEADS} with one weight each in config.loss.distill_weights")
-  if config.mode in modes.TEACHER_MODES and not config.teacher_workdir:
-    raise ValueError(f"mode {config.mode} needs a teacher: set "
-                     "--config.teacher_workdir to an exo_supervised run")
-  if (config.mode in modes.PSEUDO_LABEL_MODES and
-      config.data.label_key != modes.PSEUDO_LABEL_KEY):
-    raise ValueError(f"mode {config.mode} trains on teacher pseudo-labels: "
-                     f"set config.data.label_key={modes.PSEUDO_LABEL_KEY!r}")
-  uda = config.mode in modes.UDA_MODES
-  if uda and (config.uda.target_split not in info.splits or
-              config.uda.target_split.startswith("test") or
-              config.uda.target_view not in input_pipeline.VIEWS):
-    raise ValueError(f"config.uda.target_split={config.uda.target_split!r} "
-                     f"and target_view={config.uda.target_view!r} must name a "
-                     f"non-test split of {info.name} and 'exo' or 'ego'")
   input_pipeline.check_fraction(added_option(config, "data.train_fraction"))
   if (added_option(config, "data.sync_offset") and
-      config.mode not in modes.SYNC_OFFSET_MODES):
+      not method.trains_on_sync_pairs):
     raise ValueError(
         f"config.data.sync_offset shifts the student's view against the "
         f"teacher's; mode {config.mode} trains on no synchronized pair: "
-        f"leave it 0, or use one of {', '.join(modes.SYNC_OFFSET_MODES)}")
+        f"leave it 0, or use one of "
+        f"{', '.join(registry.names(where=lambda m: m.trains_on_sync_pairs))}")
   offset_mode = added_option(config, "data.sync_offset_mode")
   if offset_mode not in input_pipeline.OFFSET_MODES:
     raise ValueError(f"config.data.sync_offset_mode={offset_mode!r} is "
@@ -138,61 +111,42 @@ def build_mode(config: ml_collections.ConfigDict,
   if conv_impl not in c2f_tcn.CONV_IMPLS:
     raise ValueError(f"config.model.conv_impl={conv_impl!r} is unknown: use "
                      f"one of {', '.join(c2f_tcn.CONV_IMPLS)}")
-  if config.mode == "distill_both" and not config.adapter_workdir:
-    raise ValueError("mode distill_both needs a trained adapter: set "
-                     "--config.adapter_workdir to a distill_feature run")
-  needs_adapter = config.mode in ("distill_feature", "distill_both")
-  adversarial = config.mode == "uda_adversarial"
-  return modes.Mode(
-      name=config.mode,
+  return method.from_config(  # the method checks its own settings
+      config, info,
       model=c2f_tcn.C2FTCN(
           num_classes=info.num_classes, conv_impl=conv_impl,
           bn_unbiased_var=added_option(config, "model.bn_unbiased_var")),
-      adapter=(adapters.make_adapter(**config.adapter.to_dict())
-               if needs_adapter else None),
       ensemble_weights=tuple(config.model.ensemble_weights),
       smooth_weight=config.loss.smooth_weight,
       smooth_average=added_option(config, "loss.smooth_average"),
-      distill_heads=heads,
-      distill_weights=tuple(config.loss.distill_weights),
-      pseudo_label_weight=config.loss.pseudo_label_weight,
-      train_view=config.data.view,
-      label_key=None if distill else config.data.label_key,
-      domain_classifier=(domain.DomainClassifier(
-          config.uda.hidden_dim, sequence_level=config.uda.sequence_weight > 0)
-                         if adversarial else None),
-      frame_domain_weight=config.uda.frame_weight if adversarial else 0.0,
-      sequence_domain_weight=(config.uda.sequence_weight if adversarial
-                              else 0.0),
-      entropy_weight=(config.uda.entropy_weight
-                      if config.mode == "uda_entropy" else 0.0),
-      diversity_weight=(config.uda.diversity_weight
-                        if config.mode == "uda_entropy" else 0.0))
+      train_view=config.data.view)
 
 
 def load_frozen(config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
-                mode: modes.Mode, loaded: dict | None = None) -> dict:
+                mode: methods_base.Method, loaded: dict | None = None) -> dict:
   """Parameters a run uses without training: teacher, adapter. `loaded`
   gets where each came from (runtime/frozen.py records it)."""
   frozen = {}
   if mode.loads_teacher:
     teacher_config = read_run_config(config.teacher_workdir)
-    if teacher_config.get("mode") not in modes.SUPERVISED_MODES:
+    if teacher_config.get("mode") not in registry.names(
+        where=lambda m: m.is_teacher):
       raise ValueError(f"teacher {config.teacher_workdir} is a "
                        f"{teacher_config.get('mode')} run: the teacher must "
-                       "be an exo_supervised run")
+                       f"be {methods_base.TEACHER_RUN}")
     teacher = frozen_lib.restore(config.teacher_workdir, loaded, "teacher")
     frozen["teacher"] = {"params": teacher["params"],
                          "batch_stats": teacher["batch_stats"]}
     check_teacher(frozen["teacher"], config, info, mode)
-  if mode.uses_trained_adapter:
+  if mode.loads_adapter:
     adapter_state = frozen_lib.restore(config.adapter_workdir, loaded,
                                        "adapter")
     frozen["adapter"] = adapter_state["params"]
   return frozen
 
 
-def check_teacher(teacher: dict, config, info, mode: modes.Mode) -> None:
+def check_teacher(teacher: dict, config, info,
+                  mode: methods_base.Method) -> None:
   """The teacher must be a C2F-TCN for this dataset's features and classes."""
   x = jnp.zeros((1, 8, info.feature_dim))
   expected = jax.eval_shape(lambda: mode.model.init(jax.random.key(0), x))
@@ -221,25 +175,11 @@ def make_optimizer(config: ml_collections.ConfigDict
                      optax.adam(config.optim.learning_rate))
 
 
-def init_state(mode: modes.Mode, frozen: dict, optimizer, feature_dim: int,
-               seed: int) -> dict:
-  """Fresh state: students start from the teacher, the rest at random."""
-  x = jnp.zeros((1, 8, feature_dim))
-  mask = jnp.ones((1, 8))
-  rng = jax.random.key(seed)
-  if mode.trains_adapter:
-    params = mode.adapter.init(rng, x, mask)["params"]
-    batch_stats = {}
-  elif mode.loads_teacher:
-    params = frozen["teacher"]["params"]
-    batch_stats = frozen["teacher"]["batch_stats"]
-  else:
-    variables = mode.model.init(rng, x, mask)
-    params, batch_stats = variables["params"], variables["batch_stats"]
-    if mode.domain_classifier is not None:  # uda_adversarial
-      features = jnp.zeros((1, 8, c2f_tcn.DECODER_FEATURES))
-      params = {"model": params, "domain": mode.domain_classifier.init(
-          jax.random.fold_in(rng, 1), features, mask)["params"]}
+def init_state(mode: methods_base.Method, frozen: dict, optimizer,
+               feature_dim: int, seed: int) -> dict:
+  """Fresh state, as the method initialises it (students: the teacher)."""
+  params, batch_stats = mode.init_params(jax.random.key(seed), frozen,
+                                         feature_dim)
   params = jax.tree.map(jnp.array, params)  # own copies, never the teacher's
   batch_stats = jax.tree.map(jnp.array, batch_stats)
   return {"step": jnp.zeros((), jnp.int32), "params": params,
@@ -247,12 +187,13 @@ def init_state(mode: modes.Mode, frozen: dict, optimizer, feature_dim: int,
           "frozen": jax.tree.map(jnp.asarray, frozen)}
 
 
-def make_train_step(mode: modes.Mode, optimizer, skip_nonfinite: bool = False):
+def make_train_step(mode: methods_base.Method, optimizer,
+                    skip_nonfinite: bool = False):
   """The jitted update. With `skip_nonfinite`, a batch whose loss or gradient
   is NaN/inf leaves the state unchanged (its log says finite=0)."""
   def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
     grad_fn = jax.value_and_grad(
-        lambda p: modes.loss_fn(mode, p, state, batch), has_aux=True)
+        lambda p: mode.loss(p, state, batch), has_aux=True)
     (loss, (batch_stats, logs)), grads = grad_fn(state["params"])
     updates, opt_state = optimizer.update(grads, state["opt_state"],
                                           state["params"])
@@ -270,12 +211,12 @@ def make_train_step(mode: modes.Mode, optimizer, skip_nonfinite: bool = False):
   return train_step
 
 
-def make_predict_fn(mode: modes.Mode, state: dict,
+def make_predict_fn(mode: methods_base.Method, state: dict,
                     parallel: sharding_lib.DataParallel):
   """Host-callable (windows, masks) -> probabilities, compiled once."""
   # Multi-host: every process passes the same windows and gets all the
   # probabilities back (replicated output), so scoring needs no gather.
-  predict = jax.jit(lambda s, x, m: modes.predict_probs(mode, s, x, m),
+  predict = jax.jit(lambda s, x, m: mode.predict_probs(s, x, m),
                     out_shardings=parallel.replicated)
 
   def predict_fn(windows: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -367,9 +308,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   # ----- Input pipeline. -----
   per_process_batch = config.data.batch_size // jax.process_count()
   train_source = sources[config.data.train_split]
-  if config.mode in modes.PSEUDO_LABEL_MODES:  # teacher labels, made once
-    train_source = pseudo_labels.pseudo_labeled_source(
-        mode, frozen["teacher"], train_source, config, workdir)
+  # E.g. with teacher pseudo-labels, made once.
+  train_source = mode.train_source(frozen, train_source, config, workdir)
   offset = added_option(config, "data.sync_offset")
   train_ds = input_pipeline.train_dataset(
       train_source, views=mode.input_views,
@@ -388,15 +328,11 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
       ignore_classes=(info.background_classes
                       if added_option(config, "loss.ignore_background")
                       else ()))
-  if config.mode in modes.UDA_MODES:  # unlabeled ego, independently drawn
-    train_ds = input_pipeline.with_target_windows(
-        train_ds, sources[config.uda.target_split],
-        view=config.uda.target_view, batch_size=per_process_batch,
-        max_frames=config.data.max_frames, chunk_size=config.data.chunk_size,
-        zoom=config.data.zoom, seed=config.seed + 1,
-        shard_index=jax.process_index(), shard_count=jax.process_count())
+  # E.g. unlabeled target windows, drawn independently (domain adaptation).
+  train_ds = mode.training_windows(train_ds, sources, config,
+                                   per_process_batch)
   total_steps = len(train_ds)
-  mode = dataclasses.replace(mode, ramp_steps=total_steps)
+  mode = mode.for_run_length(total_steps)
   steps_per_epoch = max(1, total_steps // config.num_epochs)
   eval_every = max(1, int(config.eval_every_epochs * steps_per_epoch))
 

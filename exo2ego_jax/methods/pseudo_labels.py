@@ -1,20 +1,11 @@
-"""Teacher pseudo-labels for the ego frames of synchronized-pair recordings.
+"""Shared pieces of the teacher pseudo-label baselines: an ego model
+(initialised from the exo teacher) trained with the supervised loss on the
+labels the teacher gives the ego frames. How a recording's steps get their
+label is the method's `step_labels` (sync_pseudo_label, align_pseudo_label).
 
-Two baselines train an ego model (initialised from the exo teacher) with the
-supervised loss on labels the teacher gives the ego frames:
-
-* `sync_pseudo_label` trusts the synchronization: ego frame t gets the
-  teacher's hard prediction on exo frame t.
-* `align_pseudo_label` does not trust timestamps: the ego sequence is aligned
-  to the exo sequence by DTW (`dtw.py`) on the teacher's decoder features of
-  both views (the teacher run on exo and on ego features: an embedding shared
-  by construction, if blurred on ego by the domain gap), and each ego step
-  takes the argmax of the mean teacher probabilities of the exo steps aligned
-  to it.
-
-Both are computed once per run, before training, on the chunked timeline
-(`config.data.chunk_size`, whole recordings in consecutive windows, as
-evaluation predicts), repeated back to frames and saved in
+The labels are computed once per run, before training, on the chunked
+timeline (`config.data.chunk_size`, whole recordings in consecutive windows,
+as evaluation predicts), repeated back to frames and saved in
 `<workdir>/pseudo_labels.npz` (one int32 array per video id). The training
 pipeline reads them as the `pseudo_labels` field (`PseudoLabeledSource`) and
 chunks them by majority like real labels. No label of the recordings is read.
@@ -30,13 +21,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from exo2ego_jax.training import dtw
-from exo2ego_jax.evaluation import evaluator
 from exo2ego_jax.data import input_pipeline
-from exo2ego_jax.training import modes
+from exo2ego_jax.evaluation import evaluator
+from exo2ego_jax.methods import distillation
+from exo2ego_jax.methods import dtw
+from exo2ego_jax.methods import supervised
 from exo2ego_jax.models import c2f_tcn
 
 FILENAME = "pseudo_labels.npz"
+PSEUDO_LABEL_KEY = "pseudo_labels"  # the field PseudoLabeledSource adds
 
 
 class PseudoLabeledSource:
@@ -51,12 +44,12 @@ class PseudoLabeledSource:
 
   def __getitem__(self, index: int) -> dict:
     example = dict(self.source[index])
-    example[modes.PSEUDO_LABEL_KEY] = self.labels[
+    example[PSEUDO_LABEL_KEY] = self.labels[
         evaluator.decode_id(example["video_id"])]
     return example
 
 
-def teacher_predictor(mode: modes.Mode, teacher: dict):
+def teacher_predictor(mode, teacher: dict):
   """(windows, masks) -> the teacher's ensemble probabilities and decoder
   features, concatenated (B, T, C + F). Compiled for this process's default
   device: every process computes the same labels."""
@@ -99,7 +92,7 @@ def aligned_labels(exo_features: np.ndarray, ego_features: np.ndarray,
   return transfer_along_path(path, exo_probs, len(ego_features))
 
 
-def compute(mode: modes.Mode, teacher: dict, source,
+def compute(mode: "PseudoLabel", teacher: dict, source,
             config: ml_collections.ConfigDict,
             recordings_per_group: int = 16) -> dict[str, np.ndarray]:
   """Frame-level pseudo-labels {video_id: (T,) int32} of every recording."""
@@ -114,25 +107,20 @@ def compute(mode: modes.Mode, teacher: dict, source,
     exo = teacher_outputs(predict, mode.model.num_classes,
                           [np.asarray(e["exo"], np.float32) for e in examples],
                           **kwargs)
-    if mode.name == "align_pseudo_label":
+    ego = [None] * len(examples)
+    if mode.reads_ego_outputs:
       ego = teacher_outputs(
           predict, mode.model.num_classes,
           [np.asarray(e["ego"], np.float32) for e in examples], **kwargs)
     for k, example in enumerate(examples):
-      exo_probs, exo_features = exo[k]
-      if mode.name == "align_pseudo_label":
-        steps = aligned_labels(exo_features, ego[k][1], exo_probs,
-                               metric=config.pseudo_labels.metric,
-                               band_fraction=config.pseudo_labels.band_fraction)
-      else:  # sync_pseudo_label: the exo step of the same instant
-        steps = exo_probs.argmax(axis=-1).astype(np.int32)
+      steps = mode.step_labels(exo[k], ego[k], config)
       length = len(example["ego"])
       labels[evaluator.decode_id(example["video_id"])] = (
           input_pipeline.steps_to_frames(steps, chunk, length))
   return labels
 
 
-def pseudo_labeled_source(mode: modes.Mode, teacher: dict, source,
+def pseudo_labeled_source(mode: "PseudoLabel", teacher: dict, source,
                           config: ml_collections.ConfigDict, workdir: str
                           ) -> PseudoLabeledSource:
   """`source` with the run's pseudo-labels, computed once and kept in the
@@ -148,3 +136,38 @@ def pseudo_labeled_source(mode: modes.Mode, teacher: dict, source,
       np.savez(partial, **labels)
       os.replace(partial, path)  # never a half-written file under `path`
   return PseudoLabeledSource(source, labels)
+
+
+class PseudoLabel(supervised.Supervised):
+  """The supervised loss on teacher labels of the ego frames; the student
+  starts from the teacher. Label-blind: only the teacher's labels are read
+  (config.data.label_key must be PSEUDO_LABEL_KEY)."""
+  is_teacher = False
+  loads_teacher = True
+  reads_labels = False  # the teacher's labels, not the dataset's
+  # Whether step_labels needs the teacher's outputs on the ego view too.
+  reads_ego_outputs = False
+
+  @classmethod
+  def check_config(cls, config: ml_collections.ConfigDict, info) -> None:
+    super().check_config(config, info)
+    if config.data.label_key != PSEUDO_LABEL_KEY:
+      raise ValueError(f"mode {cls.name} trains on teacher pseudo-labels: "
+                       f"set config.data.label_key={PSEUDO_LABEL_KEY!r}")
+
+  def init_params(self, rng, frozen: dict, feature_dim: int
+                  ) -> tuple[dict, dict]:
+    del rng, feature_dim
+    return distillation.start_from_teacher(frozen)
+
+  def train_source(self, frozen: dict, source,
+                   config: ml_collections.ConfigDict, workdir: str):
+    return pseudo_labeled_source(self, frozen["teacher"], source, config,
+                                 workdir)
+
+  def step_labels(self, exo: tuple[np.ndarray, np.ndarray],
+                  ego: tuple[np.ndarray, np.ndarray] | None,
+                  config: ml_collections.ConfigDict) -> np.ndarray:
+    """Labels (S,) of a recording's ego steps from the teacher's (probs,
+    features) of its exo steps (and of its ego steps, if read)."""
+    raise NotImplementedError(self.name)

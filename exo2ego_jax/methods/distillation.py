@@ -1,0 +1,111 @@
+"""Shared pieces of the synchronization-based distillations: the student
+sees the ego view, a frozen exo teacher the synchronized exo view, and the
+student starts from the teacher. Teacher and student are two parameter trees
+of the same C2F-TCN module; no ego label is read."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from exo2ego_jax.methods import base
+from exo2ego_jax.models import c2f_tcn
+from exo2ego_jax.training import losses
+
+# Head names in the order C2F-TCN returns them; "y" is the final head.
+HEADS = c2f_tcn.HEAD_NAMES + ("y",)
+
+
+def check_heads(heads, weights, key: str) -> None:
+  """Heads must be C2F-TCN heads with one weight each (`key`: the config
+  section holding `<...>heads` and `<...>weights`, for the message)."""
+  heads = tuple(heads)
+  unknown = [h for h in heads if h not in HEADS]
+  if unknown or len(heads) != len(weights):
+    raise ValueError(
+        f"config.{key}heads={heads} must name heads among "
+        f"{HEADS} with one weight each in config.{key}weights")
+
+
+def selected_heads(outputs: dict, names) -> tuple[list, list]:
+  """Logits and masks of the named heads (mask None: the frame mask)."""
+  heads = list(outputs["head_logits"]) + [outputs["logits"]]
+  masks = list(outputs["head_masks"]) + [None]
+  index = [HEADS.index(name) for name in names]
+  return [heads[i] for i in index], [masks[i] for i in index]
+
+
+def start_from_teacher(frozen: dict) -> tuple[dict, dict]:
+  """(params, batch_stats) of a student that starts as the teacher."""
+  return frozen["teacher"]["params"], frozen["teacher"]["batch_stats"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Distillation(base.Method):
+  """Head distillation (MSE of the teacher's and student's logits of
+  config.loss.distill_heads), plus an optional cross-entropy on the
+  teacher's hard labels (config.loss.pseudo_label_weight)."""
+  loads_teacher = True
+  trains_on_sync_pairs = True
+  reads_labels = False
+
+  distill_heads: tuple[str, ...] = ("y5", "y4", "y3", "y2")
+  distill_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+  pseudo_label_weight: float = 0.0
+
+  @property
+  def input_views(self) -> tuple[str, ...]:
+    return ("exo", self.train_view)
+
+  @classmethod
+  def check_config(cls, config: ml_collections.ConfigDict, info) -> None:
+    check_heads(config.loss.distill_heads, config.loss.distill_weights,
+                "loss.distill_")
+    super().check_config(config, info)
+
+  @classmethod
+  def settings(cls, config: ml_collections.ConfigDict, info) -> dict:
+    return {"label_key": None,
+            "distill_heads": tuple(config.loss.distill_heads),
+            "distill_weights": tuple(config.loss.distill_weights),
+            "pseudo_label_weight": config.loss.pseudo_label_weight}
+
+  def init_params(self, rng: jax.Array, frozen: dict, feature_dim: int
+                  ) -> tuple[dict, dict]:
+    del rng, feature_dim
+    return start_from_teacher(frozen)
+
+  def head_loss(self, outputs: dict, teacher: dict, mask: jax.Array
+                ) -> tuple[jax.Array, dict]:
+    """The distillation term between student and (stopped) teacher
+    outputs; returns it and its logs."""
+    student_heads, head_masks = selected_heads(outputs, self.distill_heads)
+    teacher_heads, _ = selected_heads(teacher, self.distill_heads)
+    head_masks = [mask if m is None else m for m in head_masks]
+    loss = losses.head_distillation(student_heads, teacher_heads, head_masks,
+                                    self.distill_weights)
+    return loss, {"head_mse": loss}
+
+  def loss(self, params: dict, state: dict, batch: dict
+           ) -> tuple[jax.Array, tuple[dict, dict]]:
+    mask = batch["mask"]
+    variables = {"params": params, "batch_stats": state["batch_stats"]}
+    x = self.adapt(state, batch[self.train_view], mask)
+    outputs, updates = self.model.apply(variables, x, mask, train=True,
+                                        mutable=["batch_stats"])
+    probs = c2f_tcn.ensemble_probs(outputs, self.ensemble_weights)
+    teacher = self.model.apply(state["frozen"]["teacher"], batch["exo"], mask,
+                               train=False)
+    teacher = jax.tree.map(jax.lax.stop_gradient, teacher)
+    loss, logs = self.head_loss(outputs, teacher, mask)
+    if self.pseudo_label_weight:
+      teacher_probs = c2f_tcn.ensemble_probs(teacher, self.ensemble_weights)
+      pseudo = jnp.argmax(teacher_probs, axis=-1)
+      pseudo_loss, _ = losses.supervised_loss(probs, pseudo, mask,
+                                              self.smooth_weight)
+      loss = loss + self.pseudo_label_weight * pseudo_loss
+      logs["pseudo_label"] = pseudo_loss
+    return loss, (updates["batch_stats"], logs)
