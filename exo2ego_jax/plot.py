@@ -1,7 +1,7 @@
 r"""Draws a run's predictions as segmentation bars and reports its worst
 classes.
 
-  python -m exo2ego_jax.plot --workdir workdirs/synthetic_distill_model \
+  python -m exo2ego_jax.plot --workdir workdirs/my_run \
       [--split test] [--view ego] [--videos 6] [--video_ids a,b] [--worst 5]
 
 Reads the predictions that `python -m exo2ego_jax.evaluate` (and the

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from exo2ego_jax import benchmark
+from exo2ego_jax.training import study
 from exo2ego_jax.runtime import checkpoints
 from exo2ego_jax.data import datasets
 from exo2ego_jax.runtime import run_log
@@ -238,8 +238,8 @@ def test_progress_messages_and_tensorboard_scalars(tmp_path, make_config,
 
 
 def test_study_line_has_elapsed_time_and_eta():
-  assert benchmark.study_progress(1, 15, [], 0.4) == "run 1 of 15, elapsed 0s"
-  assert benchmark.study_progress(3, 15, [60.0, 120.0], 180.2) == (
+  assert study.study_progress(1, 15, [], 0.4) == "run 1 of 15, elapsed 0s"
+  assert study.study_progress(3, 15, [60.0, 120.0], 180.2) == (
       "run 3 of 15, elapsed 3m00s, ETA 19m30s (from 2 runs so far)")
   assert run_log.duration(3725) == "1h02m"
 

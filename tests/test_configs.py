@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from exo2ego_jax import benchmark
+from exo2ego_jax.training import study
 from exo2ego_jax.methods import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +24,7 @@ def _name(path):
 @pytest.mark.parametrize("path", [c for c in CONFIGS
                                   if c not in BENCHMARKS + OTHER], ids=_name)
 def test_training_configs_load_with_a_known_mode(path):
-  config = benchmark.load_config_file(path)
+  config = study.load_config_file(path)
   assert config.mode in registry.names()
   assert config.data.train_split and config.seed == 0
 
@@ -32,10 +32,10 @@ def test_training_configs_load_with_a_known_mode(path):
 @pytest.mark.parametrize("path", BENCHMARKS, ids=_name)
 def test_benchmark_configs_name_every_run(path, monkeypatch):
   monkeypatch.chdir(ROOT)  # method configs are paths from the repository root
-  bench = benchmark.load_config_file(path)
+  bench = study.load_config_file(path)
   workdirs = set()
-  for row, method, point in benchmark.study_rows(bench):
-    config, workdir = benchmark.method_config(bench, method, 1, point)
+  for row, method, point in study.study_rows(bench):
+    config, workdir = study.method_config(bench, method, 1, point)
     assert config.seed == 1 and config.mode in registry.names()
     if bench.dataset_name:
       assert config.dataset.name == bench.dataset_name
@@ -49,9 +49,9 @@ def test_benchmark_configs_name_every_run(path, monkeypatch):
 
 def test_assembly101_benchmark_uses_the_reference_schedule(monkeypatch):
   monkeypatch.chdir(ROOT)
-  bench = benchmark.load_config_file("configs/assembly101_benchmark.py")
+  bench = study.load_config_file("configs/assembly101_benchmark.py")
   for method in bench.methods:
-    config, _ = benchmark.method_config(bench, method, 0)
+    config, _ = study.method_config(bench, method, 0)
     assert config.dataset.name.startswith("assembly101_sync/dinov2")
     assert (config.data.max_frames, config.data.chunk_size) == (600, 4)
     assert config.optim.learning_rate == 1e-5 and config.num_epochs == 100

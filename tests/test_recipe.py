@@ -11,7 +11,7 @@ import pytest
 
 from configs import assembly101_paper_benchmark
 from configs import synthetic_paper_benchmark
-from exo2ego_jax import benchmark
+from exo2ego_jax.training import study
 from exo2ego_jax.data import input_pipeline as ip
 from exo2ego_jax.training import losses
 from exo2ego_jax.evaluation import metrics
@@ -201,7 +201,7 @@ def test_paper_configs_set_the_published_recipe_for_every_method():
   for module in (assembly101_paper_benchmark, synthetic_paper_benchmark):
     bench = module.get_config()
     for method in bench.methods:
-      config, _ = benchmark.method_config(bench, method, 0)
+      config, _ = study.method_config(bench, method, 0)
       assert config.data.windows == "consecutive"
       assert config.data.batch_size == 1
       assert config.loss.ignore_background
@@ -213,7 +213,7 @@ def test_paper_configs_set_the_published_recipe_for_every_method():
           "drop_background_frames_and_segments")
       assert tuple(config.loss.distill_heads) == ("y5", "y4", "y3", "y2")
   paper = assembly101_paper_benchmark.get_config()
-  config, _ = benchmark.method_config(paper, "distill_model", 0)
+  config, _ = study.method_config(paper, "distill_model", 0)
   assert (config.data.chunk_size, config.data.max_frames) == (1, 600)
   assert (config.optim.learning_rate, config.optim.weight_decay) == (1e-5,
                                                                      1e-4)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from exo2ego_jax import benchmark
+from exo2ego_jax.training import study
 from exo2ego_jax.data import datasets
 from exo2ego_jax.data import input_pipeline as ip
 from exo2ego_jax.evaluation import report
@@ -241,7 +241,7 @@ def test_plot_command_draws_bars_and_reports_worst_classes(teacher_dir,
 
 def test_benchmark_sweep_writes_curve_and_reuses_plain_runs(
     tmp_path, tiny_data_dir):
-  bench = benchmark.load_config_file(
+  bench = study.load_config_file(
       os.path.join(ROOT, "configs", "synthetic_ablation_sync.py"))
   bench.workdir = str(tmp_path / "study")
   bench.results_dir = None  # next to the runs
@@ -255,7 +255,7 @@ def test_benchmark_sweep_writes_curve_and_reuses_plain_runs(
   tiny = {"data": {"max_frames": 64, "batch_size": 4, "eval_batch_size": 4},
           "num_epochs": 2, "eval_every_epochs": 1}
   bench.overrides = {"exo_only": tiny, "distill_model": tiny}
-  results = benchmark.run_benchmark(bench)
+  results = study.run_benchmark(bench)
   study = tmp_path / "study"
   assert sorted(os.listdir(study / "distill_model")) == [
       "seed0", "train_fraction=0.5"]  # 1.0 is the plain distill_model run
