@@ -55,7 +55,8 @@ def parse_size(text: str) -> tuple[int, int, int]:
     feature_dim, window, batch = (int(v) for v in text.lower().split("x"))
   except ValueError:
     raise argparse.ArgumentTypeError(
-        f"size {text!r} is not FEATURE_DIMxWINDOWxBATCH, e.g. 1024x600x8")
+      f"size {text!r} is not FEATURE_DIMxWINDOWxBATCH, e.g. 1024x600x8"
+    )
   return feature_dim, window, batch
 
 
@@ -83,10 +84,18 @@ def time_steps(step, warmup: int, repeats: int) -> list[float]:
 # ----- Workers: one configuration per process. -----
 
 
-def jax_worker(kind: str, feature_dim: int, window: int, batch: int,
-               warmup: int, repeats: int, conv_impl: str = "xla") -> dict:
+def jax_worker(
+  kind: str,
+  feature_dim: int,
+  window: int,
+  batch: int,
+  warmup: int,
+  repeats: int,
+  conv_impl: str = "xla",
+) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   sys.path.insert(0, REPO)
   from configs import default  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.methods import registry  # pylint: disable=g-import-not-at-top
@@ -96,30 +105,41 @@ def jax_worker(kind: str, feature_dim: int, window: int, batch: int,
   distill = kind == "distill"
   model = c2f_tcn.C2FTCN(NUM_CLASSES, conv_impl=conv_impl)
   method = registry.get("distill_model" if distill else "exo_supervised")
-  mode = method(model=model, ensemble_weights=(1.0,) * 6, smooth_weight=0.17,
-                train_view="ego" if distill else "exo",
-                label_key=None if distill else "labels")
+  mode = method(
+    model=model,
+    ensemble_weights=(1.0,) * 6,
+    smooth_weight=0.17,
+    train_view="ego" if distill else "exo",
+    label_key=None if distill else "labels",
+  )
   rng = np.random.default_rng(0)
   data = {
-      "exo": rng.normal(size=(batch, window, feature_dim)).astype(np.float32),
-      "mask": np.ones((batch, window), np.float32)}
+    "exo": rng.normal(size=(batch, window, feature_dim)).astype(np.float32),
+    "mask": np.ones((batch, window), np.float32),
+  }
   if distill:
     data["ego"] = rng.normal(size=data["exo"].shape).astype(np.float32)
     data["labels"] = np.full((batch, window), -100, np.int32)
   else:
-    data["labels"] = rng.integers(0, NUM_CLASSES, (batch, window),
-                                  dtype=np.int32)
+    data["labels"] = rng.integers(
+      0, NUM_CLASSES, (batch, window), dtype=np.int32
+    )
   frozen = {}
   if distill:
-    frozen["teacher"] = model.init(jax.random.key(1), data["exo"][:1, :8],
-                                   data["mask"][:1, :8])
+    frozen["teacher"] = model.init(
+      jax.random.key(1), data["exo"][:1, :8], data["mask"][:1, :8]
+    )
   optimizer = trainer.make_optimizer(default.get_config())
-  state = jax.jit(lambda: trainer.init_state(mode, frozen, optimizer,
-                                             feature_dim, seed=0))()
+  state = jax.jit(
+    lambda: trainer.init_state(mode, frozen, optimizer, feature_dim, seed=0)
+  )()
   data = jax.device_put(data)
   start = time.perf_counter()
-  compiled = jax.jit(trainer.make_train_step(mode, optimizer),
-                     donate_argnums=0).lower(state, data).compile()
+  compiled = (
+    jax.jit(trainer.make_train_step(mode, optimizer), donate_argnums=0)
+    .lower(state, data)
+    .compile()
+  )
   compile_s = time.perf_counter() - start
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
@@ -132,14 +152,25 @@ def jax_worker(kind: str, feature_dim: int, window: int, batch: int,
     logs["loss"].block_until_ready()
 
   times = time_steps(step, warmup, repeats)
-  return {"times": times, "flops": flops, "compile_s": compile_s,
-          "peak_mib": peak_memory_mib(jax.devices()[0]),
-          "device": jax.devices()[0].device_kind}
+  return {
+    "times": times,
+    "flops": flops,
+    "compile_s": compile_s,
+    "peak_mib": peak_memory_mib(jax.devices()[0]),
+    "device": jax.devices()[0].device_kind,
+  }
 
 
-def torch_worker(kind: str, feature_dim: int, window: int, batch: int,
-                 warmup: int, repeats: int) -> dict:
+def torch_worker(
+  kind: str,
+  feature_dim: int,
+  window: int,
+  batch: int,
+  warmup: int,
+  repeats: int,
+) -> dict:
   import torch  # pylint: disable=g-import-not-at-top
+
   sys.path.insert(0, HERE)
   import torch_c2f_tcn  # pylint: disable=g-import-not-at-top
 
@@ -159,36 +190,52 @@ def torch_worker(kind: str, feature_dim: int, window: int, batch: int,
     data["labels"] = torch.randint(0, NUM_CLASSES, (batch, window))
     run = lambda: torch_c2f_tcn.train_step(student, optimizer, data)
   times = time_steps(lambda: float(run()), warmup, repeats)
-  return {"times": times, "peak_mib": peak_memory_mib(),
-          "threads": torch.get_num_threads(), "version": torch.__version__}
+  return {
+    "times": times,
+    "peak_mib": peak_memory_mib(),
+    "threads": torch.get_num_threads(),
+    "version": torch.__version__,
+  }
 
 
 def ceiling_worker(framework: str, size: int, repeats: int) -> dict:
   """FLOP/s of a large float32 matmul: what this machine can reach."""
   if framework == "torch":
     import torch  # pylint: disable=g-import-not-at-top
+
     a, b = torch.randn(size, size), torch.randn(size, size)
     times = time_steps(lambda: a @ b, 1, repeats)
-    return {"flops_per_s": 2 * size**3 / min(times), "device": "cpu",
-            "platform": "cpu"}
+    return {
+      "flops_per_s": 2 * size**3 / min(times),
+      "device": "cpu",
+      "platform": "cpu",
+    }
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
   matmul = jax.jit(jnp.matmul)
   times = time_steps(lambda: matmul(a, b).block_until_ready(), 1, repeats)
-  return {"flops_per_s": 2 * size**3 / min(times),
-          "device": jax.devices()[0].device_kind,
-          "platform": jax.devices()[0].platform}
+  return {
+    "flops_per_s": 2 * size**3 / min(times),
+    "device": jax.devices()[0].device_kind,
+    "platform": jax.devices()[0].platform,
+  }
 
 
 def run_worker(args: list[str]) -> dict | None:
   """Runs this file as a worker; None if it failed (the error is printed)."""
-  proc = subprocess.run([sys.executable, __file__, "--worker", *args],
-                        capture_output=True, text=True, cwd=REPO)
+  proc = subprocess.run(
+    [sys.executable, __file__, "--worker", *args],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+  )
   if proc.returncode:
-    print(f"worker {' '.join(args)} failed:\n{proc.stderr[-3000:]}",
-          file=sys.stderr)
+    print(
+      f"worker {' '.join(args)} failed:\n{proc.stderr[-3000:]}", file=sys.stderr
+    )
     return None
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -213,12 +260,14 @@ def table(results: dict, sizes, jax_convs, ceiling: float) -> str:
   """Markdown: one row per size, step and JAX convolution, JAX and PyTorch
   side by side; times, frames/s and FLOP/s from the median step, (best)
   from the fastest."""
-  head = ("| features x window x batch | step | JAX conv | JAX ms "
-          "| PyTorch ms | JAX frames/s | PyTorch frames/s "
-          "| JAX / PyTorch throughput | model GFLOP/step "
-          "| JAX executed GFLOP/step | JAX GFLOP/s (% ceiling) "
-          "| PyTorch GFLOP/s (% ceiling) | JAX peak MiB | PyTorch peak MiB "
-          "| JAX compile s |")
+  head = (
+    "| features x window x batch | step | JAX conv | JAX ms "
+    "| PyTorch ms | JAX frames/s | PyTorch frames/s "
+    "| JAX / PyTorch throughput | model GFLOP/step "
+    "| JAX executed GFLOP/step | JAX GFLOP/s (% ceiling) "
+    "| PyTorch GFLOP/s (% ceiling) | JAX peak MiB | PyTorch peak MiB "
+    "| JAX compile s |"
+  )
   lines = [head, "|" + "---|" * head.count(" |")]
   for size in sizes:
     feature_dim, window, batch = size
@@ -241,22 +290,24 @@ def table(results: dict, sizes, jax_convs, ceiling: float) -> str:
         jax_r = results.get((f"jax:{conv}", kind, size))
         jax_ms = median_ms(jax_r)
         lines.append(
-            f"| {feature_dim} x {window} x {batch} | {kind} | {conv} "
-            f"| {fmt(jax_ms, 1)} ({fmt(best_ms(jax_r), 1)}) "
-            f"| {fmt(torch_ms, 1)} ({fmt(best_ms(torch_r), 1)}) "
-            f"| {fmt(frames / jax_ms * 1e3)} "
-            f"| {fmt(frames / torch_ms * 1e3)} "
-            f"| {fmt(torch_ms / jax_ms, 2)}x "
-            f"({fmt(best_ms(torch_r) / best_ms(jax_r), 2)}x) "
-            f"| {fmt(flops / 1e9, 1)} "
-            f"| {fmt(jax_r['flops'] / 1e9 if jax_r else float('nan'), 1)} "
-            f"| {achieved(jax_ms)} | {achieved(torch_ms)} "
-            f"| {peak(jax_r)} | {peak(torch_r)} "
-            f"| {fmt(jax_r['compile_s'] if jax_r else float('nan'), 1)} |")
+          f"| {feature_dim} x {window} x {batch} | {kind} | {conv} "
+          f"| {fmt(jax_ms, 1)} ({fmt(best_ms(jax_r), 1)}) "
+          f"| {fmt(torch_ms, 1)} ({fmt(best_ms(torch_r), 1)}) "
+          f"| {fmt(frames / jax_ms * 1e3)} "
+          f"| {fmt(frames / torch_ms * 1e3)} "
+          f"| {fmt(torch_ms / jax_ms, 2)}x "
+          f"({fmt(best_ms(torch_r) / best_ms(jax_r), 2)}x) "
+          f"| {fmt(flops / 1e9, 1)} "
+          f"| {fmt(jax_r['flops'] / 1e9 if jax_r else float('nan'), 1)} "
+          f"| {achieved(jax_ms)} | {achieved(torch_ms)} "
+          f"| {peak(jax_r)} | {peak(torch_r)} "
+          f"| {fmt(jax_r['compile_s'] if jax_r else float('nan'), 1)} |"
+        )
   lines.append("")
   lines.append("Distillation step time / supervised step time:")
   variants = [f"jax:{c}" for c in jax_convs] + (
-      ["torch"] if any(k[0] == "torch" for k in results) else [])
+    ["torch"] if any(k[0] == "torch" for k in results) else []
+  )
   for size in sizes:
     ratios = []
     for variant in variants:
@@ -269,22 +320,45 @@ def table(results: dict, sizes, jax_convs, ceiling: float) -> str:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--sizes", type=parse_size, nargs="+", default=None,
-                      help="FEATURE_DIMxWINDOWxBATCH ... (default: "
-                           f"{' '.join(REFERENCE_SIZES)})")
-  parser.add_argument("--repeats", type=int, default=None,
-                      help="timed steps per configuration (default 10)")
-  parser.add_argument("--warmup", type=int, default=None,
-                      help="untimed steps after compiling (default 2)")
-  parser.add_argument("--frameworks", nargs="+", default=["jax", "torch"],
-                      choices=["jax", "torch"])
-  parser.add_argument("--jax-conv", nargs="+", default=list(JAX_CONVS),
-                      choices=JAX_CONVS, dest="jax_convs",
-                      help="JAX implementations of the 5-tap convolutions "
-                           "to time (default: all)")
-  parser.add_argument("--quick", action="store_true",
-                      help=f"smoke run: sizes {' '.join(QUICK_SIZES)}, "
-                           "2 repeats, 1 warmup step, a small ceiling matmul")
+  parser.add_argument(
+    "--sizes",
+    type=parse_size,
+    nargs="+",
+    default=None,
+    help=f"FEATURE_DIMxWINDOWxBATCH ... (default: {' '.join(REFERENCE_SIZES)})",
+  )
+  parser.add_argument(
+    "--repeats",
+    type=int,
+    default=None,
+    help="timed steps per configuration (default 10)",
+  )
+  parser.add_argument(
+    "--warmup",
+    type=int,
+    default=None,
+    help="untimed steps after compiling (default 2)",
+  )
+  parser.add_argument(
+    "--frameworks",
+    nargs="+",
+    default=["jax", "torch"],
+    choices=["jax", "torch"],
+  )
+  parser.add_argument(
+    "--jax-conv",
+    nargs="+",
+    default=list(JAX_CONVS),
+    choices=JAX_CONVS,
+    dest="jax_convs",
+    help="JAX implementations of the 5-tap convolutions to time (default: all)",
+  )
+  parser.add_argument(
+    "--quick",
+    action="store_true",
+    help=f"smoke run: sizes {' '.join(QUICK_SIZES)}, "
+    "2 repeats, 1 warmup step, a small ceiling matmul",
+  )
   parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
   args = parser.parse_args()
 
@@ -295,31 +369,42 @@ def main() -> None:
     else:
       kind, size, warmup, repeats, *conv = rest
       if what == "jax":
-        result = jax_worker(kind, *parse_size(size), int(warmup),
-                            int(repeats), *conv)
+        result = jax_worker(
+          kind, *parse_size(size), int(warmup), int(repeats), *conv
+        )
       else:
-        result = torch_worker(kind, *parse_size(size), int(warmup),
-                              int(repeats))
+        result = torch_worker(
+          kind, *parse_size(size), int(warmup), int(repeats)
+        )
     print(json.dumps(result))
     return
 
-  sizes = args.sizes or [parse_size(s) for s in (
-      QUICK_SIZES if args.quick else REFERENCE_SIZES)]
+  sizes = args.sizes or [
+    parse_size(s) for s in (QUICK_SIZES if args.quick else REFERENCE_SIZES)
+  ]
   repeats = args.repeats or (2 if args.quick else 10)
   warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
   frameworks = list(args.frameworks)
   if "torch" in frameworks and importlib.util.find_spec("torch") is None:
-    print("PyTorch is not installed: JAX only (pip install -e '.[bench]')",
-          file=sys.stderr)
+    print(
+      "PyTorch is not installed: JAX only (pip install -e '.[bench]')",
+      file=sys.stderr,
+    )
     frameworks.remove("torch")
 
   load_before = os.getloadavg()[0]
-  ceilings = {f: run_worker(["ceiling", f, "512" if args.quick else "4096",
-                             str(min(repeats, 5))]) for f in frameworks}
-  ceiling = max((c for c in ceilings.values() if c),
-                key=lambda c: c["flops_per_s"])
-  variants = ([("jax", c) for c in args.jax_convs] if "jax" in frameworks
-              else []) + ([("torch", None)] if "torch" in frameworks else [])
+  ceilings = {
+    f: run_worker(
+      ["ceiling", f, "512" if args.quick else "4096", str(min(repeats, 5))]
+    )
+    for f in frameworks
+  }
+  ceiling = max(
+    (c for c in ceilings.values() if c), key=lambda c: c["flops_per_s"]
+  )
+  variants = (
+    [("jax", c) for c in args.jax_convs] if "jax" in frameworks else []
+  ) + ([("torch", None)] if "torch" in frameworks else [])
   jax_convs = args.jax_convs if "jax" in frameworks else []
   results = {}
   for size in sizes:
@@ -327,25 +412,38 @@ def main() -> None:
       for framework, conv in variants:
         text = "x".join(map(str, size))
         name = f"jax:{conv}" if conv else framework
-        result = run_worker([framework, kind, text, str(warmup), str(repeats)]
-                            + ([conv] if conv else []))
+        result = run_worker(
+          [framework, kind, text, str(warmup), str(repeats)]
+          + ([conv] if conv else [])
+        )
         if result:
           results[name, kind, size] = result
-        print(f"{name} {kind} {text}: {fmt(median_ms(result), 1)} ms",
-              file=sys.stderr, flush=True)
+        print(
+          f"{name} {kind} {text}: {fmt(median_ms(result), 1)} ms",
+          file=sys.stderr,
+          flush=True,
+        )
 
-  torch_info = next((r for (f, _, _), r in results.items() if f == "torch"),
-                    None)
-  print(f"Device: {ceiling['device']} ({ceiling['platform']}), "
-        f"{os.cpu_count()} CPUs visible; load average {load_before:.1f} "
-        f"before, {os.getloadavg()[0]:.1f} after. float32 matmul ceiling "
-        "(best of " + ", ".join(
-            f"{f} {c['flops_per_s'] / 1e9:.1f}" for f, c in ceilings.items()
-            if c) + " GFLOP/s). "
-        + (f"PyTorch {torch_info['version']}, {torch_info['threads']} "
-           "threads. " if torch_info else "")
-        + f"Step times: median (best) of {repeats} steps after {warmup} "
-        "warm-up steps.\n")
+  torch_info = next(
+    (r for (f, _, _), r in results.items() if f == "torch"), None
+  )
+  print(
+    f"Device: {ceiling['device']} ({ceiling['platform']}), "
+    f"{os.cpu_count()} CPUs visible; load average {load_before:.1f} "
+    f"before, {os.getloadavg()[0]:.1f} after. float32 matmul ceiling "
+    "(best of "
+    + ", ".join(
+      f"{f} {c['flops_per_s'] / 1e9:.1f}" for f, c in ceilings.items() if c
+    )
+    + " GFLOP/s). "
+    + (
+      f"PyTorch {torch_info['version']}, {torch_info['threads']} threads. "
+      if torch_info
+      else ""
+    )
+    + f"Step times: median (best) of {repeats} steps after {warmup} "
+    "warm-up steps.\n"
+  )
   print(table(results, sizes, jax_convs, ceiling["flops_per_s"]))
 
 

@@ -32,8 +32,9 @@ IGNORE_LABEL = -100
 DISTILL_HEADS = (4, 3, 2, 1)  # y5, y4, y3, y2 (indices into y1..y5)
 
 
-def level_lengths(lengths: torch.Tensor, level: int
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def level_lengths(
+  lengths: torch.Tensor, level: int
+) -> tuple[torch.Tensor, torch.Tensor]:
   """(steps, valid) of `level` per example, as c2f_tcn.level_lengths."""
   steps = lengths.clamp(min=MIN_LENGTH) >> level
   valid = torch.minimum((lengths + (1 << level) - 1) >> level, steps)
@@ -45,15 +46,20 @@ def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
   return (torch.arange(size)[None] < lengths[:, None]).float()[:, None]
 
 
-def interpolate(x: torch.Tensor, in_lengths: torch.Tensor,
-                out_lengths: torch.Tensor, factor: int, out_size: int
-                ) -> torch.Tensor:
+def interpolate(
+  x: torch.Tensor,
+  in_lengths: torch.Tensor,
+  out_lengths: torch.Tensor,
+  factor: int,
+  out_size: int,
+) -> torch.Tensor:
   """Per-example aligned-corners linear resampling along the last axis, by
   four weighted shifts of x repeated `factor` times (c2f_tcn.interpolate)."""
   n = in_lengths.float()[:, None]
   m = out_lengths[:, None]
-  scale = torch.where(m > 1, (n - 1) / (m - 1).clamp(min=1).float(),
-                      torch.zeros(()))
+  scale = torch.where(
+    m > 1, (n - 1) / (m - 1).clamp(min=1).float(), torch.zeros(())
+  )
   step = torch.arange(out_size)
   pos = step.float()[None] * scale
   lo = torch.minimum(torch.floor(pos), (n - 2).clamp(min=0)).clamp(min=0)
@@ -64,16 +70,16 @@ def interpolate(x: torch.Tensor, in_lengths: torch.Tensor,
   zero = torch.zeros(())
   out = 0.0
   for offset in (-2, -1, 0, 1):
-    weight = (torch.where(tap == offset, 1.0 - frac, zero)
-              + torch.where(tap + 1 == offset, frac, zero))
+    weight = torch.where(tap == offset, 1.0 - frac, zero) + torch.where(
+      tap + 1 == offset, frac, zero
+    )
     weight = torch.where(inside, weight, zero)[:, None]
     start = (offset + 2) * factor
-    out = out + weight * repeated[..., start:start + out_size]
+    out = out + weight * repeated[..., start : start + out_size]
   return out
 
 
 class DoubleConv(nn.Module):
-
   def __init__(self, in_channels: int, out_channels: int):
     super().__init__()
     self.conv0 = nn.Conv1d(in_channels, out_channels, 5, padding=2)
@@ -87,26 +93,29 @@ class DoubleConv(nn.Module):
 
 
 class C2FTCN(nn.Module):
-
   def __init__(self, feature_dim: int, num_classes: int):
     super().__init__()
     channels = (feature_dim,) + ENCODER_FEATURES
     self.encoder = nn.ModuleList(
-        DoubleConv(channels[i], channels[i + 1])
-        for i in range(len(ENCODER_FEATURES)))
+      DoubleConv(channels[i], channels[i + 1])
+      for i in range(len(ENCODER_FEATURES))
+    )
     self.tpp_project = nn.Conv1d(ENCODER_FEATURES[-1], 1, 1)
     below = ENCODER_FEATURES[-1] + len(TPP_POOL_SIZES)
     decoder = []
     for level in range(NUM_LEVELS - 1, -1, -1):  # with x6 .. x1
-      decoder.append(DoubleConv(ENCODER_FEATURES[level] + below,
-                                DECODER_FEATURES))
+      decoder.append(
+        DoubleConv(ENCODER_FEATURES[level] + below, DECODER_FEATURES)
+      )
       below = DECODER_FEATURES
     self.decoder = nn.ModuleList(decoder)
-    self.heads = nn.ModuleList(nn.Conv1d(DECODER_FEATURES, num_classes, 1)
-                               for _ in range(NUM_LEVELS))  # y1..y5, y
+    self.heads = nn.ModuleList(
+      nn.Conv1d(DECODER_FEATURES, num_classes, 1) for _ in range(NUM_LEVELS)
+    )  # y1..y5, y
 
-  def forward(self, x: torch.Tensor, mask: torch.Tensor
-              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+  def forward(
+    self, x: torch.Tensor, mask: torch.Tensor
+  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """(B, D, T) features, (B, T) mask of leading valid frames -> logits of
     y1..y5, y at their own resolution (of max(T, 384) steps), and the masks
     of their valid steps."""
@@ -123,25 +132,35 @@ class C2FTCN(nn.Module):
       skips.append(x)
       masks.append(mask)
     bottom, _ = level_lengths(lengths, NUM_LEVELS)
-    maps = [interpolate(self.tpp_project(F.max_pool1d(x, k)), bottom // k,
-                        bottom, k, x.shape[-1]) * mask
-            for k in TPP_POOL_SIZES]
+    maps = [
+      interpolate(
+        self.tpp_project(F.max_pool1d(x, k)),
+        bottom // k,
+        bottom,
+        k,
+        x.shape[-1],
+      )
+      * mask
+      for k in TPP_POOL_SIZES
+    ]
     x = torch.cat(maps + [x], dim=1)
     logits, head_masks = [], []
     for stage, block in enumerate(self.decoder):
       level = NUM_LEVELS - 1 - stage
       below, _ = level_lengths(lengths, level + 1)
       up = interpolate(x, below, 2 * below, 2, skips[level].shape[-1])
-      x = block(torch.cat([skips[level], up * masks[level]], dim=1),
-                masks[level])
+      x = block(
+        torch.cat([skips[level], up * masks[level]], dim=1), masks[level]
+      )
       last = stage == len(self.decoder) - 1
       logits.append(self.heads[stage](x if last else F.relu(x)))
       head_masks.append(masks[level][:, 0])
     return logits, head_masks
 
 
-def ensemble_probs(logits: list[torch.Tensor], length: int,
-                   lengths: torch.Tensor | None = None) -> torch.Tensor:
+def ensemble_probs(
+  logits: list[torch.Tensor], length: int, lengths: torch.Tensor | None = None
+) -> torch.Tensor:
   """Mean of the six heads' softmaxes (B, C, length), each head upsampled
   to its example's run length. `lengths`: valid frames per example (default:
   all `length`)."""
@@ -157,14 +176,20 @@ def ensemble_probs(logits: list[torch.Tensor], length: int,
   return sum(probs) / len(probs)
 
 
-def supervised_loss(probs: torch.Tensor, labels: torch.Tensor,
-                    mask: torch.Tensor, smooth_weight: float = 0.17
-                    ) -> torch.Tensor:
+def supervised_loss(
+  probs: torch.Tensor,
+  labels: torch.Tensor,
+  mask: torch.Tensor,
+  smooth_weight: float = 0.17,
+) -> torch.Tensor:
   """CE on log(ensemble + 1e-10) + 0.17 * truncated smoothing (masked)."""
   log_probs = torch.log(probs + 1e-10)
   valid = (labels != IGNORE_LABEL) & (mask > 0)
-  ce = F.nll_loss(log_probs, torch.where(valid, labels, IGNORE_LABEL),
-                  ignore_index=IGNORE_LABEL)
+  ce = F.nll_loss(
+    log_probs,
+    torch.where(valid, labels, IGNORE_LABEL),
+    ignore_index=IGNORE_LABEL,
+  )
   diff = log_probs[..., 1:] - log_probs[..., :-1].detach()
   per_pair = torch.clamp(diff**2, 0, 16).mean(dim=1)
   pair_valid = ((mask[:, 1:] > 0) & (mask[:, :-1] > 0)).float()
@@ -172,8 +197,9 @@ def supervised_loss(probs: torch.Tensor, labels: torch.Tensor,
   return ce + smooth_weight * smooth
 
 
-def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor
-               ) -> torch.Tensor:
+def masked_mse(
+  a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
   per_frame = ((a - b) ** 2).mean(dim=1)
   return (per_frame * mask).sum() / mask.sum().clamp(min=1)
 
@@ -183,23 +209,28 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
   return torch.optim.Adam(model.parameters(), lr=1e-5, weight_decay=1e-4)
 
 
-def train_step(model: C2FTCN, optimizer: torch.optim.Optimizer, batch: dict
-               ) -> torch.Tensor:
+def train_step(
+  model: C2FTCN, optimizer: torch.optim.Optimizer, batch: dict
+) -> torch.Tensor:
   """One supervised step on batch (x (B, D, T), labels (B, T), mask)."""
   model.train()
   optimizer.zero_grad(set_to_none=True)
   logits, _ = model(batch["x"], batch["mask"])
-  probs = ensemble_probs(logits, batch["x"].shape[-1],
-                         (batch["mask"] > 0).sum(1))
+  probs = ensemble_probs(
+    logits, batch["x"].shape[-1], (batch["mask"] > 0).sum(1)
+  )
   loss = supervised_loss(probs, batch["labels"], batch["mask"])
   loss.backward()
   optimizer.step()
   return loss.detach()
 
 
-def distill_step(student: C2FTCN, teacher: C2FTCN,
-                 optimizer: torch.optim.Optimizer, batch: dict
-                 ) -> torch.Tensor:
+def distill_step(
+  student: C2FTCN,
+  teacher: C2FTCN,
+  optimizer: torch.optim.Optimizer,
+  batch: dict,
+) -> torch.Tensor:
   """One model-distillation step: the frozen teacher (eval mode) on exo, the
   student on ego, MSE between the logits of heads y5, y4, y3, y2."""
   student.train()
@@ -208,8 +239,9 @@ def distill_step(student: C2FTCN, teacher: C2FTCN,
   with torch.no_grad():
     teacher_logits, _ = teacher(batch["exo"], batch["mask"])
   logits, masks = student(batch["ego"], batch["mask"])
-  loss = sum(masked_mse(logits[i], teacher_logits[i], masks[i])
-             for i in DISTILL_HEADS)
+  loss = sum(
+    masked_mse(logits[i], teacher_logits[i], masks[i]) for i in DISTILL_HEADS
+  )
   loss.backward()
   optimizer.step()
   return loss.detach()

@@ -29,14 +29,17 @@ def get_config():
   config.dataset_name = "assembly101_sync/dinov2_c10119_hmc84358933_fp16"
   reference = default.get_config()
   settings = {
-      "data": {"max_frames": reference.data.max_frames,
-               "chunk_size": reference.data.chunk_size},
-      "optim": {"learning_rate": reference.optim.learning_rate},
-      "num_epochs": reference.num_epochs,
-      "eval_every_epochs": reference.eval_every_epochs,
-      "log_every_steps": reference.log_every_steps,
+    "data": {
+      "max_frames": reference.data.max_frames,
+      "chunk_size": reference.data.chunk_size,
+    },
+    "optim": {"learning_rate": reference.optim.learning_rate},
+    "num_epochs": reference.num_epochs,
+    "eval_every_epochs": reference.eval_every_epochs,
+    "log_every_steps": reference.log_every_steps,
   }
   config.overrides = ml_collections.ConfigDict(
-      {method: settings for method in config.methods})
+    {method: settings for method in config.methods}
+  )
   config.progress = True
   return config

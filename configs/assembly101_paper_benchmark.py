@@ -31,16 +31,22 @@ from configs import synthetic_benchmark
 
 # Settings of the published scripts, shared by every method of the study.
 PAPER_SETTINGS = {
-    "data": {"windows": "consecutive", "chunk_size": 1, "max_frames": 600,
-             "zoom": False, "batch_size": 1, "eval_batch_size": 1},
-    "loss": {"ignore_background": True, "smooth_average": "reference"},
-    "model": {"bn_unbiased_var": True},
-    "optim": {"learning_rate": 1e-5, "weight_decay": 1e-4},
-    "num_epochs": 100,
-    "eval_every_epochs": 1,
-    "early_stopping_patience": 50,
-    "best_metric": "f1_edit_mof_sum",
-    "background_policy": "drop_background_frames_and_segments",
+  "data": {
+    "windows": "consecutive",
+    "chunk_size": 1,
+    "max_frames": 600,
+    "zoom": False,
+    "batch_size": 1,
+    "eval_batch_size": 1,
+  },
+  "loss": {"ignore_background": True, "smooth_average": "reference"},
+  "model": {"bn_unbiased_var": True},
+  "optim": {"learning_rate": 1e-5, "weight_decay": 1e-4},
+  "num_epochs": 100,
+  "eval_every_epochs": 1,
+  "early_stopping_patience": 50,
+  "best_metric": "f1_edit_mof_sum",
+  "background_policy": "drop_background_frames_and_segments",
 }
 
 
@@ -49,6 +55,7 @@ def get_config():
   config.workdir = "workdirs/assembly101_paper"
   config.dataset_name = "assembly101_sync/dinov2_c10119_hmc84358933_fp16"
   config.overrides = ml_collections.ConfigDict(
-      {method: PAPER_SETTINGS for method in config.methods})
+    {method: PAPER_SETTINGS for method in config.methods}
+  )
   config.progress = True
   return config

@@ -27,16 +27,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.data_dir = config_dict.placeholder(str)
 
   config.data = ml_collections.ConfigDict()
-  config.data.train_split = "train"   # the split trained on
-  config.data.view = "exo"            # the view the trained network is fed
-  config.data.label_key = "labels"    # supervised modes: labels of that view
+  config.data.train_split = "train"  # the split trained on
+  config.data.view = "exo"  # the view the trained network is fed
+  config.data.label_key = "labels"  # supervised modes: labels of that view
   config.data.eval_split = "validation"  # model selection; never "test"
-  config.data.eval_view = "exo"       # the view validation scores
-  config.data.max_frames = 600        # window length in chunked steps
-  config.data.chunk_size = 4          # frames max-pooled into one step
-  config.data.zoom = True             # random chunk size in [c/2, 2c]
-  config.data.batch_size = 8          # windows per step, all devices
-  config.data.eval_batch_size = 8     # windows per evaluation batch
+  config.data.eval_view = "exo"  # the view validation scores
+  config.data.max_frames = 600  # window length in chunked steps
+  config.data.chunk_size = 4  # frames max-pooled into one step
+  config.data.zoom = True  # random chunk size in [c/2, 2c]
+  config.data.batch_size = 8  # windows per step, all devices
+  config.data.eval_batch_size = 8  # windows per evaluation batch
   # Chunk sizes whose predictions are averaged at evaluation, validation and
   # test (test-time augmentation), e.g. (3, 4, 5); None: (chunk_size,).
   config.data.eval_chunk_sizes = config_dict.placeholder(tuple)
@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
   # smaller subsets nest in larger ones), trained for as many steps as the
   # whole split would take.
   config.data.train_fraction = 1.0
-  config.data.subset_seed = 0         # which subset train_fraction keeps
+  config.data.subset_seed = 0  # which subset train_fraction keeps
   # Synchronization error put in at training time (distill_* and
   # sync_pseudo_label), in frames: the student view's frames are shifted
   # against the teacher's. Independent of any jitter built into the dataset.
@@ -71,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.bn_unbiased_var = False
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.smooth_weight = 0.17    # weight of the temporal smoothing term
+  config.loss.smooth_weight = 0.17  # weight of the temporal smoothing term
   # The published recipe's teacher and oracle: labels of the dataset's
   # background classes are ignored by the cross-entropy and the smoothing.
   config.loss.ignore_background = False
@@ -87,20 +87,20 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Feature adapter of distill_feature / distill_both (ego -> exo features).
   config.adapter = ml_collections.ConfigDict()
-  config.adapter.kind = "attention"   # "attention" (windowed) or "mlp"
-  config.adapter.hidden_dim = 256     # adapter width
-  config.adapter.num_layers = 2       # adapter depth
-  config.adapter.num_heads = 4        # attention heads (kind "attention")
-  config.adapter.window = 32          # attention span in steps
+  config.adapter.kind = "attention"  # "attention" (windowed) or "mlp"
+  config.adapter.hidden_dim = 256  # adapter width
+  config.adapter.num_layers = 2  # adapter depth
+  config.adapter.num_heads = 4  # attention heads (kind "attention")
+  config.adapter.window = 32  # attention span in steps
 
   # Domain-adaptation baselines (uda_*): unlabeled target windows, drawn
   # independently of the labeled ones (synchronization ignored).
   config.uda = ml_collections.ConfigDict()
   config.uda.target_split = "sync_pairs"  # uda_*: split of the target windows
-  config.uda.target_view = "ego"      # uda_*: view of the target windows
-  config.uda.frame_weight = 1.0     # uda_adversarial: frame domain classifier
+  config.uda.target_view = "ego"  # uda_*: view of the target windows
+  config.uda.frame_weight = 1.0  # uda_adversarial: frame domain classifier
   config.uda.sequence_weight = 0.0  # uda_adversarial: sequence-level one
-  config.uda.hidden_dim = 64        # uda_adversarial: classifier width
+  config.uda.hidden_dim = 64  # uda_adversarial: classifier width
   config.uda.entropy_weight = 0.01  # uda_entropy: target entropy
   # uda_entropy: minus the entropy of the mean target prediction (times
   # entropy_weight), against collapse onto one class; 0: plain entropy.
@@ -115,12 +115,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.pseudo_labels.band_fraction = config_dict.placeholder(float)
 
   config.optim = ml_collections.ConfigDict()
-  config.optim.learning_rate = 1e-5   # reference: Adam, lr 1e-5, wd 1e-4
-  config.optim.weight_decay = 1e-4    # L2 added to the gradient (PyTorch Adam)
+  config.optim.learning_rate = 1e-5  # reference: Adam, lr 1e-5, wd 1e-4
+  config.optim.weight_decay = 1e-4  # L2 added to the gradient (PyTorch Adam)
 
-  config.num_epochs = 100             # passes over the training split
-  config.eval_every_epochs = 10       # validation (and checkpoint) interval
-  config.log_every_steps = 10         # metrics.jsonl / TensorBoard interval
+  config.num_epochs = 100  # passes over the training split
+  config.eval_every_epochs = 10  # validation (and checkpoint) interval
+  config.log_every_steps = 10  # metrics.jsonl / TensorBoard interval
   # Latest-state checkpoints besides those at every evaluation (0: only
   # those); a preempted or killed run resumes from the last one.
   config.checkpoint_every_steps = 0

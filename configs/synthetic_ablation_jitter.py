@@ -29,7 +29,8 @@ def get_config():
   config.sweep.grid = (0, 8, 16, 32, 64, 128)  # one row per value
   # Also set on every point of the sweep.
   config.sweep.fixed = ml_collections.ConfigDict(
-      {"data": {"sync_offset_mode": "per_video"}})
+    {"data": {"sync_offset_mode": "per_video"}}
+  )
   # x-axis label of sweep.png.
   config.sweep.label = "synchronization error J (offset in [-J, J] frames)"
   config.sweep.metrics = ("f1@25", "edit")  # panels of sweep.png

@@ -25,24 +25,31 @@ def get_config():
   config.results_dir = config_dict.placeholder(str)
   config.seeds = (0, 1, 2)  # every method is trained once per seed
   # Rows of the table (methods), in order.
-  config.methods = ("exo_only", "ego_oracle", "distill_model",
-                    "distill_feature", "distill_both")
+  config.methods = (
+    "exo_only",
+    "ego_oracle",
+    "distill_model",
+    "distill_feature",
+    "distill_both",
+  )
   # The training config file of each method.
-  config.method_configs = ml_collections.ConfigDict({
+  config.method_configs = ml_collections.ConfigDict(
+    {
       "exo_only": "configs/synthetic_exo.py",
       "ego_oracle": "configs/synthetic_ego_oracle.py",
       "distill_model": "configs/synthetic_distill_model.py",
       "distill_feature": "configs/synthetic_distill_feature.py",
       "distill_both": "configs/synthetic_distill_both.py",
-  })
+    }
+  )
   # Per-method config overrides, e.g. {"distill_model": {"num_epochs": 40}}.
   config.overrides = ml_collections.ConfigDict()
-  config.teacher = "exo_only"          # whose runs teach the distillations
-  config.adapter = "distill_feature"   # whose adapters distill_both uses
-  config.lower = "exo_only"            # the gap closed is lower -> upper
-  config.upper = "ego_oracle"          # the row that closes the whole gap
-  config.test_split = "test"           # the split every run is scored on
-  config.test_view = "ego"             # the view every run is scored on
+  config.teacher = "exo_only"  # whose runs teach the distillations
+  config.adapter = "distill_feature"  # whose adapters distill_both uses
+  config.lower = "exo_only"  # the gap closed is lower -> upper
+  config.upper = "ego_oracle"  # the row that closes the whole gap
+  config.test_split = "test"  # the split every run is scored on
+  config.test_view = "ego"  # the view every run is scored on
   # Also score the teacher on this view of the test split (reference row).
   config.teacher_reference_view = "exo"
   # Dataset and TFDS data_dir of every run (None: each method config's).

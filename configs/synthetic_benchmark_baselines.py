@@ -25,13 +25,19 @@ def get_config():
   config = synthetic_benchmark.get_config()
   config.results_dir = "workdirs/synthetic_benchmark/baselines"
   config.methods = tuple(config.methods) + (
-      "uda_adversarial", "uda_entropy", "align_pseudo_label",
-      "sync_pseudo_label", "distill_kl")
-  config.method_configs.update({
+    "uda_adversarial",
+    "uda_entropy",
+    "align_pseudo_label",
+    "sync_pseudo_label",
+    "distill_kl",
+  )
+  config.method_configs.update(
+    {
       "uda_adversarial": "configs/synthetic_uda_adversarial.py",
       "uda_entropy": "configs/synthetic_uda_entropy.py",
       "align_pseudo_label": "configs/synthetic_align_pseudo_label.py",
       "sync_pseudo_label": "configs/synthetic_sync_pseudo_label.py",
       "distill_kl": "configs/synthetic_distill_kl.py",
-  })
+    }
+  )
   return config

@@ -26,13 +26,16 @@ from configs import synthetic_benchmark
 def get_config():
   config = synthetic_benchmark.get_config()
   config.workdir = "workdirs/synthetic_paper"
-  settings = {k: (dict(v) if isinstance(v, dict) else v)
-              for k, v in assembly101_paper_benchmark.PAPER_SETTINGS.items()}
+  settings = {
+    k: (dict(v) if isinstance(v, dict) else v)
+    for k, v in assembly101_paper_benchmark.PAPER_SETTINGS.items()
+  }
   settings["data"].update(chunk_size=4, zoom=True)
   del settings["optim"]  # each method config's synthetic learning rate
   settings["num_epochs"] = 20
   settings["early_stopping_patience"] = 10
   settings["adapter"] = {"kind": "mlp"}  # the paper's adapter is per frame
   config.overrides = ml_collections.ConfigDict(
-      {method: settings for method in config.methods})
+    {method: settings for method in config.methods}
+  )
   return config

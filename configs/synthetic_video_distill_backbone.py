@@ -44,13 +44,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.num_videos = 6  # synthetic pairs rendered when video_dir is None
   # Frame size, frames and frame rate of the synthetic videos.
   config.data.synthetic = ml_collections.ConfigDict(
-      dict(size=64, num_frames=48, fps=15))
-  config.data.num_validation_videos = 1   # held-out pairs, select the export
+    dict(size=64, num_frames=48, fps=15)
+  )
+  config.data.num_validation_videos = 1  # held-out pairs, select the export
   config.data.fps = config_dict.placeholder(float)  # None: every frame
-  config.data.resize = 56           # shorter side; DINOv2 features use 224
-  config.data.crop = 56             # square centre crop fed to the ViT
+  config.data.resize = 56  # shorter side; DINOv2 features use 224
+  config.data.crop = 56  # square centre crop fed to the ViT
   config.data.normalisation = "imagenet"  # or "half" (0.5/0.5)
-  config.data.batch_size = 16       # synchronized frame pairs per step
+  config.data.batch_size = 16  # synchronized frame pairs per step
 
   config.backbone = ml_collections.ConfigDict()
   # Converted weights (import_weights --out DIR); None: random init of
@@ -59,21 +60,23 @@ def get_config() -> ml_collections.ConfigDict:
   config.backbone.model = "vit_small"  # architecture when params is None
   # Changes to that architecture (a tiny ViT for tests and the demo).
   config.backbone.overrides = ml_collections.ConfigDict(
-      dict(embed_dim=64, depth=4, num_heads=4, pos_embed_grid=4,
-           layerscale_init=1.0))
+    dict(
+      embed_dim=64, depth=4, num_heads=4, pos_embed_grid=4, layerscale_init=1.0
+    )
+  )
 
   # 0 trains the whole student; N > 0 only its last N blocks + final norm.
   config.train_last_blocks = 2
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.feature = "cls"       # or "mean_patch"
+  config.loss.feature = "cls"  # or "mean_patch"
 
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 1e-4  # Adam
-  config.optim.weight_decay = 1e-4   # L2 added to the gradient
+  config.optim.weight_decay = 1e-4  # L2 added to the gradient
 
-  config.num_steps = 300             # training steps
-  config.log_every_steps = 10        # metrics.jsonl interval
-  config.eval_every_steps = 50       # validation and checkpoint interval
-  config.progress = True             # progress bar on stderr
+  config.num_steps = 300  # training steps
+  config.log_every_steps = 10  # metrics.jsonl interval
+  config.eval_every_steps = 50  # validation and checkpoint interval
+  config.progress = True  # progress bar on stderr
   return config

@@ -28,11 +28,15 @@ from ml_collections import config_flags
 from exo2ego_jax.runtime import cli
 from exo2ego_jax.training import study
 
-_CONFIG = config_flags.DEFINE_config_file("config", None,
-                                          "Benchmark config file.")
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Benchmark config file."
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Directory of the study (default: the config's "
-    "`workdir`; --config.workdir=DIR is the same).")
+  "workdir",
+  None,
+  "Directory of the study (default: the config's "
+  "`workdir`; --config.workdir=DIR is the same).",
+)
 
 
 def main(argv):

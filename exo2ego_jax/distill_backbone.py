@@ -52,8 +52,8 @@ def main(argv):
 
 def define_flags() -> None:
   config_flags.DEFINE_config_file(
-      "config", None, "Experiment config file (configs/*.py).",
-      lock_config=True)
+    "config", None, "Experiment config file (configs/*.py).", lock_config=True
+  )
   flags.DEFINE_string("workdir", None, "Directory of the run.", required=True)
 
 

@@ -49,22 +49,31 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  print(importer.import_checkpoint(f.checkpoint, f.format, f.out, f.overwrite,
-                                   f.num_heads))
+  print(
+    importer.import_checkpoint(
+      f.checkpoint, f.format, f.out, f.overwrite, f.num_heads
+    )
+  )
 
 
 def define_flags() -> None:
   """Flags are defined when this runs as the command, not on import."""
-  flags.DEFINE_string("checkpoint", None,
-                      "PyTorch .pth/.pt or .safetensors file.", required=True)
-  flags.DEFINE_enum("format", None, importer.FORMATS,
-                    "Layout of the checkpoint.", required=True)
+  flags.DEFINE_string(
+    "checkpoint", None, "PyTorch .pth/.pt or .safetensors file.", required=True
+  )
+  flags.DEFINE_enum(
+    "format", None, importer.FORMATS, "Layout of the checkpoint.", required=True
+  )
   flags.DEFINE_string("out", None, "Output directory.", required=True)
-  flags.DEFINE_bool("overwrite", False,
-                    "Replace an --out that already holds files (only once "
-                    "the new output is complete).")
-  flags.DEFINE_integer("num_heads", None,
-                       "Attention heads (DINOv2; default embed_dim / 64).")
+  flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Replace an --out that already holds files (only once "
+    "the new output is complete).",
+  )
+  flags.DEFINE_integer(
+    "num_heads", None, "Attention heads (DINOv2; default embed_dim / 64)."
+  )
 
 
 if __name__ == "__main__":

@@ -24,26 +24,36 @@ from absl import flags
 from exo2ego_jax.evaluation import run_report
 from exo2ego_jax.runtime import cli
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.",
-                               required=True)
-_SPLIT = flags.DEFINE_string("split", "test", "Split whose predictions to "
-                             "draw.")
-_VIEW = flags.DEFINE_string("view", None,
-                            "exo or ego (default: the run's eval view).")
-_VIDEOS = flags.DEFINE_integer("videos", 6, "Draw the first N recordings of "
-                               "the split.")
-_VIDEO_IDS = flags.DEFINE_list("video_ids", None, "Draw these recordings "
-                               "instead of the first --videos.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.", required=True)
+_SPLIT = flags.DEFINE_string(
+  "split", "test", "Split whose predictions to draw."
+)
+_VIEW = flags.DEFINE_string(
+  "view", None, "exo or ego (default: the run's eval view)."
+)
+_VIDEOS = flags.DEFINE_integer(
+  "videos", 6, "Draw the first N recordings of the split."
+)
+_VIDEO_IDS = flags.DEFINE_list(
+  "video_ids", None, "Draw these recordings instead of the first --videos."
+)
 _WORST = flags.DEFINE_integer("worst", 5, "Classes in the confusion report.")
-_OUT = flags.DEFINE_string("out", None, "Output folder (default: "
-                           "<workdir>/eval/<split>_<view>).")
+_OUT = flags.DEFINE_string(
+  "out", None, "Output folder (default: <workdir>/eval/<split>_<view>)."
+)
 
 
 def main(argv):
   del argv
-  result = run_report.plot_run(_WORKDIR.value, _SPLIT.value, _VIEW.value,
-                               _VIDEOS.value, _VIDEO_IDS.value, _WORST.value,
-                               _OUT.value)
+  result = run_report.plot_run(
+    _WORKDIR.value,
+    _SPLIT.value,
+    _VIEW.value,
+    _VIDEOS.value,
+    _VIDEO_IDS.value,
+    _WORST.value,
+    _OUT.value,
+  )
   print(result["report"])
   print("wrote " + ", ".join(result["paths"].values()))
 

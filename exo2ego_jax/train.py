@@ -16,20 +16,26 @@ from exo2ego_jax.runtime import cli
 from exo2ego_jax.runtime import errors
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (configs/*.py).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run.",
-                               required=True)
+  "config", None, "Experiment config file (configs/*.py).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Directory of the run.", required=True
+)
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False,
-    "Continue a run in --workdir even though its config.json differs.")
+  "allow_config_change",
+  False,
+  "Continue a run in --workdir even though its config.json differs.",
+)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
-  results = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                                       _ALLOW_CONFIG_CHANGE.value)
+
+  results = trainer.train_and_evaluate(
+    _CONFIG.value, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value
+  )
   if results.get("preempted"):
     errors.end_of_stopped_run(results)  # exits: 130 for Ctrl-C
   print(json.dumps(results["validation"], indent=2))

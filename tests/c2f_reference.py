@@ -35,10 +35,13 @@ class _DoubleConv(nn.Module):
   def __init__(self, in_channels: int, out_channels: int):
     super().__init__()
     self.conv = nn.Sequential(
-        nn.Conv1d(in_channels, out_channels, 5, padding=2),
-        nn.BatchNorm1d(out_channels), nn.ReLU(),
-        nn.Conv1d(out_channels, out_channels, 5, padding=2),
-        nn.BatchNorm1d(out_channels), nn.ReLU())
+      nn.Conv1d(in_channels, out_channels, 5, padding=2),
+      nn.BatchNorm1d(out_channels),
+      nn.ReLU(),
+      nn.Conv1d(out_channels, out_channels, 5, padding=2),
+      nn.BatchNorm1d(out_channels),
+      nn.ReLU(),
+    )
 
   def forward(self, x: torch.Tensor, steps=None) -> torch.Tensor:
     for layer in self.conv:
@@ -68,12 +71,20 @@ class PublishedC2FTCN(nn.Module):
     self.inc = _wrap(conv=_DoubleConv(feature_dim, 256))
     encoder = (256, 256, 256, 128, 128, 128, 128)
     for i in range(1, 7):
-      setattr(self, f"down{i}", _wrap(max_pool_conv=nn.Sequential(
-          nn.MaxPool1d(2), _DoubleConv(encoder[i - 1], encoder[i]))))
+      setattr(
+        self,
+        f"down{i}",
+        _wrap(
+          max_pool_conv=nn.Sequential(
+            nn.MaxPool1d(2), _DoubleConv(encoder[i - 1], encoder[i])
+          )
+        ),
+      )
     self.tpp = _wrap(conv=nn.Conv1d(128, 1, 1))
     # Decoder input channels: skip + upsampled, from x6 down to x1.
-    for name, channels in zip(("up", "up0", "up1", "up2", "up3", "up4"),
-                              (260, 256, 256, 384, 384, 384)):
+    for name, channels in zip(
+      ("up", "up0", "up1", "up2", "up3", "up4"), (260, 256, 256, 384, 384, 384)
+    ):
       setattr(self, name, _wrap(conv=_DoubleConv(channels, 128)))
     for i in range(5):
       setattr(self, f"outcc{i}", _wrap(conv=nn.Conv1d(128, num_classes, 1)))
@@ -82,8 +93,10 @@ class PublishedC2FTCN(nn.Module):
 
   def pyramid(self, x: torch.Tensor, steps=None) -> torch.Tensor:
     length = x.shape[-1]
-    maps = [_keep(_linear(self.tpp.conv(F.max_pool1d(x, k, k)), length), steps)
-            for k in (2, 3, 5, 6)]
+    maps = [
+      _keep(_linear(self.tpp.conv(F.max_pool1d(x, k, k)), length), steps)
+      for k in (2, 3, 5, 6)
+    ]
     return torch.cat(maps + [x], dim=1)
 
   def forward(self, x: torch.Tensor, valid: int | None = None):
@@ -100,8 +113,9 @@ class PublishedC2FTCN(nn.Module):
       up = F.interpolate(x, scale_factor=2, mode="linear", align_corners=True)
       diff = skip.shape[-1] - up.shape[-1]
       up = _keep(F.pad(up, [diff // 2, diff - diff // 2]), steps[5 - stage])
-      x = getattr(self, name).conv(torch.cat([skip, up], dim=1),
-                                   steps[5 - stage])
+      x = getattr(self, name).conv(
+        torch.cat([skip, up], dim=1), steps[5 - stage]
+      )
       if stage < 5:
         heads.append(getattr(self, f"outcc{stage}").conv(F.relu(x)))
     return self.outcc.conv(x), heads[::-1], x
@@ -114,12 +128,12 @@ def ensemble(y: torch.Tensor, heads, weights=(1.0,) * 6) -> torch.Tensor:
   probs = F.softmax(y, dim=1) * weights[0] / total
   for weight, head in zip(weights[1:], heads):
     probs = probs + F.softmax(_linear(head, y.shape[-1]), dim=1) * (
-        weight / total)
+      weight / total
+    )
   return probs
 
 
-def build(feature_dim: int, num_classes: int, seed: int = 0
-          ) -> PublishedC2FTCN:
+def build(feature_dim: int, num_classes: int, seed: int = 0) -> PublishedC2FTCN:
   """The model in eval mode with trained-like BatchNorm: random affines and
   running statistics. Seeded without touching torch's global RNG."""
   with torch.random.fork_rng():
@@ -141,14 +155,18 @@ def state_dict(model: nn.Module) -> dict[str, np.ndarray]:
   return {k: v.numpy() for k, v in model.state_dict().items()}
 
 
-def outputs(model: PublishedC2FTCN, x: np.ndarray, valid: int | None = None
-            ) -> dict:
+def outputs(
+  model: PublishedC2FTCN, x: np.ndarray, valid: int | None = None
+) -> dict:
   """Every output of `model` on channels-last x (B, T, D), channels-last:
   logits, features, head_logits (y1..y5) and the uniform ensemble."""
   channels_last = lambda t: t.numpy().transpose(0, 2, 1)
   with torch.no_grad():
     y, heads, features = model(torch.from_numpy(x.transpose(0, 2, 1)), valid)
     probs = ensemble(y, heads)
-  return {"logits": channels_last(y), "features": channels_last(features),
-          "head_logits": [channels_last(h) for h in heads[::-1]],
-          "ensemble": channels_last(probs)}
+  return {
+    "logits": channels_last(y),
+    "features": channels_last(features),
+    "head_logits": [channels_last(h) for h in heads[::-1]],
+    "ensemble": channels_last(probs),
+  }

@@ -30,9 +30,9 @@ def teacher_dir(tmp_path_factory, tiny_data_dir):
   """A trained exo teacher on synthetic_sync/tiny (4 epochs, 8 steps).
   Shared by the whole session: tests must not change it."""
   from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
+
   workdir = str(tmp_path_factory.mktemp("teacher"))
-  trainer.train_and_evaluate(tiny_config(tiny_data_dir, num_epochs=4),
-                             workdir)
+  trainer.train_and_evaluate(tiny_config(tiny_data_dir, num_epochs=4), workdir)
   return workdir
 
 
@@ -40,7 +40,8 @@ def teacher_dir(tmp_path_factory, tiny_data_dir):
 def make_config(tiny_data_dir):
   """Factory of configs sized for tests: make_config(mode, **overrides)."""
   return lambda mode="exo_supervised", **overrides: tiny_config(
-      tiny_data_dir, mode, **overrides)
+    tiny_data_dir, mode, **overrides
+  )
 
 
 def tiny_config(data_dir: str, mode: str = "exo_supervised", **overrides):
@@ -102,6 +103,7 @@ def poison(*keys):
     for key in keys:
       example[key] = np.full_like(example[key], 10**6)
     return example
+
   return edit
 
 
@@ -112,6 +114,12 @@ def edit_splits(monkeypatch, **edits):
 
   def edited_open(*args, **kwargs):
     info, sources = open_dataset(*args, **kwargs)
-    return info, dict(sources, **{split: EditedSource(sources[split], edit)
-                                  for split, edit in edits.items()})
+    return info, dict(
+      sources,
+      **{
+        split: EditedSource(sources[split], edit)
+        for split, edit in edits.items()
+      },
+    )
+
   monkeypatch.setattr(datasets, "open_dataset", edited_open)

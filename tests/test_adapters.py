@@ -21,24 +21,29 @@ def _perturbation_effect(adapter, params, length=40, frame=20):
 def _randomize_output(params, key):
   """The zero-initialised output layer hides all dependencies: fill it."""
   out = dict(params)
-  out["out"] = jax.tree.map(lambda p: jax.random.normal(key, p.shape),
-                            params["out"])
+  out["out"] = jax.tree.map(
+    lambda p: jax.random.normal(key, p.shape), params["out"]
+  )
   return out
 
 
 def test_untrained_adapters_are_identity():
   x = jax.random.normal(jax.random.key(1), (2, 30, 6))
   mask = jnp.ones((2, 30)).at[1, 20:].set(0)
-  for adapter in (adapters.make_adapter("attention", hidden_dim=16, window=8),
-                  adapters.make_adapter("mlp", hidden_dim=16)):
+  for adapter in (
+    adapters.make_adapter("attention", hidden_dim=16, window=8),
+    adapters.make_adapter("mlp", hidden_dim=16),
+  ):
     params = adapter.init(jax.random.key(0), x, mask)["params"]
-    np.testing.assert_allclose(adapter.apply({"params": params}, x, mask),
-                               x * mask[..., None], atol=1e-6)
+    np.testing.assert_allclose(
+      adapter.apply({"params": params}, x, mask), x * mask[..., None], atol=1e-6
+    )
 
 
 def test_attention_adapter_attends_across_time_within_its_window():
-  adapter = adapters.make_adapter("attention", hidden_dim=16, num_heads=2,
-                                  window=8)
+  adapter = adapters.make_adapter(
+    "attention", hidden_dim=16, num_heads=2, window=8
+  )
   x = jnp.zeros((1, 40, 6))
   params = adapter.init(jax.random.key(0), x, jnp.ones((1, 40)))["params"]
   params = _randomize_output(params, jax.random.key(2))

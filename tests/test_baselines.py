@@ -43,22 +43,32 @@ def test_gradient_reversal_flips_and_scales_the_gradient():
   plain = jax.grad(classifier)(x)
   for scale in (0.0, 0.37, 1.0):
     reversed_ = jax.grad(
-        lambda f: classifier(domain.gradient_reversal(f, scale)))(x)
+      lambda f: classifier(domain.gradient_reversal(f, scale))
+    )(x)
     np.testing.assert_allclose(reversed_, -scale * plain, rtol=1e-6)
   # The forward pass is the identity, and the classifier's own parameters
   # get their ordinary gradient.
   np.testing.assert_array_equal(domain.gradient_reversal(x, 0.5), x)
-  grad_w = jax.grad(lambda v: jnp.sum(jnp.tanh(
-      domain.gradient_reversal(x, 0.5) @ v) ** 2))(w)
-  np.testing.assert_allclose(grad_w, jax.grad(
-      lambda v: jnp.sum(jnp.tanh(x @ v) ** 2))(w), rtol=1e-6)
+  grad_w = jax.grad(
+    lambda v: jnp.sum(jnp.tanh(domain.gradient_reversal(x, 0.5) @ v) ** 2)
+  )(w)
+  np.testing.assert_allclose(
+    grad_w, jax.grad(lambda v: jnp.sum(jnp.tanh(x @ v) ** 2))(w), rtol=1e-6
+  )
 
 
 def test_reversal_schedule_ramps_from_zero_to_one():
   values = domain.reversal_schedule(jnp.array([0.0, 0.1, 0.5, 1.0]))
   np.testing.assert_allclose(
-      values, [0.0, 2 / (1 + np.exp(-1)) - 1, 2 / (1 + np.exp(-5)) - 1,
-               2 / (1 + np.exp(-10)) - 1], rtol=1e-6)
+    values,
+    [
+      0.0,
+      2 / (1 + np.exp(-1)) - 1,
+      2 / (1 + np.exp(-5)) - 1,
+      2 / (1 + np.exp(-10)) - 1,
+    ],
+    rtol=1e-6,
+  )
 
 
 def test_entropy_terms():
@@ -67,13 +77,16 @@ def test_entropy_terms():
   assert float(losses.entropy(collapsed, mask)) == pytest.approx(0, abs=1e-6)
   # All valid frames say class 0 (the masked frame does not count).
   assert float(losses.marginal_entropy(collapsed, mask)) == pytest.approx(
-      0, abs=1e-6)
+    0, abs=1e-6
+  )
   diverse = jnp.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])
   assert float(losses.marginal_entropy(diverse, mask)) == pytest.approx(
-      np.log(2), rel=1e-5)
+    np.log(2), rel=1e-5
+  )
   uniform = jnp.full((1, 3, 4), 0.25)
-  assert float(losses.entropy(uniform, mask)) == pytest.approx(np.log(4),
-                                                               rel=1e-5)
+  assert float(losses.entropy(uniform, mask)) == pytest.approx(
+    np.log(4), rel=1e-5
+  )
 
 
 # ----- DTW. -----
@@ -98,17 +111,20 @@ def _brute_force_dtw(cost, starts, width):
       if i == j == 0:
         total[0, 0] = cost[0, 0]
         continue
-      options = [total[i - 1, j - 1] if i and j else np.inf,
-                 total[i - 1, j] if i else np.inf,
-                 total[i, j - 1] if j else np.inf]
+      options = [
+        total[i - 1, j - 1] if i and j else np.inf,
+        total[i - 1, j] if i else np.inf,
+        total[i, j - 1] if j else np.inf,
+      ]
       came_from[i, j] = int(np.argmin(options))
       total[i, j] = cost[i, j] + options[came_from[i, j]]
   i, j = n - 1, m - 1
   path = [(i, j)]
   while i or j:
     step = came_from[i, j]
-    i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (
-        i, j - 1)
+    i, j = (
+      (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
+    )
     path.append((i, j))
   return total[-1, -1], np.asarray(path[::-1])
 
@@ -131,7 +147,8 @@ def test_dtw_matches_brute_force(metric):
     cost, path = dtw.dtw(x, y, radius=radius, metric=metric)
     starts, width = dtw.band(n, m, radius)
     expected_cost, expected_path = _brute_force_dtw(
-        _cost_matrix(x, y, metric), starts, width)
+      _cost_matrix(x, y, metric), starts, width
+    )
     np.testing.assert_allclose(cost, expected_cost, rtol=1e-5)
     np.testing.assert_array_equal(path, expected_path)
 
@@ -146,7 +163,8 @@ def test_dtw_breaks_ties_like_the_brute_force():
     cost, path = dtw.dtw(x, y, radius=radius, metric="sqeuclidean")
     starts, width = dtw.band(n, m, radius)
     expected_cost, expected_path = _brute_force_dtw(
-        _cost_matrix(x, y, "sqeuclidean").astype(np.float64), starts, width)
+      _cost_matrix(x, y, "sqeuclidean").astype(np.float64), starts, width
+    )
     assert cost == expected_cost
     np.testing.assert_array_equal(path, expected_path)
 
@@ -167,13 +185,26 @@ def test_dtw_recovers_a_time_stretch():
 def test_pseudo_labels_follow_the_path():
   exo_labels = np.array([0, 0, 3, 3, 3, 1, 2, 2])
   exo_probs = np.eye(4)[exo_labels] * 0.7 + 0.075
-  path = np.array([(0, 0), (1, 1), (2, 1), (3, 2), (4, 3), (4, 4), (5, 5),
-                   (6, 6), (7, 6), (7, 7)])
+  path = np.array(
+    [
+      (0, 0),
+      (1, 1),
+      (2, 1),
+      (3, 2),
+      (4, 3),
+      (4, 4),
+      (5, 5),
+      (6, 6),
+      (7, 6),
+      (7, 7),
+    ]
+  )
   # Ego step 1 sees exo steps 1 (class 0) and 2 (class 3): a tie of the mean
   # probabilities, broken towards the smaller class id like argmax.
   np.testing.assert_array_equal(
-      pseudo_labels.transfer_along_path(path, exo_probs, 8),
-      [0, 0, 3, 3, 3, 1, 2, 2])
+    pseudo_labels.transfer_along_path(path, exo_probs, 8),
+    [0, 0, 3, 3, 3, 1, 2, 2],
+  )
 
 
 def test_time_stretched_ego_gets_the_stretched_labels():
@@ -181,13 +212,19 @@ def test_time_stretched_ego_gets_the_stretched_labels():
   exo_labels = np.repeat(rng.integers(0, 5, 12), rng.integers(2, 6, 12))
   prototypes = rng.normal(size=(5, 16))
   exo_features = prototypes[exo_labels] + 0.05 * rng.normal(
-      size=(len(exo_labels), 16))
+    size=(len(exo_labels), 16)
+  )
   stretch = np.repeat(np.arange(len(exo_labels)), 3)  # ego: 3x slower
   ego_features = exo_features[stretch] + 0.05 * rng.normal(
-      size=(len(stretch), 16))
+    size=(len(stretch), 16)
+  )
   labels = pseudo_labels.aligned_labels(
-      exo_features, ego_features, np.eye(5)[exo_labels], metric="cosine",
-      band_fraction=0.2)
+    exo_features,
+    ego_features,
+    np.eye(5)[exo_labels],
+    metric="cosine",
+    band_fraction=0.2,
+  )
   np.testing.assert_array_equal(labels, exo_labels[stretch])
 
 
@@ -206,15 +243,19 @@ def _baseline_config(make_config, mode, teacher_dir, **overrides):
   return config
 
 
-@pytest.mark.parametrize("mode", ["uda_adversarial", "uda_entropy",
-                                  "align_pseudo_label", "sync_pseudo_label"])
+@pytest.mark.parametrize(
+  "mode",
+  ["uda_adversarial", "uda_entropy", "align_pseudo_label", "sync_pseudo_label"],
+)
 def test_baselines_train_evaluate_and_never_read_ego_labels(
-    mode, tmp_path, make_config, teacher_dir, monkeypatch):
+  mode, tmp_path, make_config, teacher_dir, monkeypatch
+):
   """Each baseline trains, restores and scores the ego view; for the UDA
   ones, poisoning every label of the pairs (and the ego labels of the
   labeled exo split) gives bit-identical training."""
-  config = _baseline_config(make_config, mode, teacher_dir,
-                            **{"uda.sequence_weight": 0.5})
+  config = _baseline_config(
+    make_config, mode, teacher_dir, **{"uda.sequence_weight": 0.5}
+  )
   workdir = str(tmp_path / mode)
   results = trainer.train_and_evaluate(config, workdir)
   assert results["validation"]["num_videos"] == 6
@@ -224,45 +265,57 @@ def test_baselines_train_evaluate_and_never_read_ego_labels(
   if mode == "uda_adversarial":
     assert set(state["params"]) == {"model", "domain"}
     assert set(state["params"]["domain"]) == {"frame", "sequence"}
-    assert all("domain_frame" in r and "domain_sequence" in r
-               for r in records)
+    assert all("domain_frame" in r and "domain_sequence" in r for r in records)
     # The reversal weight ramps over the run: 0 at the first step.
     assert records[0]["ramp"] == 0.0 and records[-1]["ramp"] > 0.9
   if mode == "uda_entropy":
-    assert all("target_entropy" in r and "target_diversity" in r
-               for r in records)
+    assert all(
+      "target_entropy" in r and "target_diversity" in r for r in records
+    )
   if mode.endswith("pseudo_label"):
     _, teacher = checkpoints.restore_state(teacher_dir)
-    changed = [not np.array_equal(a, b) for a, b in zip(
-        jax.tree.leaves(state["params"]), jax.tree.leaves(teacher["params"]))]
+    changed = [
+      not np.array_equal(a, b)
+      for a, b in zip(
+        jax.tree.leaves(state["params"]), jax.tree.leaves(teacher["params"])
+      )
+    ]
     assert any(changed)  # started from the teacher and moved
     saved = np.load(os.path.join(workdir, pseudo_labels.FILENAME))
-    _, sources = datasets.open_dataset(config.dataset.name,
-                                       config.dataset.data_dir)
+    _, sources = datasets.open_dataset(
+      config.dataset.name, config.dataset.data_dir
+    )
     example = sources["sync_pairs"][0]
     assert saved[example["video_id"].decode()].shape == example["ego"].shape[:1]
   # The best checkpoint restores and scores the ego view.
-  summary = trainer.evaluate_run(config, workdir, "test", view="ego",
-                                 write_predictions=False)
+  summary = trainer.evaluate_run(
+    config, workdir, "test", view="ego", write_predictions=False
+  )
   assert summary["num_videos"] == 6 and 0 <= summary["mof"] <= 100
 
   if mode.endswith("pseudo_label"):
     return  # label-blind: test_trainer poisons every label of its runs
-  edit_splits(monkeypatch, sync_pairs=poison("labels", "ego_labels"),
-              train=poison("ego_labels"))
+  edit_splits(
+    monkeypatch,
+    sync_pairs=poison("labels", "ego_labels"),
+    train=poison("ego_labels"),
+  )
   poisoned = str(tmp_path / "poisoned")
   trainer.train_and_evaluate(config, poisoned)
   _, other = checkpoints.restore_state(poisoned, checkpoints.LATEST)
   _assert_trees_equal(state["params"], other["params"])
-  assert ([r["loss"] for r in records] ==
-          [r["loss"] for r in _train_records(poisoned)])
+  assert [r["loss"] for r in records] == [
+    r["loss"] for r in _train_records(poisoned)
+  ]
 
 
 def test_sync_pseudo_labels_are_the_teachers_exo_predictions(
-    tmp_path, make_config, teacher_dir):
+  tmp_path, make_config, teacher_dir
+):
   config = _baseline_config(make_config, "sync_pseudo_label", teacher_dir)
-  info, sources = datasets.open_dataset(config.dataset.name,
-                                        config.dataset.data_dir)
+  info, sources = datasets.open_dataset(
+    config.dataset.name, config.dataset.data_dir
+  )
   mode = trainer.build_mode(config, info)
   teacher = trainer.load_frozen(config, info, mode)["teacher"]
   labels = pseudo_labels.compute(mode, teacher, sources["sync_pairs"], config)
@@ -271,40 +324,65 @@ def test_sync_pseudo_labels_are_the_teachers_exo_predictions(
   predict = jax.jit(lambda w, m: teacher_mode.predict_probs(state, w, m))
   example = sources["sync_pairs"][3]
   probs = evaluator.predict_recordings(
-      predict, [example["exo"]], (config.data.chunk_size,),
-      config.data.max_frames, config.data.eval_batch_size)[0]
-  np.testing.assert_array_equal(labels[example["video_id"].decode()],
-                                probs.argmax(-1))
+    predict,
+    [example["exo"]],
+    (config.data.chunk_size,),
+    config.data.max_frames,
+    config.data.eval_batch_size,
+  )[0]
+  np.testing.assert_array_equal(
+    labels[example["video_id"].decode()], probs.argmax(-1)
+  )
 
 
-def test_uda_target_windows_are_not_the_synchronized_ones(make_config,
-                                                          tiny_data_dir):
+def test_uda_target_windows_are_not_the_synchronized_ones(
+  make_config, tiny_data_dir
+):
   """UDA draws ego windows on their own: not the exo windows' partners."""
   _, sources = datasets.open_dataset("synthetic_sync/tiny", tiny_data_dir)
   kwargs = dict(batch_size=4, max_frames=64, chunk_size=4, zoom=True)
   labeled = input_pipeline.train_dataset(
-      sources["sync_pairs"], views=("exo",), label_key=None, num_epochs=3,
-      seed=0, **kwargs)
+    sources["sync_pairs"],
+    views=("exo",),
+    label_key=None,
+    num_epochs=3,
+    seed=0,
+    **kwargs,
+  )
   paired = input_pipeline.with_target_windows(
-      labeled, sources["sync_pairs"], view="ego", seed=1, **kwargs)
+    labeled, sources["sync_pairs"], view="ego", seed=1, **kwargs
+  )
   assert len(paired) == len(labeled) == 6
   batch = paired[0]
   assert batch["target"].shape == (4, 64, 16)
   synchronized = input_pipeline.train_dataset(
-      sources["sync_pairs"], views=("ego",), label_key=None, num_epochs=3,
-      seed=0, **kwargs)[0]
+    sources["sync_pairs"],
+    views=("ego",),
+    label_key=None,
+    num_epochs=3,
+    seed=0,
+    **kwargs,
+  )[0]
   assert not np.array_equal(batch["target"], synchronized["ego"])
 
 
-@pytest.mark.parametrize("overrides, message", [
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
     (dict(mode="align_pseudo_label"), "needs a teacher"),
-    (dict(mode="sync_pseudo_label", teacher_workdir="x"),
-     "label_key='pseudo_labels'"),
-    (dict(mode="uda_entropy", **{"uda.target_split": "test"}),
-     "target_split='test'"),
-])
-def test_baseline_config_mistakes_are_reported(make_config, overrides,
-                                               message, tmp_path):
+    (
+      dict(mode="sync_pseudo_label", teacher_workdir="x"),
+      "label_key='pseudo_labels'",
+    ),
+    (
+      dict(mode="uda_entropy", **{"uda.target_split": "test"}),
+      "target_split='test'",
+    ),
+  ],
+)
+def test_baseline_config_mistakes_are_reported(
+  make_config, overrides, message, tmp_path
+):
   mode = overrides.pop("mode")
   config = make_config(**overrides)
   config.mode = mode

@@ -22,17 +22,29 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 def test_quick_run_prints_the_table():
   frameworks = ["jax", "torch"] if HAS_TORCH else ["jax"]
   proc = subprocess.run(
-      [sys.executable, "benchmarks/step_throughput.py", "--quick",
-       "--frameworks", *frameworks], cwd=REPO, capture_output=True,
-      text=True)  # no timeout: a loaded machine is slow, not broken
+    [
+      sys.executable,
+      "benchmarks/step_throughput.py",
+      "--quick",
+      "--frameworks",
+      *frameworks,
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+  )  # no timeout: a loaded machine is slow, not broken
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.splitlines()
   assert lines[0].startswith("Device: ") and "GFLOP/s" in lines[0]
-  rows = [line.split(" | ") for line in lines
-          if line.startswith("| 16 x 64 x 2 ")]
+  rows = [
+    line.split(" | ") for line in lines if line.startswith("| 16 x 64 x 2 ")
+  ]
   assert [row[1:3] for row in rows] == [
-      ["train", "xla"], ["train", "winograd"], ["distill", "xla"],
-      ["distill", "winograd"]]
+    ["train", "xla"],
+    ["train", "winograd"],
+    ["distill", "xla"],
+    ["distill", "winograd"],
+  ]
   number = lambda text: float(text.replace(",", ""))
   for row in rows:
     assert number(row[3].split()[0]) > 0  # JAX ms: median (best)
@@ -44,33 +56,44 @@ def test_quick_run_prints_the_table():
   for xla_row, winograd_row in (rows[:2], rows[2:]):
     assert xla_row[8] == winograd_row[8] == xla_row[9]
     assert number(winograd_row[9]) < number(xla_row[9])
-  assert any(line.startswith("- 16 x 64 x 2: jax:xla ") and "jax:winograd" in
-             line for line in lines)
+  assert any(
+    line.startswith("- 16 x 64 x 2: jax:xla ") and "jax:winograd" in line
+    for line in lines
+  )
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
 def test_torch_model_has_the_jax_models_parameters():
   sys.path.insert(0, os.path.join(REPO, "benchmarks"))
   import torch_c2f_tcn  # pylint: disable=g-import-not-at-top
+
   feature_dim, num_classes = 12, 7
   torch_model = torch_c2f_tcn.C2FTCN(feature_dim, num_classes)
-  variables = jax.eval_shape(lambda: c2f_tcn.C2FTCN(num_classes).init(
-      jax.random.key(0), jnp.zeros((1, 8, feature_dim))))
-  jax_shapes = sorted(tuple(int(d) for d in leaf.shape)[::-1]  # channels-last
-                      for leaf in jax.tree.leaves(variables["params"]))
+  variables = jax.eval_shape(
+    lambda: c2f_tcn.C2FTCN(num_classes).init(
+      jax.random.key(0), jnp.zeros((1, 8, feature_dim))
+    )
+  )
+  jax_shapes = sorted(
+    tuple(int(d) for d in leaf.shape)[::-1]  # channels-last
+    for leaf in jax.tree.leaves(variables["params"])
+  )
   torch_shapes = sorted(tuple(p.shape) for p in torch_model.parameters())
   # Flax kernels are (k, in, out), PyTorch's (out, in, k): same reversed.
   assert jax_shapes == torch_shapes
   assert sum(np.prod(s) for s in torch_shapes) == sum(
-      np.prod(s) for s in jax_shapes)
+    np.prod(s) for s in jax_shapes
+  )
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
 def test_torch_model_computes_what_the_jax_model_computes():
   """Same weights, eval mode: the same ensemble probabilities."""
   import torch  # pylint: disable=g-import-not-at-top
+
   sys.path.insert(0, os.path.join(REPO, "benchmarks"))
   import torch_c2f_tcn  # pylint: disable=g-import-not-at-top
+
   feature_dim, num_classes, length = 6, 4, 100
   model = c2f_tcn.C2FTCN(num_classes)
   x = np.random.default_rng(0).normal(size=(2, length, feature_dim))
@@ -88,9 +111,11 @@ def test_torch_model_computes_what_the_jax_model_computes():
     for i in range(2):
       copy_conv(getattr(block, f"conv{i}"), p[f"conv{i}"])
       getattr(block, f"bn{i}").weight.data = torch.tensor(
-          np.asarray(p[f"bn{i}"]["scale"]))
+        np.asarray(p[f"bn{i}"]["scale"])
+      )
       getattr(block, f"bn{i}").bias.data = torch.tensor(
-          np.asarray(p[f"bn{i}"]["bias"]))
+        np.asarray(p[f"bn{i}"]["bias"])
+      )
 
   for i, block in enumerate(torch_model.encoder):
     copy_block(block, params[f"x{i + 1}"])
@@ -100,13 +125,20 @@ def test_torch_model_computes_what_the_jax_model_computes():
   for head, name in zip(torch_model.heads, c2f_tcn.HEAD_NAMES + ("y",)):
     copy_conv(head, params[name])
 
-  jax_probs = c2f_tcn.ensemble_probs(model.apply(
-      variables, jnp.asarray(x, jnp.float32), jnp.asarray(mask)))
+  jax_probs = c2f_tcn.ensemble_probs(
+    model.apply(variables, jnp.asarray(x, jnp.float32), jnp.asarray(mask))
+  )
   with torch.no_grad():
     features = torch.tensor(x, dtype=torch.float32).transpose(1, 2)
     logits, _ = torch_model(features, torch.tensor(mask))
     torch_probs = torch_c2f_tcn.ensemble_probs(logits, length)
-  np.testing.assert_allclose(torch_probs.numpy().transpose(0, 2, 1)[0],
-                             np.asarray(jax_probs)[0], atol=1e-5)
-  np.testing.assert_allclose(torch_probs.numpy().transpose(0, 2, 1)[1, :70],
-                             np.asarray(jax_probs)[1, :70], atol=1e-5)
+  np.testing.assert_allclose(
+    torch_probs.numpy().transpose(0, 2, 1)[0],
+    np.asarray(jax_probs)[0],
+    atol=1e-5,
+  )
+  np.testing.assert_allclose(
+    torch_probs.numpy().transpose(0, 2, 1)[1, :70],
+    np.asarray(jax_probs)[1, :70],
+    atol=1e-5,
+  )

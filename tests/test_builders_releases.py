@@ -20,16 +20,19 @@ lmdb = pytest.importorskip("lmdb")
 D = 4
 EXO, EGO = "C10119_rgb", "HMC_84358933_mono10bit"
 NAMES = ["attach arm connector", "screw chassis", "attempt to screw wheel"]
-ACTIONS = ("action_id,verb_id,noun_id,action_cls,verb_cls,noun_cls\n" + "".join(
-    f"{i},{i},{i},{n},{n.split()[0]},{n}\n" for i, n in enumerate(NAMES)))
-RECORDINGS = [f"nusar-2021_action_both_90{i}1-a0{i}_90{i}1_user_id_2021-02-0"
-              f"{i}_1{i}0000" for i in range(1, 5)]
+ACTIONS = "action_id,verb_id,noun_id,action_cls,verb_cls,noun_cls\n" + "".join(
+  f"{i},{i},{i},{n},{n.split()[0]},{n}\n" for i, n in enumerate(NAMES)
+)
+RECORDINGS = [
+  f"nusar-2021_action_both_90{i}1-a0{i}_90{i}1_user_id_2021-02-0{i}_1{i}0000"
+  for i in range(1, 5)
+]
 # video -> (split, coarse segments (start, end, label)); features: frames 1..40.
 VIDEOS = {
-    f"assembly_{RECORDINGS[0]}": ("train", [(6, 10, 0), (10, 20, 1)]),
-    f"disassembly_{RECORDINGS[0]}": ("sync_pairs", [(2, 12, 2), (12, 30, 1)]),
-    f"assembly_{RECORDINGS[1]}": ("validation", [(1, 9, 1), (9, 18, 0)]),
-    f"assembly_{RECORDINGS[2]}": ("test", [(3, 9, 0), (9, 26, 1)]),
+  f"assembly_{RECORDINGS[0]}": ("train", [(6, 10, 0), (10, 20, 1)]),
+  f"disassembly_{RECORDINGS[0]}": ("sync_pairs", [(2, 12, 2), (12, 30, 1)]),
+  f"assembly_{RECORDINGS[1]}": ("validation", [(1, 9, 1), (9, 18, 0)]),
+  f"assembly_{RECORDINGS[2]}": ("test", [(3, 9, 0), (9, 26, 1)]),
 }
 FRAMES = 40
 RELEASE_LMDB = "DINOv2_features/lmdb_fullImg"
@@ -50,8 +53,13 @@ def _write_lmdb(path, items):
   env.close()
 
 
-def _manual(root, dim=D, ego_format="npy", ego_frames=FRAMES,
-            exo_key="{rec}/{view}/{view}_{frame:010d}.jpg"):
+def _manual(
+  root,
+  dim=D,
+  ego_format="npy",
+  ego_frames=FRAMES,
+  exo_key="{rec}/{view}/{view}_{frame:010d}.jpg",
+):
   """Annotations, the release's exo LMDB and an ego extraction."""
   ann = root / "coarse-annotations"
   os.makedirs(ann / "coarse_labels", exist_ok=True)
@@ -60,43 +68,62 @@ def _manual(root, dim=D, ego_format="npy", ego_frames=FRAMES,
   lists = {s: [] for s in SPLITS}
   for video, (split, segments) in VIDEOS.items():
     lists[split].append(video)
-    (ann / "coarse_labels" / f"{video}.txt").write_text("".join(
-        f"{s:09d}\t{e:09d}\t{NAMES[l]}\n" for s, e, l in segments))
+    (ann / "coarse_labels" / f"{video}.txt").write_text(
+      "".join(f"{s:09d}\t{e:09d}\t{NAMES[l]}\n" for s, e, l in segments)
+    )
   for split, videos in lists.items():
     (root / "splits" / f"{split}.txt").write_text("\n".join(videos) + "\n")
   recordings = sorted({v.split("_", 1)[1] for v in VIDEOS})
-  _write_lmdb(root / RELEASE_LMDB, [
+  _write_lmdb(
+    root / RELEASE_LMDB,
+    [
       (exo_key.format(rec=r, view=EXO, frame=f), _vec(r, EXO, f, dim))
-      for r in recordings for f in range(1, FRAMES + 1)])
+      for r in recordings
+      for f in range(1, FRAMES + 1)
+    ],
+  )
   ego_dir = root / "ego_features" / EGO
   if ego_format == "npy":
     os.makedirs(ego_dir, exist_ok=True)
     for r in recordings:  # row i: the video's frame i + 1
-      np.save(ego_dir / f"{r}.npy", np.stack(
-          [_vec(r, EGO, f, dim) for f in range(1, ego_frames + 1)]))
+      np.save(
+        ego_dir / f"{r}.npy",
+        np.stack([_vec(r, EGO, f, dim) for f in range(1, ego_frames + 1)]),
+      )
   else:
-    _write_lmdb(ego_dir, [(f"{r}_{f:010d}.jpg", _vec(r, EGO, f, dim))
-                          for r in recordings for f in range(1, ego_frames + 1)])
+    _write_lmdb(
+      ego_dir,
+      [
+        (f"{r}_{f:010d}.jpg", _vec(r, EGO, f, dim))
+        for r in recordings
+        for f in range(1, ego_frames + 1)
+      ],
+    )
   return root
 
 
 def _build(config, data_dir, manual):
-  builder = assembly101_sync.Builder(config=config, data_dir=str(data_dir),
-                                     file_format="array_record")
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=str(manual)))
+  builder = assembly101_sync.Builder(
+    config=config, data_dir=str(data_dir), file_format="array_record"
+  )
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
+  )
   return builder
 
 
 def _records(name, data_dir):
   sources = tfds.data_source(name, data_dir=str(data_dir))
-  return {split: {r["video_id"].decode(): r for r in source}
-          for split, source in sources.items()}
+  return {
+    split: {r["video_id"].decode(): r for r in source}
+    for split, source in sources.items()
+  }
 
 
 def _tiny(ego_format, **kwargs):
   return assembly101_sync.make_release_config(
-      EXO, EGO, ego_format, feature_dim=D, name=f"tiny_{ego_format}", **kwargs)
+    EXO, EGO, ego_format, feature_dim=D, name=f"tiny_{ego_format}", **kwargs
+  )
 
 
 @pytest.mark.parametrize("ego_format", ["npy", "lmdb"])
@@ -113,13 +140,18 @@ def test_release_exo_with_own_ego_extraction(tmp_path, ego_format):
     np.testing.assert_array_equal(r["exo"], [_vec(rec, EXO, f) for f in frames])
     np.testing.assert_array_equal(r["ego"], [_vec(rec, EGO, f) for f in frames])
     np.testing.assert_array_equal(
-        r["labels"], [l for s, e, l in segments for _ in range(s, e)])
+      r["labels"], [l for s, e, l in segments for _ in range(s, e)]
+    )
     assert r["start_frame"] == frames[0] and r["ego_view"] == EGO.encode()
 
 
-@pytest.mark.parametrize("config", [
+@pytest.mark.parametrize(
+  "config",
+  [
     "dinov2_vitg14_c10119_hmc84358933_npy_fp16",
-    "dinov2_vitg14_c10119_hmc84358933_lmdb"])
+    "dinov2_vitg14_c10119_hmc84358933_lmdb",
+  ],
+)
 def test_registered_release_configs_build_and_train_one_epoch(tmp_path, config):
   ego_format = "lmdb" if "_lmdb" in config else "npy"
   manual = _manual(tmp_path / "m", dim=1536, ego_format=ego_format)
@@ -157,7 +189,9 @@ def test_release_with_the_paper_key_layout_is_refused(tmp_path):
   manual = _manual(tmp_path / "m", exo_key="assembly_{rec}_{frame:010d}.jpg")
   message = _refused(tmp_path, _tiny("npy"), manual)
   assert message.startswith(f"{manual / RELEASE_LMDB}: key 'assembly_nusar-")
-  assert f"not in the layout '<recording>/{EXO}/{EXO}_<frame:010d>.jpg'" in message
+  assert (
+    f"not in the layout '<recording>/{EXO}/{EXO}_<frame:010d>.jpg'" in message
+  )
 
 
 def test_release_of_another_dimension_is_refused(tmp_path):
@@ -176,18 +210,23 @@ def test_ego_extraction_of_another_backbone_is_refused(tmp_path, ego_format):
   exo = _manual(tmp_path / "x", dim=4)
   env = lmdb.open(str(exo / RELEASE_LMDB), readonly=True, lock=False)
   with env.begin() as txn:
-    items = [(bytes(k).decode(), np.frombuffer(v, np.float32))
-             for k, v in txn.cursor()]
+    items = [
+      (bytes(k).decode(), np.frombuffer(v, np.float32)) for k, v in txn.cursor()
+    ]
   env.close()
   os.remove(manual / RELEASE_LMDB / "data.mdb")
   _write_lmdb(manual / RELEASE_LMDB, items)
   message = _refused(tmp_path, _tiny(ego_format), manual)
   ego_dir = manual / "ego_features" / EGO
   if ego_format == "npy":
-    assert message.startswith(f"{ego_dir}/{RECORDINGS[0]}.npy: 8-D ego features")
+    assert message.startswith(
+      f"{ego_dir}/{RECORDINGS[0]}.npy: 8-D ego features"
+    )
   else:
-    assert message.startswith(f"{ego_dir}: key '{RECORDINGS[0]}_0000000001.jpg'"
-                              " holds a 8-D float32 vector")
+    assert message.startswith(
+      f"{ego_dir}: key '{RECORDINGS[0]}_0000000001.jpg'"
+      " holds a 8-D float32 vector"
+    )
   assert "with DINOv2 ViT-g/14" in message
 
 
@@ -195,11 +234,18 @@ def test_ego_lmdb_named_by_view_is_refused(tmp_path):
   manual = _manual(tmp_path / "m", ego_format="lmdb")
   ego_dir = manual / "ego_features" / EGO
   os.remove(ego_dir / "data.mdb")
-  _write_lmdb(ego_dir, [(f"{EGO}_{f:010d}.jpg", _vec(RECORDINGS[0], EGO, f))
-                        for f in range(1, FRAMES + 1)])
+  _write_lmdb(
+    ego_dir,
+    [
+      (f"{EGO}_{f:010d}.jpg", _vec(RECORDINGS[0], EGO, f))
+      for f in range(1, FRAMES + 1)
+    ],
+  )
   message = _refused(tmp_path, _tiny("lmdb"), manual)
-  assert message.startswith(f"{ego_dir}: key '{EGO}_0000000001.jpg' is not in "
-                            "the layout '<recording>_<frame:010d>.jpg'")
+  assert message.startswith(
+    f"{ego_dir}: key '{EGO}_0000000001.jpg' is not in "
+    "the layout '<recording>_<frame:010d>.jpg'"
+  )
 
 
 @pytest.mark.parametrize("ego_frames", [FRAMES + 31, FRAMES - 31])
@@ -221,6 +267,7 @@ def test_egoexo4d_pt_files_named_as_the_downloader_names_them(tmp_path):
   torch = pytest.importorskip("torch")
   import test_builders_real as real  # pylint: disable=g-import-not-at-top
   from tfds_builders import egoexo4d_keystep  # pylint: disable=g-import-not-at-top
+
   manual = real._egoexo_manual(tmp_path / "m")  # pylint: disable=protected-access
   features = manual / "features" / "omnivore_video"
   for npy in sorted(features.glob("*.npy")):
@@ -228,17 +275,21 @@ def test_egoexo4d_pt_files_named_as_the_downloader_names_them(tmp_path):
     torch.save(torch.from_numpy(values), npy.with_suffix(".pt"))
     os.remove(npy)
   (features / "config.yaml").write_text(
-      "inference_config:\n  fps: 30\n  frame_window: 32\n  stride: 16\n")
+    "inference_config:\n  fps: 30\n  frame_window: 32\n  stride: 16\n"
+  )
   config = "omnivore_best_exo"
-  builder = egoexo4d_keystep.Builder(config=config, data_dir=str(tmp_path / "d"),
-                                     file_format="array_record")
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=str(manual)))
+  builder = egoexo4d_keystep.Builder(
+    config=config, data_dir=str(tmp_path / "d"), file_format="array_record"
+  )
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
+  )
   records = _records(f"egoexo4d_keystep/{config}", tmp_path / "d")
   every = {vid: r for split in records.values() for vid, r in split.items()}
   r = every["georgiatech_covid_01_1"]  # best_exo cam02: uid-1_cam02_0.pt
   np.testing.assert_array_equal(
-      r["exo"], np.repeat([real._vec(2, t) for t in range(8)], 1536 // D, 1))  # pylint: disable=protected-access
+    r["exo"], np.repeat([real._vec(2, t) for t in range(8)], 1536 // D, 1)
+  )  # pylint: disable=protected-access
   assert r["ego"].shape == (8, 1536) and r["exo_view"] == b"cam02"
   # Steps at window centres (16 + 16 i) / 30 s: 0.53, 1.07, 1.6, 2.13, 2.67,
   # 3.2...; keysteps [1, 2) and [2, 3) s.

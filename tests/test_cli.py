@@ -28,11 +28,23 @@ EXO = os.path.join("configs", "synthetic_exo.py")
 def _command(module, *args, **env):
   """Runs `python -m exo2ego_jax.<module> args` from the repository root."""
   return subprocess.run(
-      [sys.executable, *env.pop("python_flags", ()), "-m",
-       f"exo2ego_jax.{module}", *args],
-      cwd=ROOT, capture_output=True, text=True,
-      env=dict(os.environ, PYTHONPATH=ROOT, JAX_COMPILATION_CACHE_DIR=os.path
-               .join(ROOT, ".pytest_cache", "jax"), **env))
+    [
+      sys.executable,
+      *env.pop("python_flags", ()),
+      "-m",
+      f"exo2ego_jax.{module}",
+      *args,
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    env=dict(
+      os.environ,
+      PYTHONPATH=ROOT,
+      JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".pytest_cache", "jax"),
+      **env,
+    ),
+  )
 
 
 def _last_line(proc) -> str:
@@ -47,8 +59,11 @@ def test_help_exits_0_without_loading_jax(module):
   proc = _command(module, "--help", python_flags=("-X", "importtime"))
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "--workdir" in proc.stdout
-  imported = {line.rsplit("|", 1)[-1].strip()
-              for line in proc.stderr.splitlines() if "import time" in line}
+  imported = {
+    line.rsplit("|", 1)[-1].strip()
+    for line in proc.stderr.splitlines()
+    if "import time" in line
+  }
   assert not {"jax", "tensorflow_datasets", "matplotlib"} & imported
 
 
@@ -61,8 +76,12 @@ def test_help_lists_the_config_files_fields_with_meanings():
   assert lines[at + 1] == "      passes over the training split"
   at = lines.index("  data.max_frames = 384")
   assert lines[at + 1] == "      window length in chunked steps"
-  bench = _command("benchmark", "--config",
-                   os.path.join("configs", "synthetic_benchmark.py"), "--help")
+  bench = _command(
+    "benchmark",
+    "--config",
+    os.path.join("configs", "synthetic_benchmark.py"),
+    "--help",
+  )
   assert bench.returncode == 0
   assert "  seeds = (0, 1, 2)" in bench.stdout.splitlines()
   assert "  workdir = 'workdirs/synthetic_benchmark'" in bench.stdout
@@ -73,43 +92,60 @@ def test_help_lists_the_config_files_fields_with_meanings():
 
 def test_config_typo_and_missing_config_file_are_one_line(tmp_path):
   workdir = tmp_path / "run"
-  typo = _command("train", "--config", EXO, "--workdir", str(workdir),
-                  "--config.nmu_epochs=3")
+  typo = _command(
+    "train", "--config", EXO, "--workdir", str(workdir), "--config.nmu_epochs=3"
+  )
   assert typo.returncode == 1
   assert typo.stderr.strip() == (
-      "error: --config.nmu_epochs: configs/synthetic_exo.py has no field "
-      "'nmu_epochs'; did you mean --config.num_epochs? `--config "
-      "configs/synthetic_exo.py --help` lists its fields")
-  missing = _command("train", "--config", "configs/synthetic_exp.py",
-                     "--workdir", str(workdir))
+    "error: --config.nmu_epochs: configs/synthetic_exo.py has no field "
+    "'nmu_epochs'; did you mean --config.num_epochs? `--config "
+    "configs/synthetic_exo.py --help` lists its fields"
+  )
+  missing = _command(
+    "train", "--config", "configs/synthetic_exp.py", "--workdir", str(workdir)
+  )
   assert missing.returncode == 1
   assert missing.stderr.strip() == (
-      "error: --config configs/synthetic_exp.py: no such config file; did "
-      "you mean configs/synthetic_exo.py? give the path of a configs/*.py "
-      "file")
-  bad_value = _command("train", "--config", EXO, "--workdir", str(workdir),
-                       "--config.num_epochs=many")
+    "error: --config configs/synthetic_exp.py: no such config file; did "
+    "you mean configs/synthetic_exo.py? give the path of a configs/*.py "
+    "file"
+  )
+  bad_value = _command(
+    "train",
+    "--config",
+    EXO,
+    "--workdir",
+    str(workdir),
+    "--config.num_epochs=many",
+  )
   assert bad_value.returncode == 1
   assert _last_line(bad_value) == (
-      "error: flag --config.num_epochs=many: invalid literal for int() with "
-      "base 10: 'many' (--help lists the flags)")
+    "error: flag --config.num_epochs=many: invalid literal for int() with "
+    "base 10: 'many' (--help lists the flags)"
+  )
   assert not workdir.exists()
 
 
-def test_missing_teacher_is_one_line_and_leaves_no_workdir(tmp_path,
-                                                           tiny_data_dir):
+def test_missing_teacher_is_one_line_and_leaves_no_workdir(
+  tmp_path, tiny_data_dir
+):
   workdir = tmp_path / "student"
   teacher = tmp_path / "no_teacher"
   proc = _command(
-      "train", "--config", os.path.join("configs",
-                                        "synthetic_distill_model.py"),
-      "--workdir", str(workdir), f"--config.teacher_workdir={teacher}",
-      "--config.dataset.name=synthetic_sync/tiny",
-      f"--config.dataset.data_dir={tiny_data_dir}")
+    "train",
+    "--config",
+    os.path.join("configs", "synthetic_distill_model.py"),
+    "--workdir",
+    str(workdir),
+    f"--config.teacher_workdir={teacher}",
+    "--config.dataset.name=synthetic_sync/tiny",
+    f"--config.dataset.data_dir={tiny_data_dir}",
+  )
   assert proc.returncode == 1
   assert _last_line(proc) == (
-      f"error: {teacher}/config.json not found: {teacher} is not a run "
-      "directory of exo2ego_jax.train")
+    f"error: {teacher}/config.json not found: {teacher} is not a run "
+    "directory of exo2ego_jax.train"
+  )
   assert not workdir.exists()
 
 
@@ -117,18 +153,28 @@ def test_mismatched_teacher_leaves_no_workdir(tmp_path, teacher_dir):
   """A teacher of 16-d features for a dataset of 4-d features."""
   manual, data_dir = tmp_path / "manual", tmp_path / "data"
   test_builders_real._folder(manual, test_builders_real.FF_VIDEOS)
-  ff.Builder(config=ff.config_for(str(manual), name="t4"),
-             data_dir=str(data_dir), file_format="array_record"
-             ).download_and_prepare(download_config=datasets.tfds.download
-                                    .DownloadConfig(manual_dir=str(manual)))
+  ff.Builder(
+    config=ff.config_for(str(manual), name="t4"),
+    data_dir=str(data_dir),
+    file_format="array_record",
+  ).download_and_prepare(
+    download_config=datasets.tfds.download.DownloadConfig(
+      manual_dir=str(manual)
+    )
+  )
   config = ml_collections.ConfigDict(trainer.read_run_config(teacher_dir))
   config.mode = "distill_model"
   config.teacher_workdir = teacher_dir
-  config.dataset.name, config.dataset.data_dir = "feature_folder/t4", str(
-      data_dir)
+  config.dataset.name, config.dataset.data_dir = (
+    "feature_folder/t4",
+    str(data_dir),
+  )
   workdir = tmp_path / "student"
-  with pytest.raises(ValueError, match="does not match this run's C2F-TCN "
-                     r"for feature_folder/t4 \(4-d features, 3 classes\)"):
+  with pytest.raises(
+    ValueError,
+    match="does not match this run's C2F-TCN "
+    r"for feature_folder/t4 \(4-d features, 3 classes\)",
+  ):
     trainer.train_and_evaluate(config, str(workdir))
   assert not workdir.exists()
   # A workdir that existed before is left, with its files.
@@ -139,21 +185,27 @@ def test_mismatched_teacher_leaves_no_workdir(tmp_path, teacher_dir):
   assert sorted(os.listdir(workdir)) == [".lock", "notes.txt"]
 
 
-def test_unbuilt_dataset_names_its_build_command_and_leaves_nothing(
-    tmp_path):
+def test_unbuilt_dataset_names_its_build_command_and_leaves_nothing(tmp_path):
   data_dir = tmp_path / "tfds"
   workdir = tmp_path / "run"
-  proc = _command("train", "--config", EXO, "--workdir", str(workdir),
-                  "--config.dataset.name=feature_folder/d64",
-                  f"--config.dataset.data_dir={data_dir}")
+  proc = _command(
+    "train",
+    "--config",
+    EXO,
+    "--workdir",
+    str(workdir),
+    "--config.dataset.name=feature_folder/d64",
+    f"--config.dataset.data_dir={data_dir}",
+  )
   assert proc.returncode == 1
   assert _last_line(proc) == (
-      f"error: dataset feature_folder/d64 is not built in {data_dir} and its "
-      "files' folder (manual dir) was not given: build it with `tfds build "
-      "tfds_builders/feature_folder --config=d64 --manual_dir=<folder of your "
-      f"files> --data_dir={data_dir} --file_format=array_record` (see "
-      "tfds_builders/feature_folder/README.md), or fix config.dataset.name / "
-      "data_dir")
+    f"error: dataset feature_folder/d64 is not built in {data_dir} and its "
+    "files' folder (manual dir) was not given: build it with `tfds build "
+    "tfds_builders/feature_folder --config=d64 --manual_dir=<folder of your "
+    f"files> --data_dir={data_dir} --file_format=array_record` (see "
+    "tfds_builders/feature_folder/README.md), or fix config.dataset.name / "
+    "data_dir"
+  )
   assert not data_dir.exists() and not workdir.exists()
 
 
@@ -162,8 +214,11 @@ def test_failed_first_build_leaves_no_downloads_or_config(tmp_path):
   test_builders_real._folder(manual, test_builders_real.FF_VIDEOS)
   data_dir = tmp_path / "tfds"
   data_dir.mkdir()
-  with pytest.raises(ValueError, match=r"shape \(12, 4\) but the config "
-                     "declares feature_dim=64"):
+  with pytest.raises(
+    ValueError,
+    match=r"shape \(12, 4\) but the config "
+    "declares feature_dim=64",
+  ):
     datasets.open_dataset("feature_folder/d64", str(data_dir), str(manual))
   assert os.listdir(data_dir) == []
 
@@ -171,19 +226,26 @@ def test_failed_first_build_leaves_no_downloads_or_config(tmp_path):
 def test_data_error_ending_a_program_prints_one_line():
   """What `tfds build` (TFDS's own command line) shows for a DataError."""
   proc = subprocess.run(
-      [sys.executable, "-c",
-       "from absl import app\n"
-       "from tfds_builders.common import errors, repair\n"
-       "def main(argv):\n"
-       "  raise errors.DataError('a.npy: bad; ' + "
-       "repair.repair_fix(nan='zero'))\n"
-       "app.run(main)\n"],
-      cwd=ROOT, capture_output=True, text=True,
-      env=dict(os.environ, PYTHONPATH=ROOT))
+    [
+      sys.executable,
+      "-c",
+      "from absl import app\n"
+      "from tfds_builders.common import errors, repair\n"
+      "def main(argv):\n"
+      "  raise errors.DataError('a.npy: bad; ' + "
+      "repair.repair_fix(nan='zero'))\n"
+      "app.run(main)\n",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, PYTHONPATH=ROOT),
+  )
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines() == [
-      'error: a.npy: bad; put {"nan": "zero"} in repair.json in the manual '
-      "dir (--manual_dir) and build again"]
+    'error: a.npy: bad; put {"nan": "zero"} in repair.json in the manual '
+    "dir (--manual_dir) and build again"
+  ]
 
 
 # ----- Progress, TensorBoard, the study line. -----
@@ -192,8 +254,10 @@ def test_data_error_ending_a_program_prints_one_line():
 def _scalars(workdir) -> dict:
   events = event_accumulator.EventAccumulator(str(workdir))
   events.Reload()
-  return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-          for tag in events.Tags()["scalars"]}
+  return {
+    tag: [(e.step, e.value) for e in events.Scalars(tag)]
+    for tag in events.Tags()["scalars"]
+  }
 
 
 def _records(workdir) -> list[dict]:
@@ -201,8 +265,9 @@ def _records(workdir) -> list[dict]:
     return [json.loads(line) for line in f]
 
 
-def test_progress_messages_and_tensorboard_scalars(tmp_path, make_config,
-                                                   caplog, monkeypatch):
+def test_progress_messages_and_tensorboard_scalars(
+  tmp_path, make_config, caplog, monkeypatch
+):
   monkeypatch.setattr(run_log, "PROGRESS_LINE_SECONDS", 0.0)
   caplog.set_level(logging.INFO, logger="exo2ego_jax")
   workdir = str(tmp_path / "run")
@@ -211,22 +276,29 @@ def test_progress_messages_and_tensorboard_scalars(tmp_path, make_config,
   first_steps = checkpoints.restore_state(workdir, checkpoints.LATEST)[0]
   messages = [r.getMessage() for r in caplog.records]
   assert messages[0] == "exo_supervised: compiling the training step..."
-  assert any(m.startswith(f"exo_supervised: step {first_steps} of "
-                          f"{first_steps} (100%), ") and " steps/s, ETA 0s"
-             in m for m in messages), messages
+  assert any(
+    m.startswith(
+      f"exo_supervised: step {first_steps} of {first_steps} (100%), "
+    )
+    and " steps/s, ETA 0s" in m
+    for m in messages
+  ), messages
   # Resuming with more epochs says so, and TensorBoard holds each step once.
   caplog.clear()
-  trainer.train_and_evaluate(make_config(num_epochs=2, progress=True),
-                             workdir, allow_config_change=True)
+  trainer.train_and_evaluate(
+    make_config(num_epochs=2, progress=True), workdir, allow_config_change=True
+  )
   total = 2 * first_steps
   assert caplog.records[0].getMessage() == (
-      f"exo_supervised: resumed at step {first_steps} of {total}")
+    f"exo_supervised: resumed at step {first_steps} of {total}"
+  )
   scalars = _scalars(workdir)
   train = [r for r in _records(workdir) if r["split"] == "train"]
   assert [s for s, _ in scalars["train/loss"]] == list(range(1, total + 1))
   assert [s for s, _ in scalars["train/loss"]] == [r["step"] for r in train]
-  np.testing.assert_allclose([v for _, v in scalars["train/loss"]],
-                             [r["loss"] for r in train], rtol=1e-6)
+  np.testing.assert_allclose(
+    [v for _, v in scalars["train/loss"]], [r["loss"] for r in train], rtol=1e-6
+  )
   evals = [r for r in _records(workdir) if r["split"] == "validation"]
   assert [r["step"] for r in evals] == [first_steps, total]
   for metric in ("f1@10", "f1@25", "f1@50", "edit", "mof"):
@@ -240,7 +312,8 @@ def test_progress_messages_and_tensorboard_scalars(tmp_path, make_config,
 def test_study_line_has_elapsed_time_and_eta():
   assert study.study_progress(1, 15, [], 0.4) == "run 1 of 15, elapsed 0s"
   assert study.study_progress(3, 15, [60.0, 120.0], 180.2) == (
-      "run 3 of 15, elapsed 3m00s, ETA 19m30s (from 2 runs so far)")
+    "run 3 of 15, elapsed 3m00s, ETA 19m30s (from 2 runs so far)"
+  )
   assert run_log.duration(3725) == "1h02m"
 
 
@@ -248,12 +321,20 @@ def test_a_training_command_speaks_in_one_style(tmp_path, tiny_data_dir):
   """stderr holds the project's plain lines only (no absl-formatted library
   chatter, no duplicates); the results go to stdout."""
   workdir = tmp_path / "run"
-  proc = _command("train", "--config", EXO, "--workdir", str(workdir),
-                  "--config.dataset.name=synthetic_sync/tiny",
-                  f"--config.dataset.data_dir={tiny_data_dir}",
-                  "--config.data.max_frames=64", "--config.data.batch_size=4",
-                  "--config.data.eval_batch_size=4", "--config.num_epochs=1",
-                  "--config.eval_every_epochs=1")
+  proc = _command(
+    "train",
+    "--config",
+    EXO,
+    "--workdir",
+    str(workdir),
+    "--config.dataset.name=synthetic_sync/tiny",
+    f"--config.dataset.data_dir={tiny_data_dir}",
+    "--config.data.max_frames=64",
+    "--config.data.batch_size=4",
+    "--config.data.eval_batch_size=4",
+    "--config.num_epochs=1",
+    "--config.eval_every_epochs=1",
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stderr.strip().splitlines()
   assert lines[0] == "exo_supervised: compiling the training step..."
@@ -261,5 +342,6 @@ def test_a_training_command_speaks_in_one_style(tmp_path, tiny_data_dir):
   assert lines[2].startswith("exo_supervised: step 2: validation/exo f1@10=")
   assert len(lines) == 3, lines
   assert set(json.loads(proc.stdout)) >= {"f1@25", "edit", "mof"}
-  assert any(name.startswith("events.out.tfevents.")
-             for name in os.listdir(workdir))
+  assert any(
+    name.startswith("events.out.tfevents.") for name in os.listdir(workdir)
+  )

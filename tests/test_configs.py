@@ -11,18 +11,24 @@ from exo2ego_jax.methods import registry
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 # Configs of other commands: python -m exo2ego_jax.distill_backbone.
-OTHER = [c for c in CONFIGS if c.endswith(("__init__.py",
-                                           "video_distill_backbone.py"))]
-BENCHMARKS = [c for c in CONFIGS if os.path.basename(c).endswith((
-    "_benchmark.py", "_benchmark_baselines.py")) or "_ablation_" in c]
+OTHER = [
+  c for c in CONFIGS if c.endswith(("__init__.py", "video_distill_backbone.py"))
+]
+BENCHMARKS = [
+  c
+  for c in CONFIGS
+  if os.path.basename(c).endswith(("_benchmark.py", "_benchmark_baselines.py"))
+  or "_ablation_" in c
+]
 
 
 def _name(path):
   return os.path.basename(path)[:-3]
 
 
-@pytest.mark.parametrize("path", [c for c in CONFIGS
-                                  if c not in BENCHMARKS + OTHER], ids=_name)
+@pytest.mark.parametrize(
+  "path", [c for c in CONFIGS if c not in BENCHMARKS + OTHER], ids=_name
+)
 def test_training_configs_load_with_a_known_mode(path):
   config = study.load_config_file(path)
   assert config.mode in registry.names()
@@ -41,7 +47,8 @@ def test_benchmark_configs_name_every_run(path, monkeypatch):
       assert config.dataset.name == bench.dataset_name
     if registry.get(config.mode).loads_teacher:
       assert config.teacher_workdir.endswith(
-          os.path.join(bench.teacher, "seed1"))
+        os.path.join(bench.teacher, "seed1")
+      )
     assert workdir not in workdirs or point is not None, row
     workdirs.add(workdir)
   assert bench.teacher in bench.methods

@@ -39,19 +39,26 @@ def teacher_dir(tmp_path_factory):
   config = _config()
   model, params = distill_backbone.load_teacher(config)
   path = str(tmp_path_factory.mktemp("teacher"))
-  dinov2.save_backbone(path, jax.device_get(params),
-                       vit.config_of(model))
+  dinov2.save_backbone(path, jax.device_get(params), vit.config_of(model))
   return path
 
 
 def _changed(before, after):
-  return {name for name in before if any(
-      not np.array_equal(a, b) for a, b in zip(
-          jax.tree.leaves(before[name]), jax.tree.leaves(after[name])))}
+  return {
+    name
+    for name in before
+    if any(
+      not np.array_equal(a, b)
+      for a, b in zip(
+        jax.tree.leaves(before[name]), jax.tree.leaves(after[name])
+      )
+    )
+  }
 
 
-def test_distillation_lowers_mse_and_trains_only_last_blocks(teacher_dir,
-                                                             tmp_path):
+def test_distillation_lowers_mse_and_trains_only_last_blocks(
+  teacher_dir, tmp_path
+):
   _, teacher_before = dinov2.load_backbone(teacher_dir)
   config = _config(train_last_blocks=1)
   config.backbone.params = teacher_dir
@@ -61,11 +68,15 @@ def test_distillation_lowers_mse_and_trains_only_last_blocks(teacher_dir,
   assert results["trained"] == ["block1", "norm"]
   assert results["best_val_mse"] < 0.8 * results["initial_val_mse"]
   assert results["train_frames"] == 32 and results["validation_frames"] == 16
-  records = [json.loads(line) for line in open(
-      os.path.join(workdir, "metrics.jsonl"))]
+  records = [
+    json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))
+  ]
   assert [r["step"] for r in records if r["split"] == "train"] == [4, 8, 12]
-  assert [r["step"] for r in records if r["split"] == "validation"] == [0, 6,
-                                                                       12]
+  assert [r["step"] for r in records if r["split"] == "validation"] == [
+    0,
+    6,
+    12,
+  ]
 
   # The frozen backbone's weights are untouched; the student's last block
   # and final norm moved, everything below stayed the teacher's.
@@ -77,7 +88,8 @@ def test_distillation_lowers_mse_and_trains_only_last_blocks(teacher_dir,
 
   # The workdir is a backbone for extract_features.
   extractor = extract_features.FeatureExtractor(
-      model, student, distill_backbone.preprocessing(config), batch_size=8)
+    model, student, distill_backbone.preprocessing(config), batch_size=8
+  )
   frames = np.zeros((5, 28, 28, 3), np.uint8)
   assert extractor(iter(frames)).shape == (5, 32)
 
@@ -87,10 +99,23 @@ def test_distillation_lowers_mse_and_trains_only_last_blocks(teacher_dir,
 
 
 def test_trainable_parts():
-  params = {name: {} for name in ("patch_embed", "cls_token", "pos_embed",
-                                  "block0", "block1", "block2", "norm")}
+  params = {
+    name: {}
+    for name in (
+      "patch_embed",
+      "cls_token",
+      "pos_embed",
+      "block0",
+      "block1",
+      "block2",
+      "norm",
+    )
+  }
   assert distill_backbone.trainable_names(params, 3, 0) == set(params)
   assert distill_backbone.trainable_names(params, 3, 2) == {
-      "block1", "block2", "norm"}
+    "block1",
+    "block2",
+    "norm",
+  }
   with pytest.raises(ValueError, match="train_last_blocks"):
     distill_backbone.trainable_names(params, 3, 4)

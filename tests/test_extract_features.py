@@ -23,8 +23,11 @@ PREPROCESSING = ef.Preprocessing(resize=56, crop=56)
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
   root = tmp_path_factory.mktemp("videos")
-  synthetic_video.write_dataset(str(root), 2, synthetic_video.VideoConfig(
-      size=64, num_frames=FRAMES, fps=FPS))
+  synthetic_video.write_dataset(
+    str(root),
+    2,
+    synthetic_video.VideoConfig(size=64, num_frames=FRAMES, fps=FPS),
+  )
   # A file that looks like a video but is not one.
   (root / "exo" / "broken.mp4").write_bytes(os.urandom(2048))
   return root
@@ -32,8 +35,9 @@ def videos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backbone():
-  model = vit.ViT(embed_dim=DIM, depth=1, num_heads=4, pos_embed_grid=4,
-                  layerscale_init=1.0)
+  model = vit.ViT(
+    embed_dim=DIM, depth=1, num_heads=4, pos_embed_grid=4, layerscale_init=1.0
+  )
   return model, vit.random_params(model, seed=0)
 
 
@@ -53,7 +57,10 @@ def test_extract_resume_and_failures(videos, backbone, tmp_path):
   extractor = ef.FeatureExtractor(*backbone, PREPROCESSING, batch_size=8)
   paths = ef.find_videos([str(videos / "exo")])
   assert [os.path.basename(p) for p in paths] == [
-      "broken.mp4", "pair000.mp4", "pair001.mp4"]
+    "broken.mp4",
+    "pair000.mp4",
+    "pair001.mp4",
+  ]
 
   report = ef.extract(paths, out, "exo", extractor, progress=False)
   assert report["done"] == ["pair000", "pair001"]
@@ -64,12 +71,16 @@ def test_extract_resume_and_failures(videos, backbone, tmp_path):
   assert np.isfinite(features).all()
   assert np.abs(features[1:] - features[:-1]).max() > 1e-3  # frames differ
   assert sorted(os.listdir(os.path.join(out, "exo"))) == [
-      "pair000.npy", "pair001.npy"]  # no temporary or failed leftovers
+    "pair000.npy",
+    "pair001.npy",
+  ]  # no temporary or failed leftovers
 
   # Batching and padding do not change a frame's feature.
   single = ef.FeatureExtractor(*backbone, PREPROCESSING, batch_size=64)
-  direct = single(PREPROCESSING.frame(image) for _, image in
-                  ef.decode_frames(str(videos / "exo" / "pair000.mp4")))
+  direct = single(
+    PREPROCESSING.frame(image)
+    for _, image in ef.decode_frames(str(videos / "exo" / "pair000.mp4"))
+  )
   np.testing.assert_allclose(direct, features, atol=1e-5)
 
   # Re-running skips finished videos without touching them.
@@ -87,23 +98,27 @@ def test_rate_and_lmdb_layout(videos, backbone, tmp_path):
   path = str(videos / "ego" / "pair000.mp4")
   out = str(tmp_path / "out")
   # 5 of every 15 frames per second: source frames 0, 3, 6, ...
-  report = ef.extract([path], out, "ego", extractor, fps=5.0,
-                      output_format="lmdb", progress=False)
+  report = ef.extract(
+    [path], out, "ego", extractor, fps=5.0, output_format="lmdb", progress=False
+  )
   assert report["frames"] == {"pair000": FRAMES // 3}
-  npy = ef.extract([path], out + "_npy", "ego", extractor, fps=5.0,
-                   progress=False)
+  npy = ef.extract(
+    [path], out + "_npy", "ego", extractor, fps=5.0, progress=False
+  )
   assert npy["frames"] == report["frames"]
   features = np.load(os.path.join(out + "_npy", "ego", "pair000.npy"))
   env = lmdb.open(os.path.join(out, "ego"), readonly=True, lock=False)
   with env.begin() as txn:
     keys = [k.decode() for k, _ in txn.cursor()]
     assert keys == [f"pair000_{i:010d}.jpg" for i in range(1, FRAMES + 1, 3)]
-    stored = np.stack([np.frombuffer(txn.get(k.encode()), np.float32)
-                       for k in keys])
+    stored = np.stack(
+      [np.frombuffer(txn.get(k.encode()), np.float32) for k in keys]
+    )
   env.close()
   np.testing.assert_allclose(stored, features, atol=1e-6)
-  again = ef.extract([path], out, "ego", extractor, fps=5.0,
-                     output_format="lmdb", progress=False)
+  again = ef.extract(
+    [path], out, "ego", extractor, fps=5.0, output_format="lmdb", progress=False
+  )
   assert again["skipped"] == ["pair000"]
 
 
@@ -113,14 +128,25 @@ def test_command_line_reports_failures(videos, backbone, tmp_path):
   dinov2.save_backbone(weights, params, vit.config_of(model))
   out = str(tmp_path / "cli")
   result = subprocess.run(
-      [sys.executable, "-m", "exo2ego_jax.extract_features",
-       f"--params={weights}", f"--videos={videos / 'exo'}", "--view=exo",
-       f"--out={out}", "--resize=56", "--crop=56", "--normalisation=half",
-       "--batch_size=16", "--no_progress"],
-      capture_output=True, text=True,
-      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    [
+      sys.executable,
+      "-m",
+      "exo2ego_jax.extract_features",
+      f"--params={weights}",
+      f"--videos={videos / 'exo'}",
+      "--view=exo",
+      f"--out={out}",
+      "--resize=56",
+      "--crop=56",
+      "--normalisation=half",
+      "--batch_size=16",
+      "--no_progress",
+    ],
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
   assert result.returncode == 1, result.stderr
   assert "broken.mp4" in result.stderr
   assert "2 videos extracted" in result.stdout
-  assert np.load(os.path.join(out, "exo", "pair001.npy")).shape == (FRAMES,
-                                                                    DIM)
+  assert np.load(os.path.join(out, "exo", "pair001.npy")).shape == (FRAMES, DIM)

@@ -32,24 +32,25 @@ from exo2ego_jax.training import trainer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 4 steps, a checkpoint after each, evaluations at 2 and 4; best/ (by MoF)
 # gets step 2, then step 4 replaces it.
-OVERRIDES = dict(num_epochs=2, eval_every_epochs=1, checkpoint_every_steps=1,
-                 best_metric="mof")
+OVERRIDES = dict(
+  num_epochs=2, eval_every_epochs=1, checkpoint_every_steps=1, best_metric="mof"
+)
 STEPS = 4
 # Every phase of the saves at step 4 (best, then latest) and the commit of
 # the first best: `<fault point>@<pass>`. States that differ only in a
 # temporary folder are resumed once, so those with one come first.
 PHASES = [
-    "best:renamed@1",  # the first best/ committed, latest still at step 1
-    "best:checksummed@2",  # complete temporary folder, not renamed
-    "best:tmp_written@2",  # arrays written, no checksums yet
-    "best:tmp_created@2",  # only orbax's metadata written
-    "best:before_save@2",  # before the temporary folder
-    "best:renamed@2",  # best/4 and the old best/2 side by side
-    "checkpoints:checksummed@4",  # during the latest save
-    "checkpoints:tmp_created@4",
-    "best:saved@2",  # between best and latest
-    "checkpoints:renamed@4",  # checkpoints/2, 3 and 4
-    "checkpoints:saved@4",  # after both, before results.json
+  "best:renamed@1",  # the first best/ committed, latest still at step 1
+  "best:checksummed@2",  # complete temporary folder, not renamed
+  "best:tmp_written@2",  # arrays written, no checksums yet
+  "best:tmp_created@2",  # only orbax's metadata written
+  "best:before_save@2",  # before the temporary folder
+  "best:renamed@2",  # best/4 and the old best/2 side by side
+  "checkpoints:checksummed@4",  # during the latest save
+  "checkpoints:tmp_created@4",
+  "best:saved@2",  # between best and latest
+  "checkpoints:renamed@4",  # checkpoints/2, 3 and 4
+  "checkpoints:saved@4",  # after both, before results.json
 ]
 RANDOM_INSTANTS = 20
 
@@ -95,8 +96,9 @@ def _signature(workdir: str) -> tuple:
         out.append((os.path.join(rel, name), os.stat(path).st_ino))
       else:
         with open(path, "rb") as f:
-          out.append((os.path.join(rel, name),
-                      hashlib.sha256(f.read()).hexdigest()))
+          out.append(
+            (os.path.join(rel, name), hashlib.sha256(f.read()).hexdigest())
+          )
   return tuple(out)
 
 
@@ -106,10 +108,12 @@ def _states(workdir: str) -> dict:
   for kind in (checkpoints.LATEST, checkpoints.BEST):
     directory = os.path.join(workdir, kind)
     manager = ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(create=False))
+      directory, options=ocp.CheckpointManagerOptions(create=False)
+    )
     for step in manager.all_steps():
-      state = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore()))["state"]
+      state = manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+      )["state"]
       out[kind, step] = [np.asarray(x) for x in jax.tree.leaves(state)]
     manager.close()
   return out
@@ -132,10 +136,12 @@ def _results(workdir: str) -> dict:
 
 
 def _leftovers(workdir: str) -> list[str]:
-  return [os.path.join(kind, name)
-          for kind in (checkpoints.LATEST, checkpoints.BEST)
-          for name in os.listdir(os.path.join(workdir, kind))
-          if not name.isdigit()]
+  return [
+    os.path.join(kind, name)
+    for kind in (checkpoints.LATEST, checkpoints.BEST)
+    for name in os.listdir(os.path.join(workdir, kind))
+    if not name.isdigit()
+  ]
 
 
 def _digest(path: str) -> dict:
@@ -146,7 +152,8 @@ def _digest(path: str) -> dict:
         full = os.path.join(root, name)
         with open(full, "rb") as f:
           out[os.path.relpath(full, path)] = hashlib.sha256(
-              f.read()).hexdigest()
+            f.read()
+          ).hexdigest()
   return out
 
 
@@ -218,7 +225,8 @@ class Reference:
     states = _states(workdir)
     if not old_latest:  # resumed from a copy of best/: one latest step
       states[checkpoints.LATEST, STEPS - 1] = self.states[
-          checkpoints.LATEST, STEPS - 1]
+        checkpoints.LATEST, STEPS - 1
+      ]
     assert sorted(states) == sorted(self.states)
     for key, leaves in self.states.items():
       for x, y in zip(leaves, states[key]):
@@ -267,7 +275,10 @@ def test_reference_run_saw_every_phase_and_readers_never_failed(reference):
   assert sum(n == "best:saved" for n, _, _ in reference.instants) == 2
   assert sum(n == "checkpoints:saved" for n, _, _ in reference.instants) == 4
   assert sorted(reference.states) == [
-      (checkpoints.BEST, 4), (checkpoints.LATEST, 3), (checkpoints.LATEST, 4)]
+    (checkpoints.BEST, 4),
+    (checkpoints.LATEST, 3),
+    (checkpoints.LATEST, 4),
+  ]
   # Reading the latest checkpoint all along the run never failed.
   assert reference.read_errors == [] and reference.reads > 0
 
@@ -277,8 +288,10 @@ def test_crash_at_save_phase_resumes_bit_identical(reference, phase):
   name, count = phase.split("@")
   folder = reference.snapshot(name, int(count))
   if phase in ("best:checksummed@2", "checkpoints:checksummed@4"):
-    assert any(checkpoints.TMP_SUFFIX in n for n in os.listdir(
-        os.path.join(folder, name.split(":")[0]))), "no temporary folder"
+    assert any(
+      checkpoints.TMP_SUFFIX in n
+      for n in os.listdir(os.path.join(folder, name.split(":")[0]))
+    ), "no temporary folder"
   _resume_and_compare(reference, folder, phase)
 
 
@@ -289,33 +302,54 @@ def test_crash_at_random_instants_resumes_bit_identical(reference):
   for i in sorted(picks):
     name, count, folder = reference.instants[i]
     resumed.add(_resume_and_compare(reference, folder, f"{name}@{count}"))
-  print(f"{RANDOM_INSTANTS} instants of {len(reference.instants)}: "
-        f"{len(resumed)} distinct crash states: {sorted(resumed)}")
+  print(
+    f"{RANDOM_INSTANTS} instants of {len(reference.instants)}: "
+    f"{len(resumed)} distinct crash states: {sorted(resumed)}"
+  )
   assert len(resumed) >= 5
 
 
 def _train_command(data_dir, workdir):
-  return [sys.executable, "-m", "exo2ego_jax.train",
-          "--config", os.path.join(ROOT, "configs", "synthetic_exo.py"),
-          "--workdir", workdir, "--config.dataset.name=synthetic_sync/tiny",
-          f"--config.dataset.data_dir={data_dir}",
-          "--config.data.max_frames=64", "--config.data.batch_size=4",
-          "--config.data.eval_batch_size=4", "--config.num_epochs=2",
-          "--config.eval_every_epochs=1", "--config.checkpoint_every_steps=1",
-          "--config.best_metric=mof", "--config.log_every_steps=1",
-          "--config.progress=False"]
+  return [
+    sys.executable,
+    "-m",
+    "exo2ego_jax.train",
+    "--config",
+    os.path.join(ROOT, "configs", "synthetic_exo.py"),
+    "--workdir",
+    workdir,
+    "--config.dataset.name=synthetic_sync/tiny",
+    f"--config.dataset.data_dir={data_dir}",
+    "--config.data.max_frames=64",
+    "--config.data.batch_size=4",
+    "--config.data.eval_batch_size=4",
+    "--config.num_epochs=2",
+    "--config.eval_every_epochs=1",
+    "--config.checkpoint_every_steps=1",
+    "--config.best_metric=mof",
+    "--config.log_every_steps=1",
+    "--config.progress=False",
+  ]
 
 
 def test_real_sigkill_between_best_and_latest_resumes_bit_identical(
-    reference, tmp_path):
+  reference, tmp_path
+):
   """The issue's case, with a real kill: best/4 committed, latest at 3."""
   workdir = str(tmp_path / "run")
-  env = dict(os.environ, PYTHONPATH=ROOT,
-             JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".pytest_cache",
-                                                    "jax"),
-             **{checkpoints.FAULT_ENV: "best:renamed@2"})
-  killed = subprocess.run(_train_command(reference.data_dir, workdir),
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+  env = dict(
+    os.environ,
+    PYTHONPATH=ROOT,
+    JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".pytest_cache", "jax"),
+    **{checkpoints.FAULT_ENV: "best:renamed@2"},
+  )
+  killed = subprocess.run(
+    _train_command(reference.data_dir, workdir),
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+  )
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
   assert sorted(os.listdir(os.path.join(workdir, "best"))) == ["2", "4"]
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "3"]
@@ -325,16 +359,22 @@ def test_real_sigkill_between_best_and_latest_resumes_bit_identical(
 
 # ----- Damage. -----
 
+
 def _finished_copy(reference, tmp_path) -> str:
   workdir = str(tmp_path / "run")
-  shutil.copytree(reference.workdir, workdir,
-                  ignore=shutil.ignore_patterns(".lock"))
+  shutil.copytree(
+    reference.workdir, workdir, ignore=shutil.ignore_patterns(".lock")
+  )
   return workdir
 
 
 def _array_files(checkpoint: str) -> list[str]:
-  return sorted(os.path.join(r, n) for r, _, ns in os.walk(checkpoint)
-                for n in ns if os.path.basename(r) == "d")
+  return sorted(
+    os.path.join(r, n)
+    for r, _, ns in os.walk(checkpoint)
+    for n in ns
+    if os.path.basename(r) == "d"
+  )
 
 
 def _flip(path: str, offset: int) -> None:
@@ -351,7 +391,8 @@ def _truncate(path: str) -> None:
 
 
 def test_a_flipped_byte_anywhere_in_an_array_file_is_detected(
-    reference, tmp_path):
+  reference, tmp_path
+):
   workdir = _finished_copy(reference, tmp_path)
   latest = os.path.join(workdir, "checkpoints", str(STEPS))
   files = _array_files(latest)
@@ -363,7 +404,8 @@ def test_a_flipped_byte_anywhere_in_an_array_file_is_detected(
       _flip(path, offset)
       rel = os.path.relpath(path, latest)
       assert checkpoints.verify(latest) == (
-          f"{rel} differs from the saved file (a changed byte)")
+        f"{rel} differs from the saved file (a changed byte)"
+      )
       _flip(path, offset)  # back
   assert checkpoints.verify(latest) is None
 
@@ -377,7 +419,8 @@ def test_damaged_latest_falls_back_to_the_previous_one(reference, tmp_path):
   trainer.train_and_evaluate(_config(reference.data_dir), workdir)
   reference.assert_same_end(workdir)
   assert os.listdir(os.path.join(workdir, "damaged")) == [
-      f"checkpoints-{STEPS}"]
+    f"checkpoints-{STEPS}"
+  ]
 
 
 def _one_line_error(call) -> str:
@@ -390,26 +433,32 @@ def _one_line_error(call) -> str:
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
 def test_damaged_only_checkpoint_is_refused_and_kept(
-    reference, tmp_path, damage):
+  reference, tmp_path, damage
+):
   workdir = _finished_copy(reference, tmp_path)
   shutil.rmtree(os.path.join(workdir, "checkpoints", str(STEPS - 1)))
   latest = os.path.join(workdir, "checkpoints", str(STEPS))
   target = max(_array_files(latest), key=os.path.getsize)
   rel, size = os.path.relpath(target, latest), os.path.getsize(target)
-  {"flip": lambda p: _flip(p, 7), "truncate": _truncate,
-   "delete": os.remove}[damage](target)
+  {"flip": lambda p: _flip(p, 7), "truncate": _truncate, "delete": os.remove}[
+    damage
+  ](target)
   before = _digest(workdir)
-  message = _one_line_error(lambda: trainer.train_and_evaluate(
-      _config(reference.data_dir), workdir))
-  what = {"flip": "differs from the saved file (a changed byte)",
-          "truncate": f"has {size // 2} of its {size} bytes (truncated)",
-          "delete": "is missing"}[damage]
+  message = _one_line_error(
+    lambda: trainer.train_and_evaluate(_config(reference.data_dir), workdir)
+  )
+  what = {
+    "flip": "differs from the saved file (a changed byte)",
+    "truncate": f"has {size // 2} of its {size} bytes (truncated)",
+    "delete": "is missing",
+  }[damage]
   assert message == (
-      f"checkpoint {latest} is damaged: {rel} {what}. No earlier checkpoint "
-      "is left and every file was left as it is: move it out of "
-      f"{workdir}/checkpoints and run the same command to start this run "
-      f"again (or first copy {workdir}/best/{STEPS} into {workdir}/checkpoints"
-      f" to resume from step {STEPS}), or use a new --workdir")
+    f"checkpoint {latest} is damaged: {rel} {what}. No earlier checkpoint "
+    "is left and every file was left as it is: move it out of "
+    f"{workdir}/checkpoints and run the same command to start this run "
+    f"again (or first copy {workdir}/best/{STEPS} into {workdir}/checkpoints"
+    f" to resume from step {STEPS}), or use a new --workdir"
+  )
   assert _digest(workdir) == before
 
 
@@ -419,35 +468,41 @@ def test_cut_config_json_is_named(reference, tmp_path):
   with open(path, "r+") as f:
     f.truncate(1)
   before = _digest(workdir)
-  message = _one_line_error(lambda: trainer.train_and_evaluate(
-      _config(reference.data_dir), workdir))
+  message = _one_line_error(
+    lambda: trainer.train_and_evaluate(_config(reference.data_dir), workdir)
+  )
   assert message == (
-      f"{path} is unreadable (cut short or edited: Expecting property name "
-      "enclosed in double quotes: line 1 column 2 (char 1)): if the config "
-      "you pass is this run's, --allow_config_change writes it again; "
-      "otherwise use a new --workdir")
+    f"{path} is unreadable (cut short or edited: Expecting property name "
+    "enclosed in double quotes: line 1 column 2 (char 1)): if the config "
+    "you pass is this run's, --allow_config_change writes it again; "
+    "otherwise use a new --workdir"
+  )
   message = _one_line_error(lambda: trainer.read_run_config(workdir))
   assert message.startswith(f"{path} is unreadable (cut short or edited: ")
-  assert message.endswith("restore it from a copy, or pass the run's config "
-                          "with --config")
+  assert message.endswith(
+    "restore it from a copy, or pass the run's config with --config"
+  )
   assert _digest(workdir) == before
 
 
 def test_missing_checkpoints_folder_is_refused_then_resumed_from_best(
-    reference, tmp_path):
+  reference, tmp_path
+):
   workdir = _finished_copy(reference, tmp_path)
   shutil.rmtree(os.path.join(workdir, "checkpoints"))
   os.remove(os.path.join(workdir, "results.json"))
   before = _digest(workdir)
-  message = _one_line_error(lambda: trainer.train_and_evaluate(
-      _config(reference.data_dir), workdir))
+  message = _one_line_error(
+    lambda: trainer.train_and_evaluate(_config(reference.data_dir), workdir)
+  )
   best = os.path.join(workdir, "best", str(STEPS))
   assert message == (
-      f"{workdir}/checkpoints is missing but {workdir}/best holds step "
-      f"{STEPS}: the latest state is gone. To resume from step {STEPS}, copy "
-      f"it back (mkdir {workdir}/checkpoints && cp -r {best} "
-      f"{workdir}/checkpoints/) and run the same command again; to start "
-      "over, use a new --workdir")
+    f"{workdir}/checkpoints is missing but {workdir}/best holds step "
+    f"{STEPS}: the latest state is gone. To resume from step {STEPS}, copy "
+    f"it back (mkdir {workdir}/checkpoints && cp -r {best} "
+    f"{workdir}/checkpoints/) and run the same command again; to start "
+    "over, use a new --workdir"
+  )
   assert _digest(workdir) == before
   command = message.split("copy it back (")[1].split(")")[0]
   subprocess.run(command, shell=True, check=True)  # as the message says
@@ -477,11 +532,13 @@ def test_full_disk_names_folder_and_size(reference, tmp_path, monkeypatch):
     trainer.train_and_evaluate(_config(reference.data_dir), workdir)
   size = errors.megabytes(checkpoints.size_of(previous))
   assert str(info.value).startswith(
-      f"disk full while saving checkpoint {workdir}/{kind}/{STEPS}: it needs "
-      f"about {size}, ")
+    f"disk full while saving checkpoint {workdir}/{kind}/{STEPS}: it needs "
+    f"about {size}, "
+  )
   assert str(info.value).endswith(
-      f"The partial folder was removed and {previous} is intact: free some "
-      "space, then run the same command again to resume")
+    f"The partial folder was removed and {previous} is intact: free some "
+    "space, then run the same command again to resume"
+  )
   assert errors.one_line(info.value) == (str(info.value), True)
   assert _leftovers(workdir) == []
   assert _digest(previous) == before
@@ -492,8 +549,9 @@ def test_full_disk_names_folder_and_size(reference, tmp_path, monkeypatch):
   _resume_and_compare(reference, folder, "best:saved@2")
 
 
-def test_reader_retries_a_checkpoint_deleted_under_it(reference, tmp_path,
-                                                      monkeypatch):
+def test_reader_retries_a_checkpoint_deleted_under_it(
+  reference, tmp_path, monkeypatch
+):
   """The race of `evaluate` with a run: the run's removal of an old
   checkpoint lands between the reader's listing and its reading."""
   workdir = _finished_copy(reference, tmp_path)
@@ -510,42 +568,52 @@ def test_reader_retries_a_checkpoint_deleted_under_it(reference, tmp_path,
   step, state = checkpoints.restore_state(workdir, checkpoints.LATEST)
   assert removed == [os.path.join(workdir, "checkpoints", str(STEPS))]
   assert step == STEPS - 1
-  for x, y in zip(reference.states[checkpoints.LATEST, STEPS - 1],
-                  jax.tree.leaves(state)):
+  for x, y in zip(
+    reference.states[checkpoints.LATEST, STEPS - 1], jax.tree.leaves(state)
+  ):
     np.testing.assert_array_equal(x, np.asarray(y))
 
 
 # ----- The backbone distillation loop (exo2ego_jax.distill_backbone). -----
 
+
 def _distill_config(teacher: str | None):
   """test_distill_backbone's tiny config; `teacher`: converted weights."""
   from test_distill_backbone import _config  # pylint: disable=g-import-not-at-top
+
   config = _config(train_last_blocks=1)
   config.backbone.params = teacher
   return config
 
 
 def test_distill_backbone_crashes_and_ctrl_c_resume_bit_identical(
-    tmp_path, monkeypatch):
+  tmp_path, monkeypatch
+):
   """Every distinct crash state of the saves at the end of a 12-step
   distillation (validation at 6 and 12) resumes to the uninterrupted end;
   so does a run stopped by Ctrl-C at step 8, which saves that step first."""
   from exo2ego_jax.backbone import distill as distill_backbone  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.interop import dinov2  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.models import vit  # pylint: disable=g-import-not-at-top
+
   teacher = str(tmp_path / "teacher")
   model, params = distill_backbone.load_teacher(_distill_config(None))
-  dinov2.save_backbone(teacher, jax.device_get(params),
-                       vit.config_of(model))
+  dinov2.save_backbone(teacher, jax.device_get(params), vit.config_of(model))
   config = _distill_config(teacher)
 
   def end(workdir):
     # A train record averages the losses since the previous one, and after
     # a resume only those since the resume: its values may differ.
-    records = [r if r["split"] == "validation" else (r["step"], r["split"])
-               for r in _records(workdir)]
-    return (_states(workdir), records, _results(workdir),
-            dinov2.load_backbone(workdir)[1])
+    records = [
+      r if r["split"] == "validation" else (r["step"], r["split"])
+      for r in _records(workdir)
+    ]
+    return (
+      _states(workdir),
+      records,
+      _results(workdir),
+      dinov2.load_backbone(workdir)[1],
+    )
 
   def assert_same(a, b):
     assert sorted(a[0]) == sorted(b[0])
@@ -568,8 +636,11 @@ def test_distill_backbone_crashes_and_ctrl_c_resume_bit_identical(
     patch.setattr(checkpoints, "fault_point", snapshot)
     distill_backbone.train_and_evaluate(config, straight)
   reference = end(straight)
-  assert sorted(reference[0]) == [("best", 12), ("checkpoints", 6),
-                                  ("checkpoints", 12)]
+  assert sorted(reference[0]) == [
+    ("best", 12),
+    ("checkpoints", 6),
+    ("checkpoints", 12),
+  ]
   seen = set()
   for name, folder in instants[-12:]:  # the saves at step 12, best first
     signature = _signature(folder)
@@ -579,9 +650,17 @@ def test_distill_backbone_crashes_and_ctrl_c_resume_bit_identical(
     distill_backbone.train_and_evaluate(config, folder)
     assert_same(end(folder), reference)
   assert [n for n, _ in instants[-12:]] == [
-      f"{kind}:{phase}" for kind in ("best", "checkpoints") for phase in (
-          "before_save", "tmp_created", "tmp_written", "checksummed",
-          "renamed", "saved")]
+    f"{kind}:{phase}"
+    for kind in ("best", "checkpoints")
+    for phase in (
+      "before_save",
+      "tmp_created",
+      "tmp_written",
+      "checksummed",
+      "renamed",
+      "saved",
+    )
+  ]
   assert len(seen) == 4  # before, renamed, between, after
 
   stopped = str(tmp_path / "stopped")
@@ -596,12 +675,21 @@ def test_distill_backbone_crashes_and_ctrl_c_resume_bit_identical(
   with monkeypatch.context() as patch:
     patch.setattr(checkpoints, "fault_point", ctrl_c_at_step_8)
     result = distill_backbone.train_and_evaluate(config, stopped)
-  assert result == {"preempted": True, "signal": "SIGINT", "step": 8,
-                    "saved": True, "workdir": stopped}
+  assert result == {
+    "preempted": True,
+    "signal": "SIGINT",
+    "step": 8,
+    "saved": True,
+    "workdir": stopped,
+  }
   assert sorted(os.listdir(os.path.join(stopped, "checkpoints"))) == ["6", "8"]
   distill_backbone.train_and_evaluate(config, stopped)
   resumed = end(stopped)
   del resumed[0][checkpoints.LATEST, 8]  # the extra save of the stop
-  assert_same(resumed, (
+  assert_same(
+    resumed,
+    (
       {k: v for k, v in reference[0].items() if k != ("checkpoints", 6)},
-      *reference[1:]))
+      *reference[1:],
+    ),
+  )

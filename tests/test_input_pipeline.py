@@ -16,8 +16,7 @@ def test_pool_chunks_takes_max_including_partial_chunk():
 def test_majority_labels_ties_and_ignored_frames():
   labels = np.array([3, 3, 1, 2, 1, 2, -100, -100, -100, 4])
   # chunks: [3,3,1] [2,1,2] [-100,-100,-100] [4]
-  np.testing.assert_array_equal(ip.majority_labels(labels, 3),
-                                [3, 2, -100, 4])
+  np.testing.assert_array_equal(ip.majority_labels(labels, 3), [3, 2, -100, 4])
   # tie between 1 and 2 -> smallest id
   np.testing.assert_array_equal(ip.majority_labels(np.array([2, 1]), 2), [1])
 
@@ -32,10 +31,12 @@ def test_zoomed_chunk_is_log_uniform_in_range():
 
 def _example(length, dim=3, offset=0):
   t = np.arange(length, dtype=np.float32)
-  return {"exo": np.stack([t + offset] * dim, 1),
-          "ego": -np.stack([t] * dim, 1),
-          "labels": (np.arange(length) // 10).astype(np.int32),
-          "ego_labels": (np.arange(length) // 5).astype(np.int32)}
+  return {
+    "exo": np.stack([t + offset] * dim, 1),
+    "ego": -np.stack([t] * dim, 1),
+    "labels": (np.arange(length) // 10).astype(np.int32),
+    "ego_labels": (np.arange(length) // 5).astype(np.int32),
+  }
 
 
 def test_make_window_pads_and_masks():
@@ -49,9 +50,19 @@ def test_make_window_pads_and_masks():
 
 
 def _dataset(**kwargs):
-  source = ListSource([_example(30 + 40 * i, offset=1000 * i) for i in range(6)])
-  args = dict(views=("exo", "ego"), label_key="labels", batch_size=2,
-              num_epochs=3, max_frames=8, chunk_size=2, zoom=True, seed=7)
+  source = ListSource(
+    [_example(30 + 40 * i, offset=1000 * i) for i in range(6)]
+  )
+  args = dict(
+    views=("exo", "ego"),
+    label_key="labels",
+    batch_size=2,
+    num_epochs=3,
+    max_frames=8,
+    chunk_size=2,
+    zoom=True,
+    seed=7,
+  )
   args.update(kwargs)
   return ip.train_dataset(source, **args)
 
@@ -75,16 +86,29 @@ def test_train_dataset_is_deterministic_and_resumable():
 def test_each_epoch_visits_every_recording_once():
   ds = _dataset(zoom=False, max_frames=1000)
   # The recording identity is encoded in the exo offset (1000 * index).
-  seen = [int(ds[i]["exo"][j, 0, 0] // 1000) for i in range(3)
-          for j in range(2)]
+  seen = [
+    int(ds[i]["exo"][j, 0, 0] // 1000) for i in range(3) for j in range(2)
+  ]
   assert sorted(seen) == list(range(6))
 
 
 def test_shards_are_disjoint():
-  a = _dataset(shard_index=0, shard_count=2, num_epochs=1, zoom=False,
-               max_frames=1000, batch_size=1)
-  b = _dataset(shard_index=1, shard_count=2, num_epochs=1, zoom=False,
-               max_frames=1000, batch_size=1)
+  a = _dataset(
+    shard_index=0,
+    shard_count=2,
+    num_epochs=1,
+    zoom=False,
+    max_frames=1000,
+    batch_size=1,
+  )
+  b = _dataset(
+    shard_index=1,
+    shard_count=2,
+    num_epochs=1,
+    zoom=False,
+    max_frames=1000,
+    batch_size=1,
+  )
   ids_a = {int(a[i]["exo"][0, 0, 0] // 1000) for i in range(len(a))}
   ids_b = {int(b[i]["exo"][0, 0, 0] // 1000) for i in range(len(b))}
   assert ids_a | ids_b == set(range(6)) and not ids_a & ids_b

@@ -20,41 +20,47 @@ def _run(workdir, end_step=7, sigterm_at=None, stop_at=None, **options):
     trained.append(step)
     if step == sigterm_at:
       os.kill(os.getpid(), signal.SIGTERM)
-    return ({"step": state["step"] + 1, "total": state["total"] + step},
-            step)
+    return ({"step": state["step"] + 1, "total": state["total"] + step}, step)
 
   ckpt = checkpoints.RunCheckpoints(str(workdir), "score")
   with workdir_lib.PreemptionFlag() as preemption:
     if sigterm_at == 0:
       os.kill(os.getpid(), signal.SIGTERM)  # during set-up
     released, give_back = [], preemption.release
+
     def release():  # the real release, noted
       released.append(True)
       give_back()
+
     preemption.release = release
     outcome = loop.run(
-        {"step": jnp.zeros((), jnp.int32), "total": jnp.zeros((), jnp.int32)},
-        start_step=0, end_step=end_step, train_step=train_step, ckpt=ckpt,
-        preemption=preemption, log_now=lambda step: step % 3 == 0,
-        flush=lambda step, entries: flushes.append((step, list(entries))),
-        evaluate_now=lambda step: step in (4, end_step),
-        evaluate=lambda step, state: {"score": float(-abs(step - 4))},
-        stop_after_evaluation=lambda step: step == stop_at, **options)
+      {"step": jnp.zeros((), jnp.int32), "total": jnp.zeros((), jnp.int32)},
+      start_step=0,
+      end_step=end_step,
+      train_step=train_step,
+      ckpt=ckpt,
+      preemption=preemption,
+      log_now=lambda step: step % 3 == 0,
+      flush=lambda step, entries: flushes.append((step, list(entries))),
+      evaluate_now=lambda step: step in (4, end_step),
+      evaluate=lambda step, state: {"score": float(-abs(step - 4))},
+      stop_after_evaluation=lambda step: step == stop_at,
+      **options,
+    )
     released_by_loop = bool(released)
   return outcome, flushes, trained, released_by_loop
 
 
 def _saved(workdir, which):
-  return sorted(int(n) for n in os.listdir(os.path.join(workdir, which))
-                if n.isdigit())
+  return sorted(
+    int(n) for n in os.listdir(os.path.join(workdir, which)) if n.isdigit()
+  )
 
 
 def test_logs_are_flushed_at_log_steps_and_before_every_save(tmp_path):
-  outcome, flushes, trained, released = _run(tmp_path,
-                                             checkpoint_every=5)
+  outcome, flushes, trained, released = _run(tmp_path, checkpoint_every=5)
   assert trained == [1, 2, 3, 4, 5, 6, 7]
-  assert flushes == [(3, [1, 2, 3]), (4, [4]), (5, [5]), (6, [6]),
-                     (7, [7])]
+  assert flushes == [(3, [1, 2, 3]), (4, [4]), (5, [5]), (6, [6]), (7, [7])]
   assert int(outcome.state["total"]) == 28 and outcome.preempted_at is None
   assert released
   assert _saved(tmp_path, "checkpoints") == [5, 7]  # the latest two

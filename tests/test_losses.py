@@ -13,20 +13,21 @@ def test_cross_entropy_ignores_masked_and_ignore_label():
   mask = jnp.array([[1.0, 1.0, 1.0, 0.0]])
   # Only frames 0 and 1 count: -(log .5 + log .9) / 2.
   expected = -(np.log(0.5) + np.log(0.9)) / 2
-  np.testing.assert_allclose(losses.cross_entropy(probs, labels, mask),
-                             expected, rtol=1e-6)
+  np.testing.assert_allclose(
+    losses.cross_entropy(probs, labels, mask), expected, rtol=1e-6
+  )
 
 
 def test_smoothing_is_truncated_and_masked():
   # Two classes; log-prob jump of log(1e-10 + 1) - log(1e-10 + 1e-4) per pair.
-  probs = jnp.array([[[1.0, 0.0], [1e-4, 1 - 1e-4], [1e-4, 1 - 1e-4],
-                      [0.5, 0.5]]])
+  probs = jnp.array(
+    [[[1.0, 0.0], [1e-4, 1 - 1e-4], [1e-4, 1 - 1e-4], [0.5, 0.5]]]
+  )
   mask = jnp.array([[1.0, 1.0, 1.0, 0.0]])
   logp = np.log(np.asarray(probs) + 1e-10)
   sq = np.clip((logp[0, 1:] - logp[0, :-1]) ** 2, 0, 16).mean(-1)
   expected = sq[:2].mean()  # the pair (2, 3) touches a masked frame
-  np.testing.assert_allclose(losses.smoothing(probs, mask), expected,
-                             rtol=1e-5)
+  np.testing.assert_allclose(losses.smoothing(probs, mask), expected, rtol=1e-5)
   assert sq[0] == 16.0  # both classes jump by more than 4 nats: clamped
 
 
@@ -43,8 +44,9 @@ def test_supervised_loss_combines_terms_with_weight():
   labels = jnp.array([[0, 1, 2, 3, 0, 1, 2, 3, 0]] * 2)
   mask = jnp.ones((2, 9)).at[1, 5:].set(0)
   total, parts = losses.supervised_loss(probs, labels, mask, 0.17)
-  np.testing.assert_allclose(total, parts["ce"] + 0.17 * parts["smooth"],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    total, parts["ce"] + 0.17 * parts["smooth"], rtol=1e-6
+  )
 
 
 def test_padding_does_not_change_losses():
@@ -64,7 +66,8 @@ def test_head_distillation_weights_and_masks():
   t = [jnp.zeros((1, 4, 2)), jnp.full((1, 2, 2), 2.0)]
   m = [jnp.array([[1.0, 1.0, 0.0, 0.0]]), jnp.ones((1, 2))]
   # head 0: mse 1 on valid frames; head 1: mse 4.
-  np.testing.assert_allclose(losses.head_distillation(s, t, m, (1.0, 0.5)),
-                             1.0 + 0.5 * 4.0)
+  np.testing.assert_allclose(
+    losses.head_distillation(s, t, m, (1.0, 0.5)), 1.0 + 0.5 * 4.0
+  )
   grad = jax.grad(lambda tt: losses.head_distillation(s, tt, m, (1.0, 1.0)))(t)
   assert all(np.all(np.asarray(g) == 0) for g in grad)  # teacher gets none

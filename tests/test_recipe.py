@@ -23,8 +23,12 @@ def _recording(length, index):
   # Feature value = 1000 * recording + frame: every window says what it holds.
   frames = np.arange(length, dtype=np.float32) + 1000 * index
   labels = (np.arange(length) // 7 % 3).astype(np.int32)  # 0 = background
-  return {"exo": frames[:, None], "ego": -frames[:, None], "labels": labels,
-          "video_id": f"rec{index}".encode()}
+  return {
+    "exo": frames[:, None],
+    "ego": -frames[:, None],
+    "labels": labels,
+    "video_id": f"rec{index}".encode(),
+  }
 
 
 LENGTHS = (5, 23, 24, 25, 60)
@@ -32,9 +36,17 @@ LENGTHS = (5, 23, 24, 25, 60)
 
 def _consecutive(**kwargs):
   source = ListSource([_recording(n, i) for i, n in enumerate(LENGTHS)])
-  args = dict(views=("exo",), label_key="labels", batch_size=1, num_epochs=2,
-              max_frames=12, chunk_size=2, zoom=False, seed=3,
-              windows="consecutive")
+  args = dict(
+    views=("exo",),
+    label_key="labels",
+    batch_size=1,
+    num_epochs=2,
+    max_frames=12,
+    chunk_size=2,
+    zoom=False,
+    seed=3,
+    windows="consecutive",
+  )
   args.update(kwargs)
   return ip.train_dataset(source, **args)
 
@@ -55,12 +67,14 @@ def test_consecutive_windows_cover_every_frame_once_per_epoch():
       assert (values // 1000 == recording).all()
       seen.append((recording, int(values[0] % 1000)))
     starts = sorted(seen)
-    expected = sorted((i, s) for i, n in enumerate(LENGTHS)
-                      for s in range(1, n + 1, span))
+    expected = sorted(
+      (i, s) for i, n in enumerate(LENGTHS) for s in range(1, n + 1, span)
+    )
     # The first step of a window holds frames start, start + 1 (max: start+1,
     # or start itself for a 1-frame tail).
     assert [(r, s) for r, s in starts] == [
-        (r, min(s, LENGTHS[r] - 1)) for r, s in expected]
+      (r, min(s, LENGTHS[r] - 1)) for r, s in expected
+    ]
   # The order is shuffled, and differently in the second epoch.
   first = [int(ds[k]["index"][0]) for k in range(per_epoch)]
   second = [int(ds[k]["index"][0]) for k in range(per_epoch, 2 * per_epoch)]
@@ -110,48 +124,62 @@ def test_reference_smoothing_matches_the_published_formula():
   mask = np.array([[1] * 10, [1] * 6 + [0] * 4], np.float32)
   labels = rng.integers(0, 4, size=(2, 10)).astype(np.int32)
   labels[0, 3] = labels[1, 7] = -100
-  got = losses.reference_smoothing(jnp.asarray(probs, jnp.float32),
-                                   jnp.asarray(labels), jnp.asarray(mask))
+  got = losses.reference_smoothing(
+    jnp.asarray(probs, jnp.float32), jnp.asarray(labels), jnp.asarray(mask)
+  )
   want = _reference_smoothing(probs, labels, mask)
   np.testing.assert_allclose(float(got), want, rtol=1e-5)
   # Ours averages over valid pairs only, so padding never dilutes it.
   ours = losses.smoothing(jnp.asarray(probs, jnp.float32), jnp.asarray(mask))
   assert float(ours) > float(got)
   total, logs = losses.supervised_loss(
-      jnp.asarray(probs, jnp.float32), jnp.asarray(labels),
-      jnp.asarray(mask), 0.17, "reference")
+    jnp.asarray(probs, jnp.float32),
+    jnp.asarray(labels),
+    jnp.asarray(mask),
+    0.17,
+    "reference",
+  )
   np.testing.assert_allclose(float(logs["smooth"]), want, rtol=1e-5)
-  np.testing.assert_allclose(float(total), float(logs["ce"]) + 0.17 * want,
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    float(total), float(logs["ce"]) + 0.17 * want, rtol=1e-5
+  )
 
 
 def test_score_sum_is_the_published_selection_score():
-  out = metrics.score_videos([("v", [1, 1, 2, 2, 0], [1, 1, 1, 2, 2])],
-                             background_classes=(0,))
+  out = metrics.score_videos(
+    [("v", [1, 1, 2, 2, 0], [1, 1, 1, 2, 2])], background_classes=(0,)
+  )
   want = out["f1@10"] + out["f1@25"] + out["f1@50"] + out["edit"] + out["mof"]
   assert out[metrics.SCORE_SUM] == pytest.approx(want)
   assert 0 < want < 500
 
 
-@pytest.mark.parametrize("step,best,expected", [
-    (30, 10, True), (29, 10, False), (30, None, False), (12, 12, False)])
+@pytest.mark.parametrize(
+  "step,best,expected",
+  [(30, 10, True), (29, 10, False), (30, None, False), (12, 12, False)],
+)
 def test_patience_counts_evaluations_since_the_best(step, best, expected):
   # Evaluations every 5 steps, patience 4: 4 evaluations after step 10 is 30.
   assert trainer.patience_exhausted(step, best, 5, 4) is expected
 
 
-def test_early_stopping_ends_a_run_and_a_rerun_only_reports(make_config,
-                                                            tmp_path):
+def test_early_stopping_ends_a_run_and_a_rerun_only_reports(
+  make_config, tmp_path
+):
   # Evaluations every epoch (2 steps); patience 1 stops the run at the first
   # evaluation that is not better than the best so far.
-  config = make_config(num_epochs=6, early_stopping_patience=1,
-                       best_metric="f1_edit_mof_sum")
+  config = make_config(
+    num_epochs=6, early_stopping_patience=1, best_metric="f1_edit_mof_sum"
+  )
   workdir = str(tmp_path / "run")
   results = trainer.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
-  evals = [(r["step"], r[metrics.SCORE_SUM]) for r in records
-           if r["split"] == "validation"]
+  evals = [
+    (r["step"], r[metrics.SCORE_SUM])
+    for r in records
+    if r["split"] == "validation"
+  ]
   best_step, best, expected_stop = None, -np.inf, None
   for step, score in evals:
     if score > best:
@@ -162,37 +190,44 @@ def test_early_stopping_ends_a_run_and_a_rerun_only_reports(make_config,
   assert results["stopped_early_at"] == expected_stop == evals[-1][0]
   assert results["best_step"] == best_step < expected_stop < 12
   assert max(r["step"] for r in records if r["split"] == "train") == (
-      expected_stop)
+    expected_stop
+  )
   again = trainer.train_and_evaluate(config, workdir)
   assert again["stopped_early_at"] == expected_stop
   assert again["validation"] == results["validation"]
 
 
 def test_recipe_options_are_checked(make_config, tmp_path):
-  for override, field in (({"loss.smooth_average": "median"},
-                           "config.loss.smooth_average='median'"),
-                          ({"best_metric": "f1@33"},
-                           "config.best_metric='f1@33'"),
-                          ({"early_stopping_patience": -1},
-                           "early_stopping_patience")):
-    with pytest.raises(ValueError, match=field.replace(".", r"\.").replace(
-        "@", "@")):
-      trainer.train_and_evaluate(make_config(**override),
-                                 str(tmp_path / "bad"))
+  for override, field in (
+    ({"loss.smooth_average": "median"}, "config.loss.smooth_average='median'"),
+    ({"best_metric": "f1@33"}, "config.best_metric='f1@33'"),
+    ({"early_stopping_patience": -1}, "early_stopping_patience"),
+  ):
+    with pytest.raises(
+      ValueError, match=field.replace(".", r"\.").replace("@", "@")
+    ):
+      trainer.train_and_evaluate(make_config(**override), str(tmp_path / "bad"))
 
 
 def test_recipe_trains_with_background_ignored(make_config, tmp_path):
   config = make_config(
-      num_epochs=1, early_stopping_patience=0,
-      best_metric="f1_edit_mof_sum",
-      background_policy="drop_background_frames_and_segments",
-      **{"data.windows": "consecutive", "data.batch_size": 1,
-         "data.eval_batch_size": 1, "loss.ignore_background": True,
-         "loss.smooth_average": "reference"})
+    num_epochs=1,
+    early_stopping_patience=0,
+    best_metric="f1_edit_mof_sum",
+    background_policy="drop_background_frames_and_segments",
+    **{
+      "data.windows": "consecutive",
+      "data.batch_size": 1,
+      "data.eval_batch_size": 1,
+      "loss.ignore_background": True,
+      "loss.smooth_average": "reference",
+    },
+  )
   results = trainer.train_and_evaluate(config, str(tmp_path / "paper"))
   validation = results["validation"]
   assert validation["background_policy"] == (
-      "drop_background_frames_and_segments")
+    "drop_background_frames_and_segments"
+  )
   assert results["total_steps"] >= 8  # >= one window per tiny recording
   assert np.isfinite(validation[metrics.SCORE_SUM])
 
@@ -209,12 +244,10 @@ def test_paper_configs_set_the_published_recipe_for_every_method():
       assert config.model.bn_unbiased_var
       assert config.best_metric == "f1_edit_mof_sum"
       assert config.data.eval_split == "validation"
-      assert config.background_policy == (
-          "drop_background_frames_and_segments")
+      assert config.background_policy == ("drop_background_frames_and_segments")
       assert tuple(config.loss.distill_heads) == ("y5", "y4", "y3", "y2")
   paper = assembly101_paper_benchmark.get_config()
   config, _ = study.method_config(paper, "distill_model", 0)
   assert (config.data.chunk_size, config.data.max_frames) == (1, 600)
-  assert (config.optim.learning_rate, config.optim.weight_decay) == (1e-5,
-                                                                     1e-4)
+  assert (config.optim.learning_rate, config.optim.weight_decay) == (1e-5, 1e-4)
   assert (config.num_epochs, config.early_stopping_patience) == (100, 50)

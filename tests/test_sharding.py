@@ -45,25 +45,37 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _env(num_devices: int, **extra) -> dict:
-  env = {k: v for k, v in os.environ.items()
-         if not k.startswith(("EXO2EGO_DISTRIBUTED", "JAX_COORDINATOR"))}
-  env.update(JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
-             **extra)
+  env = {
+    k: v
+    for k, v in os.environ.items()
+    if not k.startswith(("EXO2EGO_DISTRIBUTED", "JAX_COORDINATOR"))
+  }
+  env.update(
+    JAX_PLATFORMS="cpu",
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+    **extra,
+  )
   return env
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
   out_dir = tmp_path_factory.mktemp("sharding")
-  proc = subprocess.run([sys.executable, __file__, "devices", str(out_dir)],
-                        env=_env(NUM_DEVICES), capture_output=True, text=True,
-                        cwd=REPO)  # no timeout: a loaded machine is slow
+  proc = subprocess.run(
+    [sys.executable, __file__, "devices", str(out_dir)],
+    env=_env(NUM_DEVICES),
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+  )  # no timeout: a loaded machine is slow
   assert proc.returncode == 0, proc.stderr[-4000:]
   with open(out_dir / "facts.json") as f:
     facts = json.load(f)
-  arrays = {(mode, devices): dict(np.load(out_dir / f"{mode}_{devices}.npz"))
-            for mode in MODES for devices in (1, NUM_DEVICES)}
+  arrays = {
+    (mode, devices): dict(np.load(out_dir / f"{mode}_{devices}.npz"))
+    for mode in MODES
+    for devices in (1, NUM_DEVICES)
+  }
   return {"facts": facts, "arrays": arrays}
 
 
@@ -73,30 +85,37 @@ def test_batch_is_split_over_eight_devices_and_state_replicated(results, mode):
   assert facts["device_count"] == NUM_DEVICES
   assert facts["batch_devices"] == NUM_DEVICES
   # Each device holds BATCH / 8 windows of the global batch.
-  assert facts["batch_shard_shapes"] == [[BATCH // NUM_DEVICES, WINDOW,
-                                          FEATURE_DIM]] * NUM_DEVICES
+  assert (
+    facts["batch_shard_shapes"]
+    == [[BATCH // NUM_DEVICES, WINDOW, FEATURE_DIM]] * NUM_DEVICES
+  )
   assert facts["params_replicated"] and facts["batch_stats_replicated"]
   assert facts["params_devices"] == NUM_DEVICES
 
 
-def assert_same_run(one: dict, other: dict, update_tolerance: float = 3e-2
-                    ) -> None:
+def assert_same_run(
+  one: dict, other: dict, update_tolerance: float = 3e-2
+) -> None:
   """Same first loss and BatchNorm statistics (float32 rounding), the same
   update up to ReLU ties (3% in norm), and a close second-step loss."""
   np.testing.assert_allclose(other["losses"][0], one["losses"][0], rtol=1e-5)
-  np.testing.assert_allclose(other["losses"][1:], one["losses"][1:],
-                             rtol=1e-2)
+  np.testing.assert_allclose(other["losses"][1:], one["losses"][1:], rtol=1e-2)
   assert np.all(one["losses"] > 0) and np.isfinite(one["losses"]).all()
   for key in one:
     if key.startswith("batch_stats"):
-      np.testing.assert_allclose(other[key], one[key], rtol=0,
-                                 atol=1e-5 * np.abs(one[key]).max(),
-                                 err_msg=key)
+      np.testing.assert_allclose(
+        other[key],
+        one[key],
+        rtol=0,
+        atol=1e-5 * np.abs(one[key]).max(),
+        err_msg=key,
+      )
   keys = [k for k in one if k.startswith("params")]
-  initial = [one["initial" + k[len("params"):]] for k in keys]
+  initial = [one["initial" + k[len("params") :]] for k in keys]
   update = np.concatenate([(one[k] - i).ravel() for k, i in zip(keys, initial)])
-  other_update = np.concatenate([(other[k] - i).ravel()
-                                 for k, i in zip(keys, initial)])
+  other_update = np.concatenate(
+    [(other[k] - i).ravel() for k, i in zip(keys, initial)]
+  )
   assert np.abs(update).max() > 1e-3  # the step really trains
   error = np.linalg.norm(other_update - update) / np.linalg.norm(update)
   assert error < update_tolerance, f"updates differ by {error:.2%} in norm"
@@ -107,9 +126,11 @@ def test_sharding_module_builds_each_mesh_and_places_batches(results):
   and Auto for the backbone, and three ways to make a global batch that
   all give back the host batch, split evenly over the devices."""
   facts = results["facts"]["mesh"]
-  for name, size, axis_type in (("global", NUM_DEVICES, "Explicit"),
-                                ("backbone_local", NUM_DEVICES, "Auto"),
-                                ("first_two", 2, "Explicit")):
+  for name, size, axis_type in (
+    ("global", NUM_DEVICES, "Explicit"),
+    ("backbone_local", NUM_DEVICES, "Auto"),
+    ("first_two", 2, "Explicit"),
+  ):
     mesh = facts[name]
     assert mesh["size"] == size
     assert mesh["axis_names"] == ["data"]
@@ -117,10 +138,14 @@ def test_sharding_module_builds_each_mesh_and_places_batches(results):
     assert mesh["replicated_spec"] == []  # every device holds all of it
     assert mesh["batch_spec"] == ["data"]  # leading axis over the devices
     for key in ("from_process_rows", "from_shared_batch", "from_host_array"):
-      assert mesh[key] == {"equal": True, "devices": size,
-                           "shard_rows": [BATCH // size]}, (name, key)
+      assert mesh[key] == {
+        "equal": True,
+        "devices": size,
+        "shard_rows": [BATCH // size],
+      }, (name, key)
   assert facts["global"]["refused"] == (
-      "config.data.batch_size=6 must be a multiple of the 8 devices")
+    "config.data.batch_size=6 must be a multiple of the 8 devices"
+  )
   assert facts["first_two"]["refused"] is None  # 6 splits over 2
 
 
@@ -139,20 +164,24 @@ def test_winograd_model_on_eight_devices_matches_xla_model_on_one(results):
   land on the other side: the update differed by 0.83% in norm (a layout:
   0.002%), hence a 5% bound; tests/test_winograd.py checks the gradients
   exactly in float64."""
-  assert_same_run(results["arrays"]["distill_model", 1],
-                  results["arrays"]["distill_model:winograd", NUM_DEVICES],
-                  update_tolerance=5e-2)
+  assert_same_run(
+    results["arrays"]["distill_model", 1],
+    results["arrays"]["distill_model:winograd", NUM_DEVICES],
+    update_tolerance=5e-2,
+  )
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_loss_is_the_global_masked_mean_not_a_mean_of_device_means(results,
-                                                                   mode):
+def test_loss_is_the_global_masked_mean_not_a_mean_of_device_means(
+  results, mode
+):
   facts = results["facts"][mode]
   one = results["arrays"][mode, 1]
   np.testing.assert_allclose(facts["first_loss"], one["losses"][0], rtol=1e-5)
   # What a per-device loss averaged over devices would have reported.
   assert abs(facts["mean_of_device_losses"] - facts["first_loss"]) > (
-      1e-3 * facts["first_loss"])
+    1e-3 * facts["first_loss"]
+  )
 
 
 def test_two_hosts_match_one_device(results, tmp_path):
@@ -161,12 +190,22 @@ def test_two_hosts_match_one_device(results, tmp_path):
   with socket.socket() as s:
     s.bind(("localhost", 0))
     port = s.getsockname()[1]
-  procs = [subprocess.Popen(
-      [sys.executable, __file__, "host", str(tmp_path)], cwd=REPO,
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      env=_env(2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
-               JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
-           for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, __file__, "host", str(tmp_path)],
+      cwd=REPO,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      env=_env(
+        2,
+        JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+        JAX_NUM_PROCESSES="2",
+        JAX_PROCESS_ID=str(i),
+      ),
+    )
+    for i in range(2)
+  ]
   # An hour: far above any slow machine, yet a hung coordinator still ends.
   outputs = [p.communicate(timeout=3600)[0] for p in procs]
   for p, out in zip(procs, outputs):
@@ -188,8 +227,11 @@ def test_two_hosts_match_one_device(results, tmp_path):
 
 def _flat(prefix: str, tree) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
-  return {prefix + jax.tree_util.keystr(path): np.array(leaf)  # a copy
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+  return {
+    prefix + jax.tree_util.keystr(path): np.array(leaf)  # a copy
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+  }
 
 
 def _setup():
@@ -205,26 +247,32 @@ def _setup():
   labels = rng.integers(0, NUM_CLASSES, (BATCH, WINDOW)).astype(np.int32)
   labels[:, 5] = -100  # an ignored frame
   batch = {
-      "exo": rng.normal(size=(BATCH, WINDOW, FEATURE_DIM)).astype(np.float32),
-      "ego": rng.normal(size=(BATCH, WINDOW, FEATURE_DIM)).astype(np.float32),
-      "labels": np.where(mask, labels, -100).astype(np.int32),
-      "mask": mask.astype(np.float32)}
+    "exo": rng.normal(size=(BATCH, WINDOW, FEATURE_DIM)).astype(np.float32),
+    "ego": rng.normal(size=(BATCH, WINDOW, FEATURE_DIM)).astype(np.float32),
+    "labels": np.where(mask, labels, -100).astype(np.int32),
+    "mask": mask.astype(np.float32),
+  }
   # A teacher whose BatchNorm statistics are not the initial 0/1.
-  teacher = jax.tree.map(np.asarray, model.init(
-      jax.random.key(1), batch["exo"][:1], batch["mask"][:1]))
+  teacher = jax.tree.map(
+    np.asarray,
+    model.init(jax.random.key(1), batch["exo"][:1], batch["mask"][:1]),
+  )
   teacher["batch_stats"] = jax.tree.map(
-      lambda a: a + rng.uniform(0.5, 1.5, a.shape).astype(a.dtype),
-      teacher["batch_stats"])
+    lambda a: a + rng.uniform(0.5, 1.5, a.shape).astype(a.dtype),
+    teacher["batch_stats"],
+  )
 
   def make_mode(name: str):
     name, _, conv_impl = name.partition(":")
     method = registry.get(name)
     distill = method.loads_teacher
     return method(
-        model=c2f_tcn.C2FTCN(NUM_CLASSES, conv_impl=conv_impl or "xla"),
-        ensemble_weights=(1.0,) * 6, smooth_weight=0.17,
-        train_view="ego" if distill else "exo",
-        label_key=None if distill else "labels")
+      model=c2f_tcn.C2FTCN(NUM_CLASSES, conv_impl=conv_impl or "xla"),
+      ensemble_weights=(1.0,) * 6,
+      smooth_weight=0.17,
+      train_view="ego" if distill else "exo",
+      label_key=None if distill else "labels",
+    )
 
   # The trainer's weight decay, then SGD rather than Adam: Adam's first
   # update is about lr * sign(gradient), and many gradients are zero up to
@@ -233,8 +281,7 @@ def _setup():
   return batch, make_mode, optimizer, teacher
 
 
-def _train(mode, optimizer, frozen, batch, parallel,
-           process_slice=slice(None)):
+def _train(mode, optimizer, frozen, batch, parallel, process_slice=slice(None)):
   """Two steps as trainer.train_and_evaluate runs them, on the mesh
   `parallel` (runtime/sharding.py); (arrays, state, global batch).
   `process_slice`: this process's part of the batch."""
@@ -242,13 +289,18 @@ def _train(mode, optimizer, frozen, batch, parallel,
   from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
 
   replicated = parallel.replicated
-  state = jax.jit(lambda: trainer.init_state(mode, frozen, optimizer,
-                                             FEATURE_DIM, seed=0),
-                  out_shardings=replicated)()
-  global_batch = {k: parallel.from_process_rows(v[process_slice])
-                  for k, v in batch.items()}
-  train_step = jax.jit(trainer.make_train_step(mode, optimizer),
-                       donate_argnums=0, out_shardings=(replicated, replicated))
+  state = jax.jit(
+    lambda: trainer.init_state(mode, frozen, optimizer, FEATURE_DIM, seed=0),
+    out_shardings=replicated,
+  )()
+  global_batch = {
+    k: parallel.from_process_rows(v[process_slice]) for k, v in batch.items()
+  }
+  train_step = jax.jit(
+    trainer.make_train_step(mode, optimizer),
+    donate_argnums=0,
+    out_shardings=(replicated, replicated),
+  )
   arrays = _flat("initial", state["params"])
   losses = []
   for step in range(STEPS):
@@ -271,38 +323,43 @@ def _run_devices(out_dir: str) -> None:
   for name in MODES:
     mode = make_mode(name)
     frozen = {"teacher": teacher} if mode.loads_teacher else {}
-    for parallel in (sharding.data_parallel(devices=jax.devices()[:1]),
-                     sharding.data_parallel()):
-      arrays, state, global_batch = _train(mode, optimizer, frozen, batch,
-                                           parallel)
-      np.savez(os.path.join(out_dir, f"{name}_{parallel.size}.npz"),
-               **arrays)
+    for parallel in (
+      sharding.data_parallel(devices=jax.devices()[:1]),
+      sharding.data_parallel(),
+    ):
+      arrays, state, global_batch = _train(
+        mode, optimizer, frozen, batch, parallel
+      )
+      np.savez(os.path.join(out_dir, f"{name}_{parallel.size}.npz"), **arrays)
     params = jax.tree.leaves(state["params"])
     initial_params = [arrays[k] for k in arrays if k.startswith("initial")]
     assert len(initial_params) == len(params)
     exo = global_batch["exo"]
     # Each device's loss on its own windows, for the mean-of-means check.
-    loss_fn = jax.jit(lambda s, b, mode=mode: mode.loss(
-        s["params"], s, b)[0])
-    init = jax.tree.map(np.asarray, jax.tree.unflatten(
-        jax.tree.structure(state["params"]), initial_params))
+    loss_fn = jax.jit(lambda s, b, mode=mode: mode.loss(s["params"], s, b)[0])
+    init = jax.tree.map(
+      np.asarray,
+      jax.tree.unflatten(jax.tree.structure(state["params"]), initial_params),
+    )
     start = dict(state, params=init)
-    per_device = [float(loss_fn(start, {k: v[i:i + 1]
-                                        for k, v in batch.items()}))
-                  for i in range(BATCH)]
+    per_device = [
+      float(loss_fn(start, {k: v[i : i + 1] for k, v in batch.items()}))
+      for i in range(BATCH)
+    ]
     facts[name] = {
-        "device_count": jax.device_count(),
-        "batch_devices": len(exo.sharding.device_set),
-        "batch_shard_shapes": [list(s.data.shape)
-                               for s in exo.addressable_shards],
-        "params_replicated": all(p.sharding.is_fully_replicated
-                                 for p in params),
-        "params_devices": len(params[0].sharding.device_set),
-        "batch_stats_replicated": all(
-            a.sharding.is_fully_replicated
-            for a in jax.tree.leaves(state["batch_stats"])),
-        "first_loss": float(arrays["losses"][0]),
-        "mean_of_device_losses": float(np.mean(per_device)),
+      "device_count": jax.device_count(),
+      "batch_devices": len(exo.sharding.device_set),
+      "batch_shard_shapes": [
+        list(s.data.shape) for s in exo.addressable_shards
+      ],
+      "params_replicated": all(p.sharding.is_fully_replicated for p in params),
+      "params_devices": len(params[0].sharding.device_set),
+      "batch_stats_replicated": all(
+        a.sharding.is_fully_replicated
+        for a in jax.tree.leaves(state["batch_stats"])
+      ),
+      "first_loss": float(arrays["losses"][0]),
+      "mean_of_device_losses": float(np.mean(per_device)),
     }
   with open(os.path.join(out_dir, "facts.json"), "w") as f:
     json.dump(facts, f)
@@ -315,36 +372,44 @@ def _mesh_facts(batch: dict) -> dict:
 
   facts = {}
   for name, parallel in (
-      ("global", sharding.data_parallel()),
-      ("backbone_local", sharding.data_parallel(local=True, auto_axes=True)),
-      ("first_two", sharding.data_parallel(devices=jax.devices()[:2]))):
+    ("global", sharding.data_parallel()),
+    ("backbone_local", sharding.data_parallel(local=True, auto_axes=True)),
+    ("first_two", sharding.data_parallel(devices=jax.devices()[:2])),
+  ):
     exo = batch["exo"]
-    arrays = {"from_process_rows": parallel.from_process_rows(exo),
-              "from_shared_batch": parallel.from_shared_batch(exo),
-              "from_host_array": parallel.from_host_array(exo)}
+    arrays = {
+      "from_process_rows": parallel.from_process_rows(exo),
+      "from_shared_batch": parallel.from_shared_batch(exo),
+      "from_host_array": parallel.from_host_array(exo),
+    }
     try:
       parallel.check_divides("config.data.batch_size", 6)
       refused = None
     except ValueError as e:
       refused = str(e)
     facts[name] = {
-        "size": parallel.size,
-        "axis_names": list(parallel.mesh.axis_names),
-        "axis_types": [str(t) for t in parallel.mesh.axis_types],
-        "replicated_spec": list(parallel.replicated.spec),
-        "batch_spec": list(parallel.batch.spec),
-        "refused": refused,
-        **{key: {"equal": bool(np.array_equal(np.asarray(a), exo)),
-                 "devices": len(a.sharding.device_set),
-                 "shard_rows": sorted({s.data.shape[0]
-                                       for s in a.addressable_shards})}
-           for key, a in arrays.items()}}
+      "size": parallel.size,
+      "axis_names": list(parallel.mesh.axis_names),
+      "axis_types": [str(t) for t in parallel.mesh.axis_types],
+      "replicated_spec": list(parallel.replicated.spec),
+      "batch_spec": list(parallel.batch.spec),
+      "refused": refused,
+      **{
+        key: {
+          "equal": bool(np.array_equal(np.asarray(a), exo)),
+          "devices": len(a.sharding.device_set),
+          "shard_rows": sorted({s.data.shape[0] for s in a.addressable_shards}),
+        }
+        for key, a in arrays.items()
+      },
+    }
   return facts
 
 
 def _run_host(out_dir: str) -> None:
   """One of two processes; the environment makes it join the other."""
   from exo2ego_jax.runtime import distributed  # pylint: disable=g-import-not-at-top
+
   assert distributed.initialize()
   import jax  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
@@ -355,18 +420,25 @@ def _run_host(out_dir: str) -> None:
   parallel = sharding.data_parallel()
   per_process = BATCH // jax.process_count()
   start = jax.process_index() * per_process
-  arrays, state, _ = _train(mode, optimizer, {}, batch, parallel,
-                            slice(start, start + per_process))
-  arrays["layout"] = np.array([jax.process_count(), jax.device_count(),
-                               jax.local_device_count(),
-                               sharding.data_parallel(local=True).size])
+  arrays, state, _ = _train(
+    mode, optimizer, {}, batch, parallel, slice(start, start + per_process)
+  )
+  arrays["layout"] = np.array(
+    [
+      jax.process_count(),
+      jax.device_count(),
+      jax.local_device_count(),
+      sharding.data_parallel(local=True).size,
+    ]
+  )
   predict_fn = trainer.make_predict_fn(mode, state, parallel)
   arrays["probs"] = predict_fn(batch["exo"], batch["mask"])
   # Every process holds the whole batch and passes it: the global array is
   # that batch (each process contributed its own rows), read back whole.
   gather = jax.jit(lambda x: x, out_shardings=parallel.replicated)
-  arrays["shared_batch"] = np.asarray(gather(
-      parallel.from_shared_batch(batch["exo"])))
+  arrays["shared_batch"] = np.asarray(
+    gather(parallel.from_shared_batch(batch["exo"]))
+  )
   arrays["exo_batch"] = batch["exo"]
   np.savez(os.path.join(out_dir, f"host{jax.process_index()}.npz"), **arrays)
 

@@ -40,7 +40,9 @@ def _assert_same(a, b):
 def test_deterministic_and_seeded():
   _assert_same(_split(CFG, "sync_pairs"), _split(CFG, "sync_pairs"))
   other = _split(dataclasses.replace(CFG, seed=1), "sync_pairs")
-  assert not np.array_equal(other[0][1]["exo"][:10], _split(CFG, "sync_pairs")[0][1]["exo"][:10])
+  assert not np.array_equal(
+    other[0][1]["exo"][:10], _split(CFG, "sync_pairs")[0][1]["exo"][:10]
+  )
 
 
 def test_video_independent_of_split_size():
@@ -59,11 +61,16 @@ def test_shapes_dtypes_and_ids():
       t = ex["labels"].shape[0]
       assert CFG.frames_range[0] <= t <= CFG.frames_range[1]
       for view in ("exo", "ego"):
-        assert ex[view].shape == (t, CFG.feature_dim) and ex[view].dtype == np.float32
+        assert (
+          ex[view].shape == (t, CFG.feature_dim)
+          and ex[view].dtype == np.float32
+        )
         assert np.isfinite(ex[view]).all()
       for lab in ("labels", "ego_labels"):
         assert ex[lab].shape == (t,) and ex[lab].dtype == np.int32
-      assert ex["task_id"].dtype == np.int32 and 0 <= ex["task_id"] < CFG.num_tasks
+      assert (
+        ex["task_id"].dtype == np.int32 and 0 <= ex["task_id"] < CFG.num_tasks
+      )
       assert ex["jitter"] == 0
       np.testing.assert_array_equal(ex["ego_labels"], ex["labels"])
       assert key == ex["video_id"] and re.fullmatch(rf"{split}_\d{{4}}", key)
@@ -111,11 +118,14 @@ def _affine_residual(ex):
 def test_ego_is_not_an_affine_function_of_exo():
   # Without noise and nuisances, only the view mappings (and per-video styles) remain.
   clean = dataclasses.replace(
-      CFG, exo_noise=0.0, ego_noise=0.0, camera_bursts=0.0, occlusions=0.0)
+    CFG, exo_noise=0.0, ego_noise=0.0, camera_bursts=0.0, occlusions=0.0
+  )
   # Same-view control: identical mappings leave only the affine style shift, fit exactly.
   same_view = dataclasses.replace(clean, view_overlap=1.0)
   for i in range(3):
-    assert _affine_residual(synthetic.generate_video(same_view, "train", i)) < 1e-6
+    assert (
+      _affine_residual(synthetic.generate_video(same_view, "train", i)) < 1e-6
+    )
     assert _affine_residual(synthetic.generate_video(clean, "train", i)) > 0.1
     assert _affine_residual(synthetic.generate_video(CFG, "train", i)) > 0.5
 
@@ -123,7 +133,9 @@ def test_ego_is_not_an_affine_function_of_exo():
 def test_fixed_jitter_shifts_ego_labels():
   k = 5
   jit = dataclasses.replace(CFG, jitter_mode="fixed", jitter_frames=k)
-  for (_, ex), (_, ref) in zip(_split(jit, "sync_pairs"), _split(CFG, "sync_pairs")):
+  for (_, ex), (_, ref) in zip(
+    _split(jit, "sync_pairs"), _split(CFG, "sync_pairs")
+  ):
     assert ex["jitter"] == k
     np.testing.assert_array_equal(ex["ego_labels"][:-k], ex["labels"][k:])
     np.testing.assert_array_equal(ex["ego_labels"][-k:], ex["labels"][-1])
@@ -136,7 +148,9 @@ def test_fixed_jitter_shifts_ego_labels():
 
 def test_random_jitter():
   k = 4
-  jit = dataclasses.replace(CFG, jitter_mode="random", jitter_frames=k, num_sync_pairs=20)
+  jit = dataclasses.replace(
+    CFG, jitter_mode="random", jitter_frames=k, num_sync_pairs=20
+  )
   offsets = []
   for _, ex in _split(jit, "sync_pairs"):
     j = int(ex["jitter"])
@@ -147,12 +161,15 @@ def test_random_jitter():
   assert all(-k <= j <= k for j in offsets) and len(set(offsets)) > 1
 
 
-@pytest.mark.parametrize("kwargs", [
+@pytest.mark.parametrize(
+  "kwargs",
+  [
     dict(jitter_mode="none", jitter_frames=3),
     dict(jitter_mode="sometimes"),
     dict(segments_range=(5, 4)),
     dict(view_overlap=1.5),
-])
+  ],
+)
 def test_invalid_config(kwargs):
   with pytest.raises(ValueError):
     dataclasses.replace(CFG, **kwargs)
@@ -172,7 +189,10 @@ def test_metadata_is_json_friendly():
 
 def _build(data_dir):
   from tfds_builders.synthetic_sync import Builder
-  builder = Builder(config="tiny", data_dir=str(data_dir), file_format="array_record")
+
+  builder = Builder(
+    config="tiny", data_dir=str(data_dir), file_format="array_record"
+  )
   builder.download_and_prepare()
   return builder
 
@@ -186,6 +206,7 @@ def built(tmp_path_factory):
 def test_builder_name_and_configs(built):
   _, builder = built
   from tfds_builders.synthetic_sync import Builder
+
   assert builder.name == "synthetic_sync"
   assert Builder.DEFAULT_CONFIG_NAME == "default"
   assert {c.name for c in Builder.BUILDER_CONFIGS} == {"default", "tiny"}
@@ -205,7 +226,9 @@ def test_builder_reads_back_with_data_source(built):
     for field in ("exo", "ego", "labels", "ego_labels"):
       assert record[field].dtype == ex[field].dtype
       np.testing.assert_array_equal(record[field], ex[field])
-    assert record["task_id"] == ex["task_id"] and record["jitter"] == ex["jitter"]
+    assert (
+      record["task_id"] == ex["task_id"] and record["jitter"] == ex["jitter"]
+    )
 
   info = tfds.builder("synthetic_sync/tiny", data_dir=str(data_dir)).info
   assert info.metadata["class_names"] == synthetic.class_names(CFG)
@@ -219,12 +242,20 @@ def test_builder_reads_back_with_data_source(built):
 def test_builds_are_byte_identical(built, tmp_path):
   _, first = built
   # Another process: protobuf map order (hence tfds' default serialization) varies per process.
-  code = ("import sys; from tfds_builders.synthetic_sync import Builder; "
-          "Builder(config='tiny', data_dir=sys.argv[1], file_format='array_record')"
-          ".download_and_prepare()")
-  subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True)
+  code = (
+    "import sys; from tfds_builders.synthetic_sync import Builder; "
+    "Builder(config='tiny', data_dir=sys.argv[1], file_format='array_record')"
+    ".download_and_prepare()"
+  )
+  subprocess.run(
+    [sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True
+  )
   second = tmp_path / "synthetic_sync" / "tiny" / str(first.version)
-  files = sorted(p.name for p in first.data_path.iterdir() if ".array_record" in p.name)
+  files = sorted(
+    p.name for p in first.data_path.iterdir() if ".array_record" in p.name
+  )
   assert len(files) >= len(synthetic.SPLITS)
   for name in files:
-    assert (first.data_path / name).read_bytes() == (second / name).read_bytes(), name
+    assert (first.data_path / name).read_bytes() == (
+      second / name
+    ).read_bytes(), name

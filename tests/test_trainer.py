@@ -59,17 +59,20 @@ def test_rerunning_a_finished_run_reuses_it(teacher_dir, make_config):
 
 
 def test_interrupted_run_resumes_to_the_same_parameters(
-    tmp_path, make_config, monkeypatch):
+  tmp_path, make_config, monkeypatch
+):
   config = make_config(num_epochs=3)
   straight = str(tmp_path / "straight")
   trainer.train_and_evaluate(config, straight)
 
   resumed = str(tmp_path / "resumed")
   original_save = checkpoints.RunCheckpoints.save
+
   def save_then_interrupt(self, step, state, metrics=None):
     original_save(self, step, state, metrics)
     if step == 2:
       raise KeyboardInterrupt  # as Ctrl-C right after the step-2 checkpoint
+
   monkeypatch.setattr(checkpoints.RunCheckpoints, "save", save_then_interrupt)
   with pytest.raises(KeyboardInterrupt):
     trainer.train_and_evaluate(config, resumed)
@@ -88,30 +91,43 @@ def test_interrupted_run_resumes_to_the_same_parameters(
 @pytest.fixture(scope="module")
 def feature_dir(tmp_path_factory, tiny_data_dir, teacher_dir):
   from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+
   workdir = str(tmp_path_factory.mktemp("distill_feature"))
   trainer.train_and_evaluate(
-      tiny_config(tiny_data_dir, "distill_feature",
-                  teacher_workdir=teacher_dir,
-                  **{"adapter.hidden_dim": 16, "adapter.window": 8}),
-      workdir)
+    tiny_config(
+      tiny_data_dir,
+      "distill_feature",
+      teacher_workdir=teacher_dir,
+      **{"adapter.hidden_dim": 16, "adapter.window": 8},
+    ),
+    workdir,
+  )
   return workdir
 
 
-@pytest.mark.parametrize("mode", registry.names(
-    where=lambda m: not m.reads_labels))
+@pytest.mark.parametrize(
+  "mode", registry.names(where=lambda m: not m.reads_labels)
+)
 def test_label_blind_methods_train_and_never_read_a_label(
-    mode, tmp_path, make_config, teacher_dir, feature_dir, monkeypatch):
+  mode, tmp_path, make_config, teacher_dir, feature_dir, monkeypatch
+):
   """Every method that declares it reads no label trains, never touches its
   frozen teacher/adapter, and poisoning every label of the training splits
   gives bit-identical training."""
   method = registry.get(mode)
   _, teacher_before = checkpoints.restore_state(teacher_dir)
-  files_before = {p: os.path.getmtime(os.path.join(r, p))
-                  for r, _, ps in os.walk(os.path.join(teacher_dir, "best"))
-                  for p in ps}
-  config = make_config(mode, teacher_workdir=teacher_dir,
-                       adapter_workdir=feature_dir, num_epochs=1,
-                       **{"adapter.hidden_dim": 16, "adapter.window": 8})
+  files_before = {
+    p: os.path.getmtime(os.path.join(r, p))
+    for r, _, ps in os.walk(os.path.join(teacher_dir, "best"))
+    for p in ps
+  }
+  config = make_config(
+    mode,
+    teacher_workdir=teacher_dir,
+    adapter_workdir=feature_dir,
+    num_epochs=1,
+    **{"adapter.hidden_dim": 16, "adapter.window": 8},
+  )
   if issubclass(method, pseudo_labels.PseudoLabel):
     config.data.label_key = pseudo_labels.PSEUDO_LABEL_KEY
     config.pseudo_labels.band_fraction = 0.2
@@ -130,40 +146,64 @@ def test_label_blind_methods_train_and_never_read_a_label(
   if method.loads_teacher:
     # The frozen teacher the run used is the teacher checkpoint, bit for
     # bit, and the teacher's own checkpoint files were not rewritten.
-    teacher_vars = {"params": teacher_before["params"],
-                    "batch_stats": teacher_before["batch_stats"]}
+    teacher_vars = {
+      "params": teacher_before["params"],
+      "batch_stats": teacher_before["batch_stats"],
+    }
     teacher_step = checkpoints.restore_state(teacher_dir)[0]
     assert record["teacher"] == {
-        "workdir": os.path.abspath(teacher_dir), "step": teacher_step,
-        "checkpoint": os.path.join(os.path.abspath(teacher_dir), "best",
-                                   str(teacher_step)),
-        "sha256": frozen_lib.content_hash(teacher_vars)}
+      "workdir": os.path.abspath(teacher_dir),
+      "step": teacher_step,
+      "checkpoint": os.path.join(
+        os.path.abspath(teacher_dir), "best", str(teacher_step)
+      ),
+      "sha256": frozen_lib.content_hash(teacher_vars),
+    }
     _, teacher_after = checkpoints.restore_state(teacher_dir)
     _assert_trees_equal(teacher_after["params"], teacher_before["params"])
     assert files_before == {
-        p: os.path.getmtime(os.path.join(r, p))
-        for r, _, ps in os.walk(os.path.join(teacher_dir, "best"))
-        for p in ps}
+      p: os.path.getmtime(os.path.join(r, p))
+      for r, _, ps in os.walk(os.path.join(teacher_dir, "best"))
+      for p in ps
+    }
   if method.trains_adapter:
-    assert set(state["params"]) == {"embed", "block0_ln_attn", "block0_attn",
-                                    "block0_ln_mlp", "block0_mlp_in",
-                                    "block0_mlp_out", "block1_ln_attn",
-                                    "block1_attn", "block1_ln_mlp",
-                                    "block1_mlp_in", "block1_mlp_out",
-                                    "ln_out", "out"}
+    assert set(state["params"]) == {
+      "embed",
+      "block0_ln_attn",
+      "block0_attn",
+      "block0_ln_mlp",
+      "block0_mlp_in",
+      "block0_mlp_out",
+      "block1_ln_attn",
+      "block1_attn",
+      "block1_ln_mlp",
+      "block1_mlp_in",
+      "block1_mlp_out",
+      "ln_out",
+      "out",
+    }
   elif method.loads_teacher:  # the student moved away from the teacher
-    changed = [not np.array_equal(a, b) for a, b in zip(
-        _leaves(state["params"]), _leaves(teacher_before["params"]))]
+    changed = [
+      not np.array_equal(a, b)
+      for a, b in zip(
+        _leaves(state["params"]), _leaves(teacher_before["params"])
+      )
+    ]
     assert any(changed)
   if method.loads_adapter:
     _, adapter = checkpoints.restore_state(feature_dir)
     assert record["adapter"]["sha256"] == frozen_lib.content_hash(
-        adapter["params"])
+      adapter["params"]
+    )
   assert set(record) == ({"teacher"} if method.loads_teacher else set()) | (
-      {"adapter"} if method.loads_adapter else set())
+    {"adapter"} if method.loads_adapter else set()
+  )
 
-  edit_splits(monkeypatch, sync_pairs=poison("labels", "ego_labels"),
-              train=poison("labels", "ego_labels"))
+  edit_splits(
+    monkeypatch,
+    sync_pairs=poison("labels", "ego_labels"),
+    train=poison("labels", "ego_labels"),
+  )
   poisoned = str(tmp_path / "poisoned")
   trainer.train_and_evaluate(config, poisoned)
   _, other = checkpoints.restore_state(poisoned, checkpoints.LATEST)
@@ -172,7 +212,8 @@ def test_label_blind_methods_train_and_never_read_a_label(
 
 
 def test_changed_teacher_is_refused_on_resume_and_in_evaluate(
-    tmp_path, make_config, teacher_dir):
+  tmp_path, make_config, teacher_dir
+):
   teacher = str(tmp_path / "teacher")
   shutil.copytree(teacher_dir, teacher, ignore=shutil.ignore_patterns(".lock"))
   config = make_config("distill_model", teacher_workdir=teacher, num_epochs=1)
@@ -185,6 +226,7 @@ def test_changed_teacher_is_refused_on_resume_and_in_evaluate(
   ckpt = checkpoints.RunCheckpoints(teacher, "f1@25")
   ckpt.save(step + 100, state, {"f1@25": 1e9})
   ckpt.close()
+
   def contents():
     out = {}
     for root, _, names in os.walk(workdir):
@@ -192,44 +234,57 @@ def test_changed_teacher_is_refused_on_resume_and_in_evaluate(
         with open(os.path.join(root, name), "rb") as f:
           out[os.path.join(root, name)] = f.read()
     return out
+
   files = contents()
-  want = (f"the teacher changed since this run started: {workdir} trained "
-          f"with {teacher}/best/{step} (sha256 ")
-  for attempt in (lambda: trainer.train_and_evaluate(config, workdir),
-                  lambda: trainer.evaluate_run(config, workdir, "test")):
+  want = (
+    f"the teacher changed since this run started: {workdir} trained "
+    f"with {teacher}/best/{step} (sha256 "
+  )
+  for attempt in (
+    lambda: trainer.train_and_evaluate(config, workdir),
+    lambda: trainer.evaluate_run(config, workdir, "test"),
+  ):
     with pytest.raises(ValueError) as e:
       attempt()
     assert str(e.value).startswith(want)
     assert str(e.value).endswith(
-        f"now holds {teacher}/best/{step + 100} (sha256 "
-        f"{frozen_lib.content_hash({k: state[k] for k in ('params', 'batch_stats')})[:12]}"
-        f"). Restore the teacher's checkpoint of step {step} in {teacher}, "
-        "or start the run in a new --workdir")
+      f"now holds {teacher}/best/{step + 100} (sha256 "
+      f"{frozen_lib.content_hash({k: state[k] for k in ('params', 'batch_stats')})[:12]}"
+      f"). Restore the teacher's checkpoint of step {step} in {teacher}, "
+      "or start the run in a new --workdir"
+    )
   assert contents() == files  # nothing written, nothing removed
 
 
 def test_checkpoints_holding_the_teacher_resume_and_evaluate(
-    tmp_path, make_config, teacher_dir, monkeypatch):
+  tmp_path, make_config, teacher_dir, monkeypatch
+):
   """Workdirs of older versions: every checkpoint holds state["frozen"]
   (written here through the same checkpoints API, unsaved=() as those
   versions saved). They resume, keep that layout, and end as a new run."""
-  config = make_config("distill_model", teacher_workdir=teacher_dir,
-                       num_epochs=3)
+  config = make_config(
+    "distill_model", teacher_workdir=teacher_dir, num_epochs=3
+  )
   straight = str(tmp_path / "straight")
   trainer.train_and_evaluate(config, straight)
 
   old = str(tmp_path / "old")
   original_init = checkpoints.RunCheckpoints.__init__
   original_save = checkpoints.RunCheckpoints.save
+
   def save_then_interrupt(self, step, state, metrics=None):
     assert "frozen" in state
     original_save(self, step, state, metrics)
     if step == 2:
       raise KeyboardInterrupt
+
   monkeypatch.setattr(
-      checkpoints.RunCheckpoints, "__init__",
-      lambda self, workdir, metric, unsaved=(): original_init(
-          self, workdir, metric))
+    checkpoints.RunCheckpoints,
+    "__init__",
+    lambda self, workdir, metric, unsaved=(): original_init(
+      self, workdir, metric
+    ),
+  )
   monkeypatch.setattr(checkpoints.RunCheckpoints, "save", save_then_interrupt)
   with pytest.raises(KeyboardInterrupt):
     trainer.train_and_evaluate(config, old)
@@ -248,13 +303,16 @@ def test_checkpoints_holding_the_teacher_resume_and_evaluate(
   for key in ("params", "batch_stats", "opt_state"):
     _assert_trees_equal(a[key], b[key])
   _, teacher = checkpoints.restore_state(teacher_dir)
-  _assert_trees_equal(b["frozen"]["teacher"], {
-      "params": teacher["params"], "batch_stats": teacher["batch_stats"]})
+  _assert_trees_equal(
+    b["frozen"]["teacher"],
+    {"params": teacher["params"], "batch_stats": teacher["batch_stats"]},
+  )
   assert not os.path.exists(os.path.join(old, frozen_lib.RECORD))
   assert _train_losses(straight)[2:] == _train_losses(old)[-4:]
-  summaries = [trainer.evaluate_run(config, w, "test",
-                                    write_predictions=False)
-               for w in (straight, old)]
+  summaries = [
+    trainer.evaluate_run(config, w, "test", write_predictions=False)
+    for w in (straight, old)
+  ]
   assert summaries[0]["f1@25"] == summaries[1]["f1@25"]
   assert summaries[0]["mof"] == summaries[1]["mof"]
 
@@ -268,6 +326,7 @@ def test_supervised_run_does_read_labels(tmp_path, make_config, monkeypatch):
     del index
     example["ego_labels"] = (example["ego_labels"] + 1) % info.num_classes
     return example
+
   clean = str(tmp_path / "clean")
   trainer.train_and_evaluate(config, clean)
   edit_splits(monkeypatch, sync_pairs=shift)
@@ -277,15 +336,17 @@ def test_supervised_run_does_read_labels(tmp_path, make_config, monkeypatch):
 
 
 def test_evaluate_run_writes_predictions_and_metrics(teacher_dir, make_config):
-  summary = trainer.evaluate_run(make_config(), teacher_dir, "test",
-                                 view="ego", chunk_sizes=(3, 4))
+  summary = trainer.evaluate_run(
+    make_config(), teacher_dir, "test", view="ego", chunk_sizes=(3, 4)
+  )
   out = os.path.join(teacher_dir, "eval", "test_ego")
   with open(os.path.join(out, "metrics.json")) as f:
     saved = json.load(f)
   assert saved["chunk_sizes"] == [3, 4] and saved["view"] == "ego"
   assert saved["num_videos"] == 6 and saved["split"] == "test"
-  info, sources = datasets.open_dataset("synthetic_sync/tiny",
-                                        make_config().dataset.data_dir)
+  info, sources = datasets.open_dataset(
+    "synthetic_sync/tiny", make_config().dataset.data_dir
+  )
   example = sources["test"][0]
   video_id = example["video_id"].decode()
   with open(os.path.join(out, "predictions", f"{video_id}.txt")) as f:
@@ -296,17 +357,27 @@ def test_evaluate_run_writes_predictions_and_metrics(teacher_dir, make_config):
   assert per_video[video_id]["num_frames"] == len(lines)
 
 
-@pytest.mark.parametrize("overrides, message", [
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
     (dict(mode="distill_model"), "needs a teacher"),
     (dict(mode="distill_both", teacher_workdir="x"), "needs a trained adapter"),
     (dict(**{"data.eval_split": "test"}), "test split must never"),
     (dict(**{"data.train_split": "trian"}), "has no split 'trian'"),
     (dict(mode="supervised"), "config.mode='supervised' is unknown"),
-    (dict(mode="distill_model", teacher_workdir="x",
-          **{"loss.distill_heads": ("y9",)}), "distill_heads"),
-])
-def test_config_mistakes_are_reported_before_compute(make_config, overrides,
-                                                     message, tmp_path):
+    (
+      dict(
+        mode="distill_model",
+        teacher_workdir="x",
+        **{"loss.distill_heads": ("y9",)},
+      ),
+      "distill_heads",
+    ),
+  ],
+)
+def test_config_mistakes_are_reported_before_compute(
+  make_config, overrides, message, tmp_path
+):
   mode = overrides.pop("mode", "exo_supervised")
   config = make_config(**overrides)
   config.mode = mode

@@ -22,11 +22,12 @@ def _correlate_same(d, g):
   taps = len(g)
   before = (taps - 1) // 2
   padded = np.pad(d, (before, taps - 1 - before))
-  return np.array([padded[i:i + taps] @ g for i in range(len(d))])
+  return np.array([padded[i : i + taps] @ g for i in range(len(d))])
 
 
-@pytest.mark.parametrize("tile,taps", [(1, 1), (2, 3), (4, 3), (2, 5), (4, 5),
-                                       (6, 5), (3, 2)])
+@pytest.mark.parametrize(
+  "tile,taps", [(1, 1), (2, 3), (4, 3), (2, 5), (4, 5), (6, 5), (3, 2)]
+)
 def test_transforms_compute_the_tile_correlation_exactly(tile, taps):
   a_t, g_mat, b_t = winograd.transforms(tile, taps)
   n = tile + taps - 1
@@ -36,9 +37,10 @@ def test_transforms_compute_the_tile_correlation_exactly(tile, taps):
   for _ in range(5):  # small integers: every step is exact in float64
     d = rng.integers(-4, 5, n).astype(np.float64)
     g = rng.integers(-4, 5, taps).astype(np.float64)
-    want = [d[i:i + taps] @ g for i in range(tile)]
-    np.testing.assert_allclose(a_t @ ((g_mat @ g) * (b_t @ d)), want,
-                               rtol=0, atol=1e-9)
+    want = [d[i : i + taps] @ g for i in range(tile)]
+    np.testing.assert_allclose(
+      a_t @ ((g_mat @ g) * (b_t @ d)), want, rtol=0, atol=1e-9
+    )
 
 
 def test_transforms_refuse_impossible_tiles():
@@ -56,14 +58,19 @@ def test_conv1d_matches_xla_convolution(length, taps, tile):
   kernel = jnp.asarray(rng.normal(size=(taps, 6, 5)), jnp.float32)
   bias = jnp.asarray(rng.normal(size=(5,)), jnp.float32)
   want = nn.Conv(5, (taps,), padding="SAME").apply(
-      {"params": {"kernel": kernel, "bias": bias}}, x)
+    {"params": {"kernel": kernel, "bias": bias}}, x
+  )
   got = winograd.conv1d(x, kernel, bias, tile)
   assert got.shape == want.shape == (2, length, 5)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   # And against a float64 reference, one channel pair at a time.
-  reference = _correlate_same(np.float64(x[1, :, 2]), np.float64(kernel[:, 2, 3]))
+  reference = _correlate_same(
+    np.float64(x[1, :, 2]), np.float64(kernel[:, 2, 3])
+  )
   only_pair = winograd.conv1d(x[1:, :, 2:3], kernel[:, 2:3, 3:4], None, tile)
-  np.testing.assert_allclose(only_pair[0, :, 0], reference, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    only_pair[0, :, 0], reference, rtol=1e-5, atol=1e-5
+  )
 
 
 def test_conv1d_gradients_match_xla_convolution():
@@ -76,10 +83,12 @@ def test_conv1d_gradients_match_xla_convolution():
     return jnp.sum((conv(x, kernel) - target) ** 2)
 
   xla = lambda x, k: jax.lax.conv_general_dilated(
-      x, k, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))
+    x, k, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC")
+  )
   want = jax.grad(lambda x, k: loss(xla, x, k), argnums=(0, 1))(x, kernel)
-  got = jax.grad(lambda x, k: loss(winograd.conv1d, x, k),
-                 argnums=(0, 1))(x, kernel)
+  got = jax.grad(lambda x, k: loss(winograd.conv1d, x, k), argnums=(0, 1))(
+    x, kernel
+  )
   for g, w in zip(got, want):
     assert float(jnp.abs(w).max()) > 1.0  # a gradient worth comparing
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
@@ -93,14 +102,18 @@ def test_conv1d_says_what_shape_it_wants():
 def test_winograd_c2f_tcn_is_the_same_model():
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(2, 450, 24)), jnp.float32)
-  mask = jnp.asarray(np.arange(450)[None] < np.array([[450], [301]]),
-                     jnp.float32)
+  mask = jnp.asarray(
+    np.arange(450)[None] < np.array([[450], [301]]), jnp.float32
+  )
   xla_model = c2f_tcn.C2FTCN(7)
   wino_model = c2f_tcn.C2FTCN(7, conv_impl="winograd")
   variables = xla_model.init(jax.random.key(0), x, mask)
   # Same parameter tree and the same initial values from the same key.
-  jax.tree.map(np.testing.assert_array_equal, variables,
-               wino_model.init(jax.random.key(0), x, mask))
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    variables,
+    wino_model.init(jax.random.key(0), x, mask),
+  )
 
   want = xla_model.apply(variables, x, mask)
   got = wino_model.apply(variables, x, mask)
@@ -108,7 +121,6 @@ def test_winograd_c2f_tcn_is_the_same_model():
     np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
   for g, w in zip(got["head_logits"], want["head_logits"]):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
-
 
 
 def test_winograd_c2f_tcn_has_the_same_gradients_in_float64():
@@ -120,18 +132,25 @@ def test_winograd_c2f_tcn_has_the_same_gradients_in_float64():
   rng = np.random.default_rng(1)
   with jax.enable_x64(True):
     x = jnp.asarray(rng.normal(size=(2, 450, 24)))
-    mask = jnp.asarray(np.arange(450)[None] < np.array([[450], [301]]),
-                       jnp.float64)
+    mask = jnp.asarray(
+      np.arange(450)[None] < np.array([[450], [301]]), jnp.float64
+    )
     variables = jax.tree.map(
-        lambda a: jnp.asarray(a, jnp.float64),
-        c2f_tcn.C2FTCN(7).init(jax.random.key(0), x, mask))
+      lambda a: jnp.asarray(a, jnp.float64),
+      c2f_tcn.C2FTCN(7).init(jax.random.key(0), x, mask),
+    )
 
     def grads(conv_impl):
       model = c2f_tcn.C2FTCN(7, conv_impl=conv_impl)
 
       def loss(params):
-        out, _ = model.apply({**variables, "params": params}, x, mask,
-                             train=True, mutable=["batch_stats"])
+        out, _ = model.apply(
+          {**variables, "params": params},
+          x,
+          mask,
+          train=True,
+          mutable=["batch_stats"],
+        )
         return jnp.mean(out["logits"] ** 2)
 
       return jax.grad(loss)(variables["params"])
@@ -139,17 +158,24 @@ def test_winograd_c2f_tcn_has_the_same_gradients_in_float64():
     want, got = grads("xla"), grads("winograd")
     scale = max(float(jnp.abs(w).max()) for w in jax.tree.leaves(want))
     assert scale > 1e-3
-    jax.tree.map(lambda g, w: np.testing.assert_allclose(
-        g, w, rtol=0, atol=1e-10 * scale), got, want)
+    jax.tree.map(
+      lambda g, w: np.testing.assert_allclose(g, w, rtol=0, atol=1e-10 * scale),
+      got,
+      want,
+    )
 
 
 def test_unknown_conv_impl_is_refused(make_config, tiny_data_dir):
   with pytest.raises(ValueError, match="conv_impl='fft' is unknown"):
-    c2f_tcn.C2FTCN(3, conv_impl="fft").init(jax.random.key(0),
-                                             jnp.zeros((1, 8, 4)))
+    c2f_tcn.C2FTCN(3, conv_impl="fft").init(
+      jax.random.key(0), jnp.zeros((1, 8, 4))
+    )
   info, _ = datasets.open_dataset("synthetic_sync/tiny", tiny_data_dir)
-  with pytest.raises(ValueError, match=r"config.model.conv_impl='fft' is "
-                     r"unknown: use one of xla, winograd"):
+  with pytest.raises(
+    ValueError,
+    match=r"config.model.conv_impl='fft' is "
+    r"unknown: use one of xla, winograd",
+  ):
     trainer.build_mode(make_config(**{"model.conv_impl": "fft"}), info)
 
 
@@ -158,8 +184,9 @@ def test_training_with_winograd_follows_the_xla_run(tmp_path, make_config):
   runs = {}
   for impl in ("xla", "winograd"):
     workdir = str(tmp_path / impl)
-    trainer.train_and_evaluate(make_config(**{"model.conv_impl": impl}),
-                               workdir)
+    trainer.train_and_evaluate(
+      make_config(**{"model.conv_impl": impl}), workdir
+    )
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       records = [json.loads(line) for line in f]
     runs[impl] = [r["loss"] for r in records if r["split"] == "train"]

@@ -24,8 +24,8 @@ from exo2ego_jax.runtime import sharding
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 NORMALISATIONS = {
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+  "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+  "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 FEATURES = ("cls", "mean_patch")
 LMDB_MAP_SIZE = 1 << 40  # address space only; the file grows as written
@@ -35,17 +35,21 @@ LMDB_MAP_SIZE = 1 << 40  # address space only; the file grows as written
 class Preprocessing:
   """How a frame becomes a network input; shared with distill_backbone."""
 
-  resize: int = 224            # shorter side after resizing, pixels
-  crop: int = 224              # square center crop, pixels
+  resize: int = 224  # shorter side after resizing, pixels
+  crop: int = 224  # square center crop, pixels
   normalisation: str = "imagenet"
 
   def __post_init__(self):
     if self.normalisation not in NORMALISATIONS:
-      raise ValueError(f"normalisation {self.normalisation!r}: use one of "
-                       f"{', '.join(NORMALISATIONS)}")
+      raise ValueError(
+        f"normalisation {self.normalisation!r}: use one of "
+        f"{', '.join(NORMALISATIONS)}"
+      )
     if self.crop > self.resize:
-      raise ValueError(f"crop {self.crop} is larger than the resized shorter "
-                       f"side {self.resize}")
+      raise ValueError(
+        f"crop {self.crop} is larger than the resized shorter "
+        f"side {self.resize}"
+      )
 
   def frame(self, image: Image.Image | np.ndarray) -> np.ndarray:
     """(crop, crop, 3) uint8: torchvision's Resize(resize) + CenterCrop."""
@@ -54,28 +58,35 @@ class Preprocessing:
     image = image.convert("RGB")
     width, height = image.size
     scale = self.resize / min(width, height)
-    size = ((self.resize, int(self.resize * height / width)) if width <= height
-            else (int(self.resize * width / height), self.resize))
+    size = (
+      (self.resize, int(self.resize * height / width))
+      if width <= height
+      else (int(self.resize * width / height), self.resize)
+    )
     if scale != 1.0:
       image = image.resize(size, Image.BILINEAR)
     width, height = image.size
     top = int(round((height - self.crop) / 2.0))
     left = int(round((width - self.crop) / 2.0))
-    return np.asarray(image.crop((left, top, left + self.crop,
-                                  top + self.crop)), np.uint8)
+    return np.asarray(
+      image.crop((left, top, left + self.crop, top + self.crop)), np.uint8
+    )
 
   def normalise(self, frames: jax.Array) -> jax.Array:
     """uint8 (..., 3) -> float32 network input (on device, in the jit)."""
-    mean, std = (jnp.asarray(v, jnp.float32)
-                 for v in NORMALISATIONS[self.normalisation])
+    mean, std = (
+      jnp.asarray(v, jnp.float32) for v in NORMALISATIONS[self.normalisation]
+    )
     return (frames.astype(jnp.float32) / 255.0 - mean) / std
 
 
-def decode_frames(path: str, fps: float | None = None
-                  ) -> Iterator[tuple[int, Image.Image]]:
+def decode_frames(
+  path: str, fps: float | None = None
+) -> Iterator[tuple[int, Image.Image]]:
   """(source frame index, RGB image) of a video, every frame or the first
   frame of each 1/fps interval."""
   import av  # pylint: disable=g-import-not-at-top
+
   with av.open(path) as container:
     if not container.streams.video:
       raise ValueError("no video stream")
@@ -84,8 +95,11 @@ def decode_frames(path: str, fps: float | None = None
     last_bin = -1
     for index, frame in enumerate(container.decode(stream)):
       if fps:
-        seconds = (frame.time if frame.time is not None
-                   else index / float(stream.average_rate or 1))
+        seconds = (
+          frame.time
+          if frame.time is not None
+          else index / float(stream.average_rate or 1)
+        )
         current_bin = math.floor(seconds * fps + 1e-6)
         if current_bin <= last_bin:
           continue
@@ -100,8 +114,11 @@ def find_videos(patterns: Sequence[str]) -> list[str]:
   found = []
   for pattern in patterns:
     if os.path.isdir(pattern):
-      found += [os.path.join(pattern, name) for name in os.listdir(pattern)
-                if name.lower().endswith(VIDEO_EXTENSIONS)]
+      found += [
+        os.path.join(pattern, name)
+        for name in os.listdir(pattern)
+        if name.lower().endswith(VIDEO_EXTENSIONS)
+      ]
       continue
     matches = glob.glob(pattern)
     if not matches:
@@ -111,8 +128,10 @@ def find_videos(patterns: Sequence[str]) -> list[str]:
   names = [video_name(p) for p in paths]
   clashes = sorted({n for n in names if names.count(n) > 1})
   if clashes:
-    raise ValueError(f"several videos are named {clashes[:3]}: outputs are "
-                     "keyed by file name; extract them into different --out")
+    raise ValueError(
+      f"several videos are named {clashes[:3]}: outputs are "
+      "keyed by file name; extract them into different --out"
+    )
   return paths
 
 
@@ -125,8 +144,9 @@ def lmdb_key(video: str, frame_index: int, first_frame: int = 1) -> bytes:
   return f"{video}_{frame_index + first_frame:010d}.jpg".encode()
 
 
-def make_feature_fn(model: vit.ViT, preprocessing: Preprocessing,
-                    feature: str = "cls"):
+def make_feature_fn(
+  model: vit.ViT, preprocessing: Preprocessing, feature: str = "cls"
+):
   """(params, uint8 frames (B, S, S, 3)) -> (B, D) per-frame features."""
   if feature not in FEATURES:
     raise ValueError(f"feature {feature!r}: use one of {', '.join(FEATURES)}")
@@ -134,14 +154,21 @@ def make_feature_fn(model: vit.ViT, preprocessing: Preprocessing,
   def features(params, frames):
     out = model.apply({"params": params}, preprocessing.normalise(frames))
     return out["cls"] if feature == "cls" else out["patch_tokens"].mean(1)
+
   return features
 
 
 class FeatureExtractor:
   """A backbone compiled once, batch-sharded over this process's devices."""
 
-  def __init__(self, model: vit.ViT, params, preprocessing: Preprocessing,
-               feature: str = "cls", batch_size: int = 64):
+  def __init__(
+    self,
+    model: vit.ViT,
+    params,
+    preprocessing: Preprocessing,
+    feature: str = "cls",
+    batch_size: int = 64,
+  ):
     embed = make_feature_fn(model, preprocessing, feature)
     devices = jax.local_device_count()
     self.batch_size = -(-batch_size // devices) * devices
@@ -152,8 +179,11 @@ class FeatureExtractor:
     replicated = parallel.replicated
     self.params = jax.device_put(params, replicated)
     self.preprocessing = preprocessing
-    self._embed = jax.jit(embed, in_shardings=(replicated, self.data_sharding),
-                          out_shardings=self.data_sharding)
+    self._embed = jax.jit(
+      embed,
+      in_shardings=(replicated, self.data_sharding),
+      out_shardings=self.data_sharding,
+    )
 
   def __call__(self, images: Iterator[np.ndarray]) -> np.ndarray:
     """(N, D) float32 features of an iterator of preprocessed frames. Host
@@ -163,9 +193,13 @@ class FeatureExtractor:
 
     def flush():
       frames = np.zeros((self.batch_size, size, size, 3), np.uint8)
-      frames[:len(batch)] = np.stack(batch)
-      pending.append((self._embed(self.params, jax.device_put(
-          frames, self.data_sharding)), len(batch)))
+      frames[: len(batch)] = np.stack(batch)
+      pending.append(
+        (
+          self._embed(self.params, jax.device_put(frames, self.data_sharding)),
+          len(batch),
+        )
+      )
       batch.clear()
 
     for image in images:
@@ -176,8 +210,9 @@ class FeatureExtractor:
       flush()
     if not pending:
       return np.zeros((0, 0), np.float32)
-    return np.concatenate([np.asarray(out, np.float32)[:n]
-                           for out, n in pending])
+    return np.concatenate(
+      [np.asarray(out, np.float32)[:n] for out, n in pending]
+    )
 
 
 def _write_npy(path: str, features: np.ndarray) -> None:
@@ -187,26 +222,41 @@ def _write_npy(path: str, features: np.ndarray) -> None:
   os.replace(tmp, path)  # a half-written file never has the final name
 
 
-def extract(videos: Sequence[str], out_dir: str, view: str,
-            extractor: FeatureExtractor, fps: float | None = None,
-            output_format: str = "npy", dtype: str = "float32",
-            lmdb_first_frame: int = 1, progress: bool = True) -> dict:
+def extract(
+  videos: Sequence[str],
+  out_dir: str,
+  view: str,
+  extractor: FeatureExtractor,
+  fps: float | None = None,
+  output_format: str = "npy",
+  dtype: str = "float32",
+  lmdb_first_frame: int = 1,
+  progress: bool = True,
+) -> dict:
   """Extracts every video not yet done; returns {"done": [...], "skipped":
   [...], "failed": {path: reason}, "frames": {name: count}}."""
   if output_format not in ("npy", "lmdb"):
     raise ValueError(f"format {output_format!r}: use 'npy' or 'lmdb'")
   if output_format == "lmdb" and dtype != "float32":
-    raise ValueError("LMDB values are raw float32 vectors (what readers "
-                     "expect): use --dtype float32 with --format lmdb")
+    raise ValueError(
+      "LMDB values are raw float32 vectors (what readers "
+      "expect): use --dtype float32 with --format lmdb"
+    )
   view_dir = os.path.join(out_dir, view)
   os.makedirs(view_dir, exist_ok=True)
   env = None
   if output_format == "lmdb":
     import lmdb  # pylint: disable=g-import-not-at-top
+
     env = lmdb.open(view_dir, map_size=LMDB_MAP_SIZE)
   report = {"done": [], "skipped": [], "failed": {}, "frames": {}}
-  bar = tqdm.tqdm(videos, desc=f"features {view}", unit="video",
-                  disable=not progress, dynamic_ncols=True)
+  bar = tqdm.tqdm(
+    videos,
+    desc=f"features {view}",
+    unit="video",
+    disable=not progress,
+    dynamic_ncols=True,
+  )
   for path in bar:
     name = video_name(path)
     bar.set_postfix(video=name)

@@ -87,11 +87,18 @@ def pad_steps(array: np.ndarray, length: int, value) -> np.ndarray:
   return np.pad(array, pad, constant_values=value)
 
 
-def make_window(example: dict, start: int, stop: int, chunk: int,
-                max_frames: int, views: Sequence[str],
-                label_key: str | None, shift: int = 0,
-                shift_view: str | None = None,
-                ignore_classes: Sequence[int] = ()) -> dict:
+def make_window(
+  example: dict,
+  start: int,
+  stop: int,
+  chunk: int,
+  max_frames: int,
+  views: Sequence[str],
+  label_key: str | None,
+  shift: int = 0,
+  shift_view: str | None = None,
+  ignore_classes: Sequence[int] = (),
+) -> dict:
   """Frames [start, stop) of a recording as one padded, chunked window.
 
   `shift` frames of synchronization error: `shift_view` contributes frames
@@ -102,8 +109,9 @@ def make_window(example: dict, start: int, stop: int, chunk: int,
   out = {}
   for view in views:
     if shift and view == shift_view:
-      frames = np.clip(np.arange(start, stop) + shift, 0,
-                       example[view].shape[0] - 1)
+      frames = np.clip(
+        np.arange(start, stop) + shift, 0, example[view].shape[0] - 1
+      )
       raw = np.asarray(example[view])[frames]
     else:
       raw = example[view][start:stop]
@@ -121,9 +129,13 @@ def make_window(example: dict, start: int, stop: int, chunk: int,
   return out
 
 
-def check_recording(example: dict, views: Sequence[str],
-                    label_key: str | None, feature_dim: int | None,
-                    num_classes: int | None) -> None:
+def check_recording(
+  example: dict,
+  views: Sequence[str],
+  label_key: str | None,
+  feature_dim: int | None,
+  num_classes: int | None,
+) -> None:
   """Clear errors for recordings a model cannot train on, naming the video."""
   name = example.get("video_id", "?")
   name = name.decode() if isinstance(name, bytes) else name
@@ -132,26 +144,31 @@ def check_recording(example: dict, views: Sequence[str],
     features = example[view]
     if features.ndim != 2 or (feature_dim and features.shape[1] != feature_dim):
       raise ValueError(
-          f"recording {name}: {view} features have shape {features.shape}, "
-          f"expected (T, {feature_dim}): rebuild the dataset so every "
-          "recording has the same feature dimension")
+        f"recording {name}: {view} features have shape {features.shape}, "
+        f"expected (T, {feature_dim}): rebuild the dataset so every "
+        "recording has the same feature dimension"
+      )
     if length is not None and features.shape[0] != length:
-      raise ValueError(f"recording {name}: views have {length} and "
-                       f"{features.shape[0]} frames: rebuild the dataset "
-                       "with aligned views")
+      raise ValueError(
+        f"recording {name}: views have {length} and "
+        f"{features.shape[0]} frames: rebuild the dataset "
+        "with aligned views"
+      )
     length = features.shape[0]
   if not length:
-    raise ValueError(f"recording {name} has no frames: drop it from the "
-                     "split")
+    raise ValueError(f"recording {name} has no frames: drop it from the split")
   if label_key is not None:
     labels = np.asarray(example[label_key])
-    bad = labels[(labels != IGNORE_LABEL) & ((labels < 0) | (
-        labels >= (num_classes or np.iinfo(np.int32).max)))]
+    bad = labels[
+      (labels != IGNORE_LABEL)
+      & ((labels < 0) | (labels >= (num_classes or np.iinfo(np.int32).max)))
+    ]
     if bad.size:
       raise ValueError(
-          f"recording {name}: {label_key} holds label {int(bad[0])} outside "
-          f"the class table (0..{num_classes - 1}, or {IGNORE_LABEL} to "
-          "ignore a frame): fix the annotation or the class table")
+        f"recording {name}: {label_key} holds label {int(bad[0])} outside "
+        f"the class table (0..{num_classes - 1}, or {IGNORE_LABEL} to "
+        "ignore a frame): fix the annotation or the class table"
+      )
 
 
 class SyncOffset:
@@ -164,14 +181,19 @@ class SyncOffset:
   window ("per_window").
   """
 
-  def __init__(self, frames: int, mode: str = "fixed", view: str = "ego",
-               seed: int = 0):
+  def __init__(
+    self, frames: int, mode: str = "fixed", view: str = "ego", seed: int = 0
+  ):
     if mode not in OFFSET_MODES:
-      raise ValueError(f"synchronization offset mode {mode!r} is unknown: "
-                       f"use one of {', '.join(OFFSET_MODES)}")
+      raise ValueError(
+        f"synchronization offset mode {mode!r} is unknown: "
+        f"use one of {', '.join(OFFSET_MODES)}"
+      )
     if mode != "fixed" and frames < 0:
-      raise ValueError(f"a {mode} synchronization offset draws from "
-                       f"[-frames, frames]: give frames >= 0, not {frames}")
+      raise ValueError(
+        f"a {mode} synchronization offset draws from "
+        f"[-frames, frames]: give frames >= 0, not {frames}"
+      )
     self.frames, self.mode, self.view, self.seed = int(frames), mode, view, seed
 
   def draw(self, index: int, rng: np.random.Generator) -> int:
@@ -179,7 +201,7 @@ class SyncOffset:
     if self.mode == "fixed" or not self.frames:
       return self.frames
     if self.mode == "per_video":
-      rng = np.random.default_rng([self.seed, 0x5eed, index])
+      rng = np.random.default_rng([self.seed, 0x5EED, index])
     return int(rng.integers(-self.frames, self.frames + 1))
 
 
@@ -190,11 +212,18 @@ class RandomWindow(grain.transforms.RandomMap):
   batch can be traced back to its videos.
   """
 
-  def __init__(self, views: Sequence[str], label_key: str | None,
-               max_frames: int, chunk_size: int, zoom: bool,
-               feature_dim: int | None = None, num_classes: int | None = None,
-               sync_offset: SyncOffset | None = None,
-               ignore_classes: Sequence[int] = ()):
+  def __init__(
+    self,
+    views: Sequence[str],
+    label_key: str | None,
+    max_frames: int,
+    chunk_size: int,
+    zoom: bool,
+    feature_dim: int | None = None,
+    num_classes: int | None = None,
+    sync_offset: SyncOffset | None = None,
+    ignore_classes: Sequence[int] = (),
+  ):
     self.views = tuple(views)
     self.ignore_classes = tuple(int(c) for c in ignore_classes)
     self.label_key = label_key
@@ -206,8 +235,9 @@ class RandomWindow(grain.transforms.RandomMap):
     self.sync_offset = sync_offset
 
   def random_map(self, example: dict, rng: np.random.Generator) -> dict:
-    check_recording(example, self.views, self.label_key, self.feature_dim,
-                    self.num_classes)
+    check_recording(
+      example, self.views, self.label_key, self.feature_dim, self.num_classes
+    )
     chunk = zoomed_chunk(rng, self.chunk_size) if self.zoom else self.chunk_size
     length = example[self.views[0]].shape[0]
     span = min(length, self.max_frames * chunk)
@@ -216,9 +246,18 @@ class RandomWindow(grain.transforms.RandomMap):
     if self.sync_offset is not None:
       shift = self.sync_offset.draw(int(example["index"]), rng)
       shift_view = self.sync_offset.view
-    window = make_window(example, start, start + span, chunk, self.max_frames,
-                         self.views, self.label_key, shift, shift_view,
-                         self.ignore_classes)
+    window = make_window(
+      example,
+      start,
+      start + span,
+      chunk,
+      self.max_frames,
+      self.views,
+      self.label_key,
+      shift,
+      shift_view,
+      self.ignore_classes,
+    )
     window["index"] = np.int32(example["index"])
     return window
 
@@ -233,48 +272,73 @@ class ConsecutiveWindow(RandomWindow):
   """
 
   def random_map(self, example: dict, rng: np.random.Generator) -> dict:
-    check_recording(example, self.views, self.label_key, self.feature_dim,
-                    self.num_classes)
+    check_recording(
+      example, self.views, self.label_key, self.feature_dim, self.num_classes
+    )
     length = example[self.views[0]].shape[0]
     start = int(example["start"])
     stop = min(length, start + self.max_frames * self.chunk_size)
     chunk = self.chunk_size
     if self.zoom:
-      chunk = max(zoomed_chunk(rng, chunk), -(-(stop - start) //
-                                               self.max_frames))
+      chunk = max(
+        zoomed_chunk(rng, chunk), -(-(stop - start) // self.max_frames)
+      )
     shift, shift_view = 0, None
     if self.sync_offset is not None:
       shift = self.sync_offset.draw(int(example["index"]), rng)
       shift_view = self.sync_offset.view
-    window = make_window(example, start, stop, chunk, self.max_frames,
-                         self.views, self.label_key, shift, shift_view,
-                         self.ignore_classes)
+    window = make_window(
+      example,
+      start,
+      stop,
+      chunk,
+      self.max_frames,
+      self.views,
+      self.label_key,
+      shift,
+      shift_view,
+      self.ignore_classes,
+    )
     window["index"] = np.int32(example["index"])
     return window
 
 
-def consecutive_starts(lengths: Sequence[int], span: int
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def consecutive_starts(
+  lengths: Sequence[int], span: int
+) -> tuple[np.ndarray, np.ndarray]:
   """(recording, start frame) of every consecutive `span`-frame window."""
   recordings, starts = [], []
   for index, length in enumerate(lengths):
     first = np.arange(0, max(int(length), 1), span)
     recordings.append(np.full(first.shape, index))
     starts.append(first)
-  return (np.concatenate(recordings).astype(np.int64),
-          np.concatenate(starts).astype(np.int64))
+  return (
+    np.concatenate(recordings).astype(np.int64),
+    np.concatenate(starts).astype(np.int64),
+  )
 
 
-def train_dataset(source, *, views: Sequence[str], label_key: str | None,
-                  batch_size: int, num_epochs: int, max_frames: int,
-                  chunk_size: int, zoom: bool, seed: int,
-                  shard_index: int = 0, shard_count: int = 1,
-                  feature_dim: int | None = None,
-                  num_classes: int | None = None, fraction: float = 1.0,
-                  subset_seed: int = 0,
-                  sync_offset: SyncOffset | None = None,
-                  windows: str = "random",
-                  ignore_classes: Sequence[int] = ()) -> grain.MapDataset:
+def train_dataset(
+  source,
+  *,
+  views: Sequence[str],
+  label_key: str | None,
+  batch_size: int,
+  num_epochs: int,
+  max_frames: int,
+  chunk_size: int,
+  zoom: bool,
+  seed: int,
+  shard_index: int = 0,
+  shard_count: int = 1,
+  feature_dim: int | None = None,
+  num_classes: int | None = None,
+  fraction: float = 1.0,
+  subset_seed: int = 0,
+  sync_offset: SyncOffset | None = None,
+  windows: str = "random",
+  ignore_classes: Sequence[int] = (),
+) -> grain.MapDataset:
   """Batched training windows over `num_epochs` reshuffled epochs.
 
   `shard_index/shard_count` split the recordings between processes
@@ -287,16 +351,29 @@ def train_dataset(source, *, views: Sequence[str], label_key: str | None,
   Index k of the result is batch k of the run.
   """
   if windows not in WINDOW_MODES:
-    raise ValueError(f"config.data.windows={windows!r} is unknown: use one "
-                     f"of {', '.join(WINDOW_MODES)}")
+    raise ValueError(
+      f"config.data.windows={windows!r} is unknown: use one "
+      f"of {', '.join(WINDOW_MODES)}"
+    )
   if windows == "consecutive":
     return _consecutive_dataset(
-        source, views=views, label_key=label_key, batch_size=batch_size,
-        num_epochs=num_epochs, max_frames=max_frames, chunk_size=chunk_size,
-        zoom=zoom, seed=seed, shard_index=shard_index,
-        shard_count=shard_count, feature_dim=feature_dim,
-        num_classes=num_classes, fraction=fraction, sync_offset=sync_offset,
-        ignore_classes=ignore_classes)
+      source,
+      views=views,
+      label_key=label_key,
+      batch_size=batch_size,
+      num_epochs=num_epochs,
+      max_frames=max_frames,
+      chunk_size=chunk_size,
+      zoom=zoom,
+      seed=seed,
+      shard_index=shard_index,
+      shard_count=shard_count,
+      feature_dim=feature_dim,
+      num_classes=num_classes,
+      fraction=fraction,
+      sync_offset=sync_offset,
+      ignore_classes=ignore_classes,
+    )
   num_recordings = len(source)
   if fraction < 1.0:
     chosen = subset_indices(num_recordings, fraction, subset_seed)
@@ -304,46 +381,79 @@ def train_dataset(source, *, views: Sequence[str], label_key: str | None,
     def load(i: int) -> dict:  # later epochs may hand i past the subset
       index = int(chosen[i % len(chosen)])
       return dict(source[index], index=index)
+
     ds = grain.MapDataset.range(len(chosen)).map(load)
   else:
     # grain hands later epochs' indices through to the source (which wraps
     # them), so the recording's own index is taken modulo the source length.
     ds = grain.MapDataset.source(source).map_with_index(
-        lambda index, example: dict(example, index=index % num_recordings))
+      lambda index, example: dict(example, index=index % num_recordings)
+    )
   if shard_count > 1:
     ds = ds[shard_index::shard_count]
   if len(ds) < batch_size:
-    subset = (f" (config.data.train_fraction={fraction} of {num_recordings})"
-              if fraction < 1.0 else "")
+    subset = (
+      f" (config.data.train_fraction={fraction} of {num_recordings})"
+      if fraction < 1.0
+      else ""
+    )
     raise ValueError(
-        f"the training split has {len(ds)} recordings{subset} for this "
-        f"process, fewer than the per-process batch size {batch_size}: lower "
-        "config.data.batch_size" + (" or raise the fraction" if subset else ""))
+      f"the training split has {len(ds)} recordings{subset} for this "
+      f"process, fewer than the per-process batch size {batch_size}: lower "
+      "config.data.batch_size" + (" or raise the fraction" if subset else "")
+    )
   total_batches = None
   if fraction < 1.0:
     full_shard = len(range(shard_index, num_recordings, shard_count))
     total_batches = num_epochs * (full_shard // batch_size)
     num_epochs = -(-total_batches // (len(ds) // batch_size))
   ds = ds.seed(seed).shuffle().repeat(num_epochs)
-  ds = ds.random_map(RandomWindow(views, label_key, max_frames, chunk_size,
-                                  zoom, feature_dim, num_classes, sync_offset,
-                                  ignore_classes))
+  ds = ds.random_map(
+    RandomWindow(
+      views,
+      label_key,
+      max_frames,
+      chunk_size,
+      zoom,
+      feature_dim,
+      num_classes,
+      sync_offset,
+      ignore_classes,
+    )
+  )
   ds = ds.batch(batch_size, drop_remainder=True)
   return ds if total_batches is None else ds[:total_batches]
 
 
-def _consecutive_dataset(source, *, views, label_key, batch_size, num_epochs,
-                         max_frames, chunk_size, zoom, seed, shard_index,
-                         shard_count, feature_dim, num_classes, fraction,
-                         sync_offset, ignore_classes) -> grain.MapDataset:
+def _consecutive_dataset(
+  source,
+  *,
+  views,
+  label_key,
+  batch_size,
+  num_epochs,
+  max_frames,
+  chunk_size,
+  zoom,
+  seed,
+  shard_index,
+  shard_count,
+  feature_dim,
+  num_classes,
+  fraction,
+  sync_offset,
+  ignore_classes,
+) -> grain.MapDataset:
   """Every consecutive window of every recording once per epoch, shuffled.
 
   The recordings' lengths are read once, up front, to list the windows.
   """
   if fraction < 1.0:
-    raise ValueError("config.data.train_fraction < 1 needs "
-                     "config.data.windows='random' (consecutive windows "
-                     "visit every recording of the split)")
+    raise ValueError(
+      "config.data.train_fraction < 1 needs "
+      "config.data.windows='random' (consecutive windows "
+      "visit every recording of the split)"
+    )
   num_recordings = len(source)
   mine = list(range(shard_index, num_recordings, shard_count))
   lengths = [np.asarray(source[i][views[0]]).shape[0] for i in mine]
@@ -351,24 +461,36 @@ def _consecutive_dataset(source, *, views, label_key, batch_size, num_epochs,
   recordings = np.asarray(mine, np.int64)[recordings]
   if len(starts) < batch_size:
     raise ValueError(
-        f"the training split has {len(starts)} consecutive windows for this "
-        f"process, fewer than the per-process batch size {batch_size}: lower "
-        "config.data.batch_size")
+      f"the training split has {len(starts)} consecutive windows for this "
+      f"process, fewer than the per-process batch size {batch_size}: lower "
+      "config.data.batch_size"
+    )
 
   def load(i: int) -> dict:
     index = int(recordings[i])
     return dict(source[index], index=index, start=int(starts[i]))
+
   ds = grain.MapDataset.range(len(starts)).seed(seed).shuffle()
   ds = ds.repeat(num_epochs).map(load)
-  ds = ds.random_map(ConsecutiveWindow(views, label_key, max_frames,
-                                       chunk_size, zoom, feature_dim,
-                                       num_classes, sync_offset,
-                                       ignore_classes))
+  ds = ds.random_map(
+    ConsecutiveWindow(
+      views,
+      label_key,
+      max_frames,
+      chunk_size,
+      zoom,
+      feature_dim,
+      num_classes,
+      sync_offset,
+      ignore_classes,
+    )
+  )
   return ds.batch(batch_size, drop_remainder=True)
 
 
-def subset_indices(num_recordings: int, fraction: float, seed: int = 0
-                   ) -> np.ndarray:
+def subset_indices(
+  num_recordings: int, fraction: float, seed: int = 0
+) -> np.ndarray:
   """Sorted indices of round(fraction * num_recordings) recordings (at least
   one), a prefix of one fixed random permutation: subsets are nested."""
   check_fraction(fraction)
@@ -377,8 +499,9 @@ def subset_indices(num_recordings: int, fraction: float, seed: int = 0
   return np.sort(order[:count])
 
 
-def eval_windows(features: np.ndarray, chunk: int, max_frames: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def eval_windows(
+  features: np.ndarray, chunk: int, max_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Splits a whole recording's (T, D) features into consecutive windows.
 
   Returns windows (W, max_frames, D) and masks (W, max_frames) covering the
@@ -389,20 +512,32 @@ def eval_windows(features: np.ndarray, chunk: int, max_frames: int
   count = max(1, -(-steps // max_frames))
   windows = pad_steps(pooled, count * max_frames, 0.0)
   mask = pad_steps(np.ones(steps, np.float32), count * max_frames, 0.0)
-  return (windows.reshape(count, max_frames, -1),
-          mask.reshape(count, max_frames))
+  return (
+    windows.reshape(count, max_frames, -1),
+    mask.reshape(count, max_frames),
+  )
 
 
-def steps_to_frames(step_values: np.ndarray, chunk: int, length: int
-                    ) -> np.ndarray:
+def steps_to_frames(
+  step_values: np.ndarray, chunk: int, length: int
+) -> np.ndarray:
   """Repeats per-step values back to the recording's frame rate."""
   return np.repeat(step_values, chunk, axis=0)[:length]
 
 
-def with_target_windows(labeled: grain.MapDataset, source, *, view: str,
-                        batch_size: int, max_frames: int, chunk_size: int,
-                        zoom: bool, seed: int, shard_index: int = 0,
-                        shard_count: int = 1) -> grain.MapDataset:
+def with_target_windows(
+  labeled: grain.MapDataset,
+  source,
+  *,
+  view: str,
+  batch_size: int,
+  max_frames: int,
+  chunk_size: int,
+  zoom: bool,
+  seed: int,
+  shard_index: int = 0,
+  shard_count: int = 1,
+) -> grain.MapDataset:
   """Adds unlabeled `target` windows and their `target_mask` to every batch.
 
   For domain adaptation without synchronization: the target windows come
@@ -414,19 +549,29 @@ def with_target_windows(labeled: grain.MapDataset, source, *, view: str,
   shard_size = len(range(shard_index, len(source), shard_count))
   per_epoch = max(1, shard_size // batch_size)  # target batches per epoch
   target = train_dataset(
-      source, views=(view,), label_key=None, batch_size=batch_size,
-      num_epochs=-(-len(labeled) // per_epoch), max_frames=max_frames,
-      chunk_size=chunk_size, zoom=zoom, seed=seed, shard_index=shard_index,
-      shard_count=shard_count)
+    source,
+    views=(view,),
+    label_key=None,
+    batch_size=batch_size,
+    num_epochs=-(-len(labeled) // per_epoch),
+    max_frames=max_frames,
+    chunk_size=chunk_size,
+    zoom=zoom,
+    seed=seed,
+    shard_index=shard_index,
+    shard_count=shard_count,
+  )
 
   def add_target(index: int, batch: dict) -> dict:
     window = target[index]
     return dict(batch, target=window[view], target_mask=window["mask"])
+
   return labeled.map_with_index(add_target)
 
 
 def check_fraction(fraction: float) -> None:
   """A share of the training recordings lies in (0, 1]."""
   if not 0.0 < fraction <= 1.0:
-    raise ValueError(f"config.data.train_fraction={fraction} must lie in "
-                     "(0, 1]")
+    raise ValueError(
+      f"config.data.train_fraction={fraction} must lie in (0, 1]"
+    )

@@ -45,14 +45,32 @@ BACKGROUND_CLASSES: tuple[str, ...] = ("background",)
 
 JITTER_MODES: tuple[str, ...] = ("none", "fixed", "random")
 
-_VERBS: tuple[str, ...] = ("position", "attach", "screw", "unscrew", "detach", "inspect")
+_VERBS: tuple[str, ...] = (
+  "position",
+  "attach",
+  "screw",
+  "unscrew",
+  "detach",
+  "inspect",
+)
 _OBJECTS: tuple[str, ...] = (
-    "wheel", "chassis", "cabin", "arm", "boom", "bucket", "roof", "seat", "light", "bumper",
+  "wheel",
+  "chassis",
+  "cabin",
+  "arm",
+  "boom",
+  "bucket",
+  "roof",
+  "seat",
+  "light",
+  "bumper",
 )
 
 # Fixed keys that separate the random streams; changing them changes every dataset.
 _GLOBAL_STREAM = 7_000
-_STREAM_TIMELINE, _STREAM_LATENT, _STREAM_EXO, _STREAM_EGO, _STREAM_JITTER = range(5)
+_STREAM_TIMELINE, _STREAM_LATENT, _STREAM_EXO, _STREAM_EGO, _STREAM_JITTER = (
+  range(5)
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,34 +87,57 @@ class SyntheticConfig:
   feature_dim: int = 64
   latent_dim: int = 32
   hidden_dim: int = 128  # Width of the per-view rendering MLPs.
-  num_actions: int = 30  # Foreground classes (verb x object combos); labels are 0..num_actions.
+  num_actions: int = (
+    30  # Foreground classes (verb x object combos); labels are 0..num_actions.
+  )
   num_tasks: int = 6
-  segments_range: tuple[int, int] = (10, 40)  # Action segments per video, inclusive.
+  segments_range: tuple[int, int] = (
+    10,
+    40,
+  )  # Action segments per video, inclusive.
   frames_range: tuple[int, int] = (1000, 2000)  # Video length, inclusive.
   fps: float = 15.0  # Nominal; only recorded in the metadata.
   # Timeline statistics. Durations are relative, then scaled to the sampled video length.
-  duration_sigma: float = 0.8  # Lognormal sigma of segment durations (heavy tail).
+  duration_sigma: float = (
+    0.8  # Lognormal sigma of segment durations (heavy tail).
+  )
   class_duration_sigma: float = 0.4  # Spread of per-class median durations.
-  gap_prob: float = 0.5  # Probability of a background gap before each segment (and at the end).
-  gap_scale: float = 0.6  # Median gap duration relative to the median segment duration.
+  gap_prob: float = (
+    0.5  # Probability of a background gap before each segment (and at the end).
+  )
+  gap_scale: float = (
+    0.6  # Median gap duration relative to the median segment duration.
+  )
   gap_sigma: float = 1.0  # Lognormal sigma of gap durations.
   min_duration: int = 2  # Frames; every segment and gap is at least this long.
   swap_prob: float = 0.3  # Fraction of adjacent step-group pairs that may swap.
   repeat_prob: float = 0.35  # Fraction of step groups that may repeat.
   # Latent trajectory.
   instance_noise: float = 0.7  # Norm of the per-segment-instance perturbation.
-  latent_noise: float = 0.7  # Norm of the smooth actor noise (shared by both views).
-  boundary_blur: float = 1.5  # Gaussian sigma (frames) of the blur across segment boundaries.
+  latent_noise: float = (
+    0.7  # Norm of the smooth actor noise (shared by both views).
+  )
+  boundary_blur: float = (
+    1.5  # Gaussian sigma (frames) of the blur across segment boundaries.
+  )
   # Rendering.
-  view_overlap: float = 0.5  # Weight of the shared component in the ego MLP (0: independent).
-  exo_noise: float = 1.5  # Per-frame white noise std (features are ~unit variance).
+  view_overlap: float = (
+    0.5  # Weight of the shared component in the ego MLP (0: independent).
+  )
+  exo_noise: float = (
+    1.5  # Per-frame white noise std (features are ~unit variance).
+  )
   ego_noise: float = 2.5
   exo_style: float = 0.2  # Std of the per-video offset and log-scale shift.
   ego_style: float = 0.4
-  camera_bursts: float = 0.3  # Expected ego camera-motion bursts per action segment.
+  camera_bursts: float = (
+    0.3  # Expected ego camera-motion bursts per action segment.
+  )
   camera_strength: float = 1.5  # Norm of the latent noise during a burst.
   occlusions: float = 0.3  # Expected ego hand occlusions per action segment.
-  occlusion_fraction: float = 0.5  # Fraction of latent dimensions hidden by an occlusion.
+  occlusion_fraction: float = (
+    0.5  # Fraction of latent dimensions hidden by an occlusion.
+  )
   occlusion_gain: float = 0.15  # What remains of the hidden dimensions.
   # Synchronization jitter of the sync_pairs split: ego frame t shows timeline frame t + offset.
   jitter_mode: str = "none"
@@ -107,13 +148,17 @@ class SyntheticConfig:
     for name in ("segments_range", "frames_range"):
       object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
     if self.jitter_mode not in JITTER_MODES:
-      raise ValueError(f"jitter_mode must be one of {JITTER_MODES}, got {self.jitter_mode!r}")
+      raise ValueError(
+        f"jitter_mode must be one of {JITTER_MODES}, got {self.jitter_mode!r}"
+      )
     if self.jitter_frames < 0:
       raise ValueError(f"jitter_frames must be >= 0, got {self.jitter_frames}")
     if self.jitter_mode == "none" and self.jitter_frames:
       raise ValueError("jitter_frames is set but jitter_mode is 'none'")
     if not 1 <= self.num_actions <= len(_VERBS) * len(_OBJECTS):
-      raise ValueError(f"num_actions must be in [1, {len(_VERBS) * len(_OBJECTS)}]")
+      raise ValueError(
+        f"num_actions must be in [1, {len(_VERBS) * len(_OBJECTS)}]"
+      )
     lo, hi = self.segments_range
     if not 1 <= lo <= hi:
       raise ValueError(f"bad segments_range {self.segments_range}")
@@ -132,28 +177,28 @@ class SyntheticConfig:
   def num_videos(self, split: str) -> int:
     """Number of recordings in ``split``."""
     return {
-        "train": self.num_train,
-        "sync_pairs": self.num_sync_pairs,
-        "validation": self.num_validation,
-        "test": self.num_test,
+      "train": self.num_train,
+      "sync_pairs": self.num_sync_pairs,
+      "validation": self.num_validation,
+      "test": self.num_test,
     }[_check_split(split)]
 
 
 #: For tests: a few seconds to build, 100-400 frames and 10+ segments per video.
 TINY = SyntheticConfig(
-    num_train=8,
-    num_sync_pairs=8,
-    num_validation=6,
-    num_test=6,
-    feature_dim=16,
-    latent_dim=16,
-    hidden_dim=64,
-    num_tasks=4,
-    segments_range=(10, 16),
-    frames_range=(150, 350),
-    # Half the noise std: with a quarter of the feature dims, keeps a similar per-frame SNR.
-    exo_noise=0.75,
-    ego_noise=1.25,
+  num_train=8,
+  num_sync_pairs=8,
+  num_validation=6,
+  num_test=6,
+  feature_dim=16,
+  latent_dim=16,
+  hidden_dim=64,
+  num_tasks=4,
+  segments_range=(10, 16),
+  frames_range=(150, 350),
+  # Half the noise std: with a quarter of the feature dims, keeps a similar per-frame SNR.
+  exo_noise=0.75,
+  ego_noise=1.25,
 )
 
 #: The main benchmark (about 140 MB of float32 features, about 125 MB on disk).
@@ -180,13 +225,19 @@ def _action_pairs(num_actions: int) -> list[tuple[int, int]]:
 def class_names(cfg: SyntheticConfig) -> list[str]:
   """Label names, index = label id; 0 is ``background``."""
   pairs = _action_pairs(cfg.num_actions)
-  return list(BACKGROUND_CLASSES) + [f"{_VERBS[v]}_{_OBJECTS[o]}" for v, o in pairs]
+  return list(BACKGROUND_CLASSES) + [
+    f"{_VERBS[v]}_{_OBJECTS[o]}" for v, o in pairs
+  ]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Task:
-  groups: tuple[tuple[int, ...], ...]  # Step groups (labels), in canonical order.
-  swappable: tuple[bool, ...]  # swappable[i]: groups i and i + 1 may be swapped.
+  groups: tuple[
+    tuple[int, ...], ...
+  ]  # Step groups (labels), in canonical order.
+  swappable: tuple[
+    bool, ...
+  ]  # swappable[i]: groups i and i + 1 may be swapped.
   repeat: tuple[float, ...]  # Per-group probability of one more repetition.
 
 
@@ -198,19 +249,25 @@ class _World:
   class_duration: np.ndarray  # (C,) median relative duration per class.
   verb_proto: np.ndarray  # (V, L)
   object_proto: np.ndarray  # (O, L)
-  class_proto: np.ndarray  # (C, L) small class-specific part; row 0 is the background prototype.
+  class_proto: (
+    np.ndarray
+  )  # (C, L) small class-specific part; row 0 is the background prototype.
   drift: np.ndarray  # (C, L) within-segment progression direction.
   reach: np.ndarray  # (L,) shared reach-and-return arc.
   exo_mlp: tuple[np.ndarray, ...]
   ego_mlp: tuple[np.ndarray, ...]
 
 
-def _random_vectors(rng: np.random.Generator, n: int, dim: int, norm: float) -> np.ndarray:
+def _random_vectors(
+  rng: np.random.Generator, n: int, dim: int, norm: float
+) -> np.ndarray:
   """Rows with expected Euclidean norm ``norm``."""
   return rng.normal(0.0, norm / np.sqrt(dim), size=(n, dim))
 
 
-def _make_tasks(cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[_Task, ...]:
+def _make_tasks(
+  cfg: SyntheticConfig, rng: np.random.Generator
+) -> tuple[_Task, ...]:
   """Each task works on a few objects; its steps are actions on those objects."""
   pairs = _action_pairs(cfg.num_actions)
   objects = sorted({o for _, o in pairs})
@@ -231,23 +288,31 @@ def _make_tasks(cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[_Task, 
     i = 0
     while i < len(steps):
       size = int(rng.integers(1, 4))
-      groups.append(tuple(steps[i:i + size]))
+      groups.append(tuple(steps[i : i + size]))
       i += size
-    swappable = tuple(bool(rng.random() < cfg.swap_prob) for _ in range(len(groups) - 1))
+    swappable = tuple(
+      bool(rng.random() < cfg.swap_prob) for _ in range(len(groups) - 1)
+    )
     repeat = tuple(
-        float(rng.uniform(0.3, 0.6)) if rng.random() < cfg.repeat_prob else 0.0 for _ in groups)
+      float(rng.uniform(0.3, 0.6)) if rng.random() < cfg.repeat_prob else 0.0
+      for _ in groups
+    )
     tasks.append(_Task(tuple(groups), swappable, repeat))
   return tuple(tasks)
 
 
-def _make_mlp(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.ndarray, ...]:
+def _make_mlp(
+  rng: np.random.Generator, cfg: SyntheticConfig
+) -> tuple[np.ndarray, ...]:
   """Random 2-layer tanh MLP latent -> feature.
 
   The large input gain makes the tanh units saturate, so the mapping is far from linear.
   """
   w1 = rng.normal(0.0, 2.0, size=(cfg.latent_dim, cfg.hidden_dim))
   b1 = rng.normal(0.0, 0.5, size=(cfg.hidden_dim,))
-  w2 = rng.normal(0.0, 1.0 / np.sqrt(cfg.hidden_dim), size=(cfg.hidden_dim, cfg.feature_dim))
+  w2 = rng.normal(
+    0.0, 1.0 / np.sqrt(cfg.hidden_dim), size=(cfg.hidden_dim, cfg.feature_dim)
+  )
   return w1, b1, w2
 
 
@@ -256,7 +321,9 @@ def _apply_mlp(mlp: tuple[np.ndarray, ...], z: np.ndarray) -> np.ndarray:
   return np.tanh(z @ w1 + b1) @ w2
 
 
-def _standardized(mlp: tuple[np.ndarray, ...], calib: np.ndarray) -> tuple[np.ndarray, ...]:
+def _standardized(
+  mlp: tuple[np.ndarray, ...], calib: np.ndarray
+) -> tuple[np.ndarray, ...]:
   """Appends output mean/std on typical latents, so noise levels are relative to unit signal."""
   out = _apply_mlp(mlp, calib)
   return (*mlp, out.mean(0), out.std(0) + 1e-6)
@@ -282,21 +349,23 @@ def _world(cfg: SyntheticConfig) -> _World:
   exo = _make_mlp(rng, cfg)
   independent = _make_mlp(rng, cfg)
   a = cfg.view_overlap
-  ego = tuple(a * e + np.sqrt(1.0 - a * a) * i for e, i in zip(exo, independent))
+  ego = tuple(
+    a * e + np.sqrt(1.0 - a * a) * i for e, i in zip(exo, independent)
+  )
   # Calibration latents: random verb + object sums with noise, like typical frames.
   v = rng.integers(len(_VERBS), size=4096)
   o = rng.integers(len(_OBJECTS), size=4096)
   calib = verb_proto[v] + object_proto[o] + _random_vectors(rng, 4096, l, 0.6)
   return _World(
-      tasks=tasks,
-      class_duration=class_duration,
-      verb_proto=verb_proto,
-      object_proto=object_proto,
-      class_proto=class_proto,
-      drift=drift,
-      reach=reach,
-      exo_mlp=_standardized(exo, calib),
-      ego_mlp=_standardized(ego, calib),
+    tasks=tasks,
+    class_duration=class_duration,
+    verb_proto=verb_proto,
+    object_proto=object_proto,
+    class_proto=class_proto,
+    drift=drift,
+    reach=reach,
+    exo_mlp=_standardized(exo, calib),
+    ego_mlp=_standardized(ego, calib),
   )
 
 
@@ -310,7 +379,9 @@ def task_steps(cfg: SyntheticConfig) -> list[list[str]]:
 # Per-recording generation.
 
 
-def _task_instance(cfg: SyntheticConfig, task: _Task, rng: np.random.Generator) -> list[int]:
+def _task_instance(
+  cfg: SyntheticConfig, task: _Task, rng: np.random.Generator
+) -> list[int]:
   """Action labels of one recording: swaps, repetitions, truncation to the segment range."""
   groups = list(task.groups)
   repeat = list(task.repeat)
@@ -338,7 +409,9 @@ def _integer_durations(rel: np.ndarray, total: int, minimum: int) -> np.ndarray:
   diff = total - int(ints.sum())
   if diff > 0:
     order = np.argsort(-(scaled - np.floor(scaled)), kind="stable")
-    ints[order[:diff]] += 1  # diff < len(ints), since floor loses less than 1 per entry.
+    ints[order[:diff]] += (
+      1  # diff < len(ints), since floor loses less than 1 per entry.
+    )
   while diff < 0 and ints.max() > minimum:
     ints[int(np.argmax(ints))] -= 1
     diff += 1
@@ -366,8 +439,10 @@ def _timeline(cfg: SyntheticConfig, task: _Task, rng: np.random.Generator):
   ends = np.cumsum(durations)
   segments = []
   for k, (lab, end, dur) in enumerate(zip(labels, ends, durations)):
-    upcoming = [x for x in labels[k + 1:] if x != 0]
-    segments.append((lab, int(end - dur), int(end), upcoming[0] if upcoming else 0))
+    upcoming = [x for x in labels[k + 1 :] if x != 0]
+    segments.append(
+      (lab, int(end - dur), int(end), upcoming[0] if upcoming else 0)
+    )
   return segments
 
 
@@ -379,12 +454,18 @@ def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
   k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
   k /= k.sum()
   padded = np.pad(x, ((r, r), (0, 0)), mode="edge")
-  return np.stack([np.convolve(padded[:, j], k, mode="valid") for j in range(x.shape[1])], 1)
+  return np.stack(
+    [np.convolve(padded[:, j], k, mode="valid") for j in range(x.shape[1])], 1
+  )
 
 
-def _smooth_noise(rng: np.random.Generator, t: int, dim: int, norm: float, rho: float):
+def _smooth_noise(
+  rng: np.random.Generator, t: int, dim: int, norm: float, rho: float
+):
   """AR(1) process with stationary expected row norm ``norm`` (low-frequency when rho ~ 1)."""
-  eps = rng.normal(0.0, norm / np.sqrt(dim), size=(t, dim)) * np.sqrt(1.0 - rho * rho)
+  eps = rng.normal(0.0, norm / np.sqrt(dim), size=(t, dim)) * np.sqrt(
+    1.0 - rho * rho
+  )
   out = np.empty_like(eps)
   out[0] = rng.normal(0.0, norm / np.sqrt(dim), size=dim)
   for i in range(1, t):
@@ -392,7 +473,9 @@ def _smooth_noise(rng: np.random.Generator, t: int, dim: int, norm: float, rho: 
   return out
 
 
-def _latent(cfg: SyntheticConfig, segments, rng: np.random.Generator) -> np.ndarray:
+def _latent(
+  cfg: SyntheticConfig, segments, rng: np.random.Generator
+) -> np.ndarray:
   """Per-frame latent trajectory (T, L) of one recording."""
   w = _world(cfg)
   pairs = _action_pairs(cfg.num_actions)
@@ -410,13 +493,19 @@ def _latent(cfg: SyntheticConfig, segments, rng: np.random.Generator) -> np.ndar
     else:
       v, o = pairs[lab - 1]
       base = w.verb_proto[v] + w.object_proto[o] + w.class_proto[lab]
-      z[start:end] = (base + inst + (2 * tau - 1)[:, None] * w.drift[lab]
-                      + np.sin(np.pi * tau)[:, None] * w.reach)
+      z[start:end] = (
+        base
+        + inst
+        + (2 * tau - 1)[:, None] * w.drift[lab]
+        + np.sin(np.pi * tau)[:, None] * w.reach
+      )
   z = _smooth(z, cfg.boundary_blur)
   return z + _smooth_noise(rng, t_total, l, cfg.latent_noise, rho=0.9)
 
 
-def _bursts(rng: np.random.Generator, t: int, rate: float, median: float) -> list[np.ndarray]:
+def _bursts(
+  rng: np.random.Generator, t: int, rate: float, median: float
+) -> list[np.ndarray]:
   """Envelopes (T,) in [0, 1] of Poisson(rate) bursts with smooth ramps and lognormal lengths."""
   envs = []
   for _ in range(rng.poisson(rate)):
@@ -429,14 +518,23 @@ def _bursts(rng: np.random.Generator, t: int, rate: float, median: float) -> lis
   return envs
 
 
-def _style(rng: np.random.Generator, x: np.ndarray, strength: float) -> np.ndarray:
+def _style(
+  rng: np.random.Generator, x: np.ndarray, strength: float
+) -> np.ndarray:
   """Per-video per-dimension affine style shift (lighting, camera placement, ...)."""
   d = x.shape[1]
-  return x * np.exp(strength * rng.normal(size=d)) + strength * rng.normal(size=d)
+  return x * np.exp(strength * rng.normal(size=d)) + strength * rng.normal(
+    size=d
+  )
 
 
-def _ego_latent(cfg: SyntheticConfig, z: np.ndarray, n_segments: int, median: float,
-                rng: np.random.Generator) -> np.ndarray:
+def _ego_latent(
+  cfg: SyntheticConfig,
+  z: np.ndarray,
+  n_segments: int,
+  median: float,
+  rng: np.random.Generator,
+) -> np.ndarray:
   """Ego-only nuisances on the latent: camera-motion bursts and hand occlusions."""
   t, l = z.shape
   z = z.copy()
@@ -463,14 +561,18 @@ def video_id(split: str, index: int) -> str:
   return f"{_check_split(split)}_{index:04d}"
 
 
-def generate_video(cfg: SyntheticConfig, split: str, index: int) -> dict[str, Any]:
+def generate_video(
+  cfg: SyntheticConfig, split: str, index: int
+) -> dict[str, Any]:
   """One recording of ``split``; see ``generate_split`` for the fields.
 
   Separate random streams for timeline, latent, each view and jitter keep e.g. the labels fixed
   when only a rendering parameter changes.
   """
   split_code = SPLITS.index(_check_split(split))
-  streams = [np.random.default_rng([cfg.seed, split_code, index, s]) for s in range(5)]
+  streams = [
+    np.random.default_rng([cfg.seed, split_code, index, s]) for s in range(5)
+  ]
   w = _world(cfg)
   task_id = index % cfg.num_tasks
   segments = _timeline(cfg, w.tasks[task_id], streams[_STREAM_TIMELINE])
@@ -488,23 +590,30 @@ def generate_video(cfg: SyntheticConfig, split: str, index: int) -> dict[str, An
   shown = np.clip(np.arange(t) + offset, 0, t - 1)
   ego_rng = streams[_STREAM_EGO]
   action_durations = [e - s for lab, s, e, _ in segments if lab]
-  z_ego = _ego_latent(cfg, z[shown], len(action_durations), float(np.median(action_durations)),
-                      ego_rng)
+  z_ego = _ego_latent(
+    cfg,
+    z[shown],
+    len(action_durations),
+    float(np.median(action_durations)),
+    ego_rng,
+  )
   ego = _style(ego_rng, _render(w.ego_mlp, z_ego), cfg.ego_style)
   ego += ego_rng.normal(0.0, cfg.ego_noise, size=ego.shape)
 
   return {
-      "exo": exo.astype(np.float32),
-      "ego": ego.astype(np.float32),
-      "labels": labels,
-      "ego_labels": labels[shown],
-      "video_id": video_id(split, index),
-      "task_id": np.int32(task_id),
-      "jitter": np.int32(offset),
+    "exo": exo.astype(np.float32),
+    "ego": ego.astype(np.float32),
+    "labels": labels,
+    "ego_labels": labels[shown],
+    "video_id": video_id(split, index),
+    "task_id": np.int32(task_id),
+    "jitter": np.int32(offset),
   }
 
 
-def generate_split(cfg: SyntheticConfig, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def generate_split(
+  cfg: SyntheticConfig, split: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
   """Yields ``(video_id, example)`` for every recording of ``split``.
 
   Example fields: ``exo`` and ``ego`` (T, D) float32 features of the two cameras; ``labels`` (T,)
@@ -519,11 +628,13 @@ def generate_split(cfg: SyntheticConfig, split: str) -> Iterator[tuple[str, dict
 def metadata(cfg: SyntheticConfig) -> dict[str, Any]:
   """JSON-serializable dataset metadata: label names, background, dims and every parameter."""
   return {
-      "class_names": class_names(cfg),
-      "background_classes": list(BACKGROUND_CLASSES),
-      "feature_dim": cfg.feature_dim,
-      "fps": cfg.fps,
-      "task_steps": task_steps(cfg),
-      "generation": {k: list(v) if isinstance(v, tuple) else v
-                     for k, v in dataclasses.asdict(cfg).items()},
+    "class_names": class_names(cfg),
+    "background_classes": list(BACKGROUND_CLASSES),
+    "feature_dim": cfg.feature_dim,
+    "fps": cfg.fps,
+    "task_steps": task_steps(cfg),
+    "generation": {
+      k: list(v) if isinstance(v, tuple) else v
+      for k, v in dataclasses.asdict(cfg).items()
+    },
   }

@@ -15,9 +15,19 @@ from collections.abc import Iterator
 import numpy as np
 
 # Luma-only pixel formats and their bits per sample.
-GRAY_BITS = {"gray": 8, "gray9le": 9, "gray10le": 10, "gray12le": 12,
-             "gray14le": 14, "gray16le": 16, "gray9be": 9, "gray10be": 10,
-             "gray12be": 12, "gray14be": 14, "gray16be": 16}
+GRAY_BITS = {
+  "gray": 8,
+  "gray9le": 9,
+  "gray10le": 10,
+  "gray12le": 12,
+  "gray14le": 14,
+  "gray16le": 16,
+  "gray9be": 9,
+  "gray10be": 10,
+  "gray12be": 12,
+  "gray14be": 14,
+  "gray16be": 16,
+}
 
 
 def gray_to_uint8(plane: np.ndarray, bits: int) -> np.ndarray:
@@ -45,6 +55,7 @@ def frame_to_rgb(frame) -> np.ndarray:
 def iter_rgb(path: str) -> Iterator[np.ndarray]:
   """(H, W, 3) uint8 RGB frames of the first video stream of `path`."""
   import av  # pylint: disable=g-import-not-at-top
+
   with av.open(path) as container:
     if not container.streams.video:
       raise ValueError(f"{path}: no video stream")

@@ -24,8 +24,14 @@ from exo2ego_jax.evaluation import metrics
 VIEW_LABELS = {"exo": "labels", "ego": "ego_labels"}
 
 # Summary keys a run may select its best checkpoint by (config.best_metric).
-SELECTION_METRICS = ("f1@10", "f1@25", "f1@50", "edit", "mof",
-                     metrics.SCORE_SUM)
+SELECTION_METRICS = (
+  "f1@10",
+  "f1@25",
+  "f1@50",
+  "edit",
+  "mof",
+  metrics.SCORE_SUM,
+)
 
 PredictFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -39,9 +45,13 @@ def decode_id(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def predict_recordings(predict_fn: PredictFn, features: Sequence[np.ndarray],
-                       chunk_sizes: Sequence[int], max_frames: int,
-                       batch_size: int) -> list[np.ndarray]:
+def predict_recordings(
+  predict_fn: PredictFn,
+  features: Sequence[np.ndarray],
+  chunk_sizes: Sequence[int],
+  max_frames: int,
+  batch_size: int,
+) -> list[np.ndarray]:
   """Frame-level class probabilities (T_i, C) for each recording."""
   totals: list = [None] * len(features)
   for chunk in chunk_sizes:
@@ -57,9 +67,14 @@ def predict_recordings(predict_fn: PredictFn, features: Sequence[np.ndarray],
     pad = -count % batch_size
     windows = np.concatenate([windows, np.zeros_like(windows[:pad])])
     masks = np.concatenate([masks, np.zeros_like(masks[:pad])])
-    probs = np.concatenate([
-        np.asarray(predict_fn(windows[s:s + batch_size], masks[s:s + batch_size]))
-        for s in range(0, len(windows), batch_size)])[:count]
+    probs = np.concatenate(
+      [
+        np.asarray(
+          predict_fn(windows[s : s + batch_size], masks[s : s + batch_size])
+        )
+        for s in range(0, len(windows), batch_size)
+      ]
+    )[:count]
     owners = np.asarray(owners)
     for i, feats in enumerate(features):
       steps = probs[owners == i].reshape(-1, probs.shape[-1])
@@ -68,14 +83,21 @@ def predict_recordings(predict_fn: PredictFn, features: Sequence[np.ndarray],
   return [t / len(chunk_sizes) for t in totals]
 
 
-def evaluate_split(predict_fn: PredictFn, source, *, view: str,
-                   chunk_sizes: Sequence[int], max_frames: int,
-                   batch_size: int, class_names: Sequence[str],
-                   background_classes: Iterable[int] = (),
-                   background_policy: str = metrics.BACKGROUND_POLICIES[0],
-                   predictions_dir: str | None = None,
-                   recordings_per_group: int = 32,
-                   progress: bool = False) -> dict:
+def evaluate_split(
+  predict_fn: PredictFn,
+  source,
+  *,
+  view: str,
+  chunk_sizes: Sequence[int],
+  max_frames: int,
+  batch_size: int,
+  class_names: Sequence[str],
+  background_classes: Iterable[int] = (),
+  background_policy: str = metrics.BACKGROUND_POLICIES[0],
+  predictions_dir: str | None = None,
+  recordings_per_group: int = 32,
+  progress: bool = False,
+) -> dict:
   """Scores `view` features of every recording in `source` against its labels.
 
   Returns the split summary (metrics.SegmentationScores.summary()) with a
@@ -83,18 +105,26 @@ def evaluate_split(predict_fn: PredictFn, source, *, view: str,
   recording: the predicted class name of each frame, one per line.
   """
   scores = metrics.SegmentationScores(
-      background_classes=tuple(background_classes),
-      background_policy=background_policy)
+    background_classes=tuple(background_classes),
+    background_policy=background_policy,
+  )
   if predictions_dir:
     os.makedirs(predictions_dir, exist_ok=True)
   indices = range(len(source))
-  bar = tqdm.tqdm(total=len(source), desc=f"eval {view}", leave=False,
-                  disable=not progress or not sys.stderr.isatty())  # no logs
+  bar = tqdm.tqdm(
+    total=len(source),
+    desc=f"eval {view}",
+    leave=False,
+    disable=not progress or not sys.stderr.isatty(),
+  )  # no logs
   for start in range(0, len(source), recordings_per_group):
-    examples = [source[i] for i in indices[start:start + recordings_per_group]]
+    examples = [
+      source[i] for i in indices[start : start + recordings_per_group]
+    ]
     features = [np.asarray(e[view], np.float32) for e in examples]
-    probs = predict_recordings(predict_fn, features, chunk_sizes, max_frames,
-                               batch_size)
+    probs = predict_recordings(
+      predict_fn, features, chunk_sizes, max_frames, batch_size
+    )
     for example, p in zip(examples, probs):
       video_id = decode_id(example["video_id"])
       prediction = p.argmax(axis=-1)

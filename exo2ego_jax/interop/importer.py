@@ -24,10 +24,13 @@ def check_output(out: str, overwrite: bool) -> None:
     return
   if os.path.isdir(out) and not os.listdir(out):
     return
-  held = (", ".join(sorted(os.listdir(out))[:4]) if os.path.isdir(out)
-          else "a file")
-  raise ValueError(f"{out} already holds {held}: pass --overwrite to replace "
-                   "it, or choose another output")
+  held = (
+    ", ".join(sorted(os.listdir(out))[:4]) if os.path.isdir(out) else "a file"
+  )
+  raise ValueError(
+    f"{out} already holds {held}: pass --overwrite to replace "
+    "it, or choose another output"
+  )
 
 
 def write_output(out: str, write, overwrite: bool = False) -> None:
@@ -65,20 +68,25 @@ def write_output(out: str, write, overwrite: bool = False) -> None:
       os.remove(replaced)
 
 
-def import_checkpoint(checkpoint: str, fmt: str, out: str,
-                      overwrite: bool = False,
-                      num_heads: int | None = None) -> str:
+def import_checkpoint(
+  checkpoint: str,
+  fmt: str,
+  out: str,
+  overwrite: bool = False,
+  num_heads: int | None = None,
+) -> str:
   """Converts `checkpoint` (format `fmt`) into `out`; returns a summary."""
   check_output(out, overwrite)  # before the (slow) reading and converting
   state = load_state_dict(checkpoint)
   if fmt == "c2f_tcn":
     variables = convert_c2f_tcn(state)
-    write_output(out, lambda path: save_c2f_teacher(path, variables,
-                                                   checkpoint), overwrite)
+    write_output(
+      out, lambda path: save_c2f_teacher(path, variables, checkpoint), overwrite
+    )
     return f"wrote C2F-TCN teacher run {out}"
   params, config = convert_dinov2(state, fmt, num_heads)
-  write_output(out, lambda path: save_backbone(path, params, config),
-               overwrite)
+  write_output(out, lambda path: save_backbone(path, params, config), overwrite)
   count = sum(np.size(p) for p in jax.tree.leaves(params))
-  return (f"wrote {out}: {count / 1e6:.1f}M parameters, "
-          + ", ".join(f"{k}={v}" for k, v in config.items()))
+  return f"wrote {out}: {count / 1e6:.1f}M parameters, " + ", ".join(
+    f"{k}={v}" for k, v in config.items()
+  )

@@ -8,9 +8,10 @@ config.mode) knows every method, and adding a method is adding a module
 import importlib
 import pkgutil
 
-from exo2ego_jax.methods import registry
+from exo2ego_jax.methods import registry  # noqa: F401  (methods.registry)
+
 # The supervised methods first: names() lists methods in import order.
-from exo2ego_jax.methods import supervised  # pylint: disable=unused-import
+from exo2ego_jax.methods import supervised  # noqa: F401
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
   importlib.import_module(f"{__name__}.{_module}")

@@ -17,11 +17,17 @@ from exo2ego_jax.methods import registry
 @registry.register("align_pseudo_label")
 class AlignPseudoLabel(pseudo_labels.PseudoLabel):
   """Teacher labels moved along a DTW alignment."""
+
   reads_ego_outputs = True
 
-  def step_labels(self, exo, ego, config: ml_collections.ConfigDict
-                  ) -> np.ndarray:
+  def step_labels(
+    self, exo, ego, config: ml_collections.ConfigDict
+  ) -> np.ndarray:
     exo_probs, exo_features = exo
     return pseudo_labels.aligned_labels(
-        exo_features, ego[1], exo_probs, metric=config.pseudo_labels.metric,
-        band_fraction=config.pseudo_labels.band_fraction)
+      exo_features,
+      ego[1],
+      exo_probs,
+      metric=config.pseudo_labels.metric,
+      band_fraction=config.pseudo_labels.band_fraction,
+    )

@@ -33,6 +33,7 @@ TEACHER_RUN = "an exo_supervised run"
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Method:
   """A training method: declarations (class attributes) and hooks."""
+
   name: ClassVar[str] = ""  # set by registry.register
   # Whether the run starts from (and keeps frozen) a trained teacher
   # (config.teacher_workdir).
@@ -59,7 +60,7 @@ class Method:
   # How the supervised loss averages its smoothing term
   # (losses.SMOOTH_AVERAGES).
   smooth_average: str = "valid_pairs"
-  train_view: str = "exo"   # the view the trained network is fed
+  train_view: str = "exo"  # the view the trained network is fed
   label_key: str | None = None  # field the training pipeline reads as labels
   adapter: nn.Module | None = None
 
@@ -81,12 +82,16 @@ class Method:
   def check_config(cls, config: ml_collections.ConfigDict, info) -> None:
     """Raises ValueError for settings this method cannot run with."""
     if cls.loads_teacher and not config.teacher_workdir:
-      raise ValueError(f"mode {cls.name} needs a teacher: set "
-                       f"--config.teacher_workdir to {TEACHER_RUN}")
+      raise ValueError(
+        f"mode {cls.name} needs a teacher: set "
+        f"--config.teacher_workdir to {TEACHER_RUN}"
+      )
     if cls.loads_adapter and not config.adapter_workdir:
       trainers = " or ".join(registry.names(where=lambda m: m.trains_adapter))
-      raise ValueError(f"mode {cls.name} needs a trained adapter: set "
-                       f"--config.adapter_workdir to a {trainers} run")
+      raise ValueError(
+        f"mode {cls.name} needs a trained adapter: set "
+        f"--config.adapter_workdir to a {trainers} run"
+      )
 
   @classmethod
   def settings(cls, config: ml_collections.ConfigDict, info) -> dict:
@@ -95,8 +100,9 @@ class Method:
     return {"label_key": config.data.label_key}
 
   @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict, info,
-                  **shared) -> "Method":
+  def from_config(
+    cls, config: ml_collections.ConfigDict, info, **shared
+  ) -> "Method":
     """Checks the config and builds the method; `shared`: the fields every
     method has (model, ensemble_weights, smooth_*, train_view)."""
     cls.check_config(config, info)
@@ -104,14 +110,20 @@ class Method:
 
   # ----- Hooks of a run (defaults: a supervised C2F-TCN). -----
 
-  def train_source(self, frozen: dict, source,
-                   config: ml_collections.ConfigDict, workdir: str):
+  def train_source(
+    self, frozen: dict, source, config: ml_collections.ConfigDict, workdir: str
+  ):
     """The data source training reads (e.g. with pseudo-labels added)."""
     del frozen, config, workdir
     return source
 
-  def training_windows(self, train_ds, sources: dict,
-                       config: ml_collections.ConfigDict, batch_size: int):
+  def training_windows(
+    self,
+    train_ds,
+    sources: dict,
+    config: ml_collections.ConfigDict,
+    batch_size: int,
+  ):
     """The training dataset, with any extra windows the loss needs."""
     del sources, config, batch_size
     return train_ds
@@ -121,8 +133,9 @@ class Method:
     del total_steps
     return self
 
-  def init_params(self, rng: jax.Array, frozen: dict, feature_dim: int
-                  ) -> tuple[dict, dict]:
+  def init_params(
+    self, rng: jax.Array, frozen: dict, feature_dim: int
+  ) -> tuple[dict, dict]:
     """Initial (params, batch_stats) of what the run trains."""
     del frozen
     x = jnp.zeros((1, 8, feature_dim))
@@ -134,21 +147,25 @@ class Method:
     """The C2F-TCN variables the run predicts with."""
     return {"params": state["params"], "batch_stats": state["batch_stats"]}
 
-  def adapt(self, state: dict, features: jax.Array, mask: jax.Array
-            ) -> jax.Array:
+  def adapt(
+    self, state: dict, features: jax.Array, mask: jax.Array
+  ) -> jax.Array:
     """Features of the run's view as the C2F-TCN gets them (identity)."""
     del state, mask
     return features
 
-  def predict_probs(self, state: dict, features: jax.Array, mask: jax.Array
-                    ) -> jax.Array:
+  def predict_probs(
+    self, state: dict, features: jax.Array, mask: jax.Array
+  ) -> jax.Array:
     """Ensemble class probabilities (B, T, C) for features of the view."""
     x = self.adapt(state, features, mask)
-    outputs = self.model.apply(self.model_variables(state), x, mask,
-                               train=False)
+    outputs = self.model.apply(
+      self.model_variables(state), x, mask, train=False
+    )
     return c2f_tcn.ensemble_probs(outputs, self.ensemble_weights)
 
-  def loss(self, params: dict, state: dict, batch: dict
-           ) -> tuple[jax.Array, tuple[dict, dict]]:
+  def loss(
+    self, params: dict, state: dict, batch: dict
+  ) -> tuple[jax.Array, tuple[dict, dict]]:
     """The training objective. Returns loss, (new batch_stats, logs)."""
     raise NotImplementedError(self.name)

@@ -18,15 +18,19 @@ from exo2ego_jax.training import losses
 @registry.register("distill_feature")
 class DistillFeature(distillation.Distillation):
   """Ego -> exo feature regression; predicts with teacher(adapter(ego))."""
+
   trains_adapter = True
 
   @classmethod
   def settings(cls, config: ml_collections.ConfigDict, info) -> dict:
-    return dict(super().settings(config, info),
-                adapter=adapters.make_adapter(**config.adapter.to_dict()))
+    return dict(
+      super().settings(config, info),
+      adapter=adapters.make_adapter(**config.adapter.to_dict()),
+    )
 
-  def init_params(self, rng: jax.Array, frozen: dict, feature_dim: int
-                  ) -> tuple[dict, dict]:
+  def init_params(
+    self, rng: jax.Array, frozen: dict, feature_dim: int
+  ) -> tuple[dict, dict]:
     del frozen
     x = jnp.zeros((1, 8, feature_dim))
     mask = jnp.ones((1, 8))
@@ -35,14 +39,17 @@ class DistillFeature(distillation.Distillation):
   def model_variables(self, state: dict) -> dict:
     return state["frozen"]["teacher"]
 
-  def adapt(self, state: dict, features: jax.Array, mask: jax.Array
-            ) -> jax.Array:
+  def adapt(
+    self, state: dict, features: jax.Array, mask: jax.Array
+  ) -> jax.Array:
     return self.adapter.apply({"params": state["params"]}, features, mask)
 
-  def loss(self, params: dict, state: dict, batch: dict
-           ) -> tuple[jax.Array, tuple[dict, dict]]:
+  def loss(
+    self, params: dict, state: dict, batch: dict
+  ) -> tuple[jax.Array, tuple[dict, dict]]:
     mask = batch["mask"]
-    adapted = self.adapter.apply({"params": params}, batch[self.train_view],
-                                 mask)
+    adapted = self.adapter.apply(
+      {"params": params}, batch[self.train_view], mask
+    )
     loss = losses.masked_mse(adapted, batch["exo"], mask)
     return loss, (state["batch_stats"], {"feature_mse": loss})

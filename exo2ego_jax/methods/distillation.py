@@ -26,8 +26,9 @@ def check_heads(heads, weights, key: str) -> None:
   unknown = [h for h in heads if h not in HEADS]
   if unknown or len(heads) != len(weights):
     raise ValueError(
-        f"config.{key}heads={heads} must name heads among "
-        f"{HEADS} with one weight each in config.{key}weights")
+      f"config.{key}heads={heads} must name heads among "
+      f"{HEADS} with one weight each in config.{key}weights"
+    )
 
 
 def selected_heads(outputs: dict, names) -> tuple[list, list]:
@@ -48,6 +49,7 @@ class Distillation(base.Method):
   """Head distillation (MSE of the teacher's and student's logits of
   config.loss.distill_heads), plus an optional cross-entropy on the
   teacher's hard labels (config.loss.pseudo_label_weight)."""
+
   loads_teacher = True
   trains_on_sync_pairs = True
   reads_labels = False
@@ -62,50 +64,60 @@ class Distillation(base.Method):
 
   @classmethod
   def check_config(cls, config: ml_collections.ConfigDict, info) -> None:
-    check_heads(config.loss.distill_heads, config.loss.distill_weights,
-                "loss.distill_")
+    check_heads(
+      config.loss.distill_heads, config.loss.distill_weights, "loss.distill_"
+    )
     super().check_config(config, info)
 
   @classmethod
   def settings(cls, config: ml_collections.ConfigDict, info) -> dict:
-    return {"label_key": None,
-            "distill_heads": tuple(config.loss.distill_heads),
-            "distill_weights": tuple(config.loss.distill_weights),
-            "pseudo_label_weight": config.loss.pseudo_label_weight}
+    return {
+      "label_key": None,
+      "distill_heads": tuple(config.loss.distill_heads),
+      "distill_weights": tuple(config.loss.distill_weights),
+      "pseudo_label_weight": config.loss.pseudo_label_weight,
+    }
 
-  def init_params(self, rng: jax.Array, frozen: dict, feature_dim: int
-                  ) -> tuple[dict, dict]:
+  def init_params(
+    self, rng: jax.Array, frozen: dict, feature_dim: int
+  ) -> tuple[dict, dict]:
     del rng, feature_dim
     return start_from_teacher(frozen)
 
-  def head_loss(self, outputs: dict, teacher: dict, mask: jax.Array
-                ) -> tuple[jax.Array, dict]:
+  def head_loss(
+    self, outputs: dict, teacher: dict, mask: jax.Array
+  ) -> tuple[jax.Array, dict]:
     """The distillation term between student and (stopped) teacher
     outputs; returns it and its logs."""
     student_heads, head_masks = selected_heads(outputs, self.distill_heads)
     teacher_heads, _ = selected_heads(teacher, self.distill_heads)
     head_masks = [mask if m is None else m for m in head_masks]
-    loss = losses.head_distillation(student_heads, teacher_heads, head_masks,
-                                    self.distill_weights)
+    loss = losses.head_distillation(
+      student_heads, teacher_heads, head_masks, self.distill_weights
+    )
     return loss, {"head_mse": loss}
 
-  def loss(self, params: dict, state: dict, batch: dict
-           ) -> tuple[jax.Array, tuple[dict, dict]]:
+  def loss(
+    self, params: dict, state: dict, batch: dict
+  ) -> tuple[jax.Array, tuple[dict, dict]]:
     mask = batch["mask"]
     variables = {"params": params, "batch_stats": state["batch_stats"]}
     x = self.adapt(state, batch[self.train_view], mask)
-    outputs, updates = self.model.apply(variables, x, mask, train=True,
-                                        mutable=["batch_stats"])
+    outputs, updates = self.model.apply(
+      variables, x, mask, train=True, mutable=["batch_stats"]
+    )
     probs = c2f_tcn.ensemble_probs(outputs, self.ensemble_weights)
-    teacher = self.model.apply(state["frozen"]["teacher"], batch["exo"], mask,
-                               train=False)
+    teacher = self.model.apply(
+      state["frozen"]["teacher"], batch["exo"], mask, train=False
+    )
     teacher = jax.tree.map(jax.lax.stop_gradient, teacher)
     loss, logs = self.head_loss(outputs, teacher, mask)
     if self.pseudo_label_weight:
       teacher_probs = c2f_tcn.ensemble_probs(teacher, self.ensemble_weights)
       pseudo = jnp.argmax(teacher_probs, axis=-1)
-      pseudo_loss, _ = losses.supervised_loss(probs, pseudo, mask,
-                                              self.smooth_weight)
+      pseudo_loss, _ = losses.supervised_loss(
+        probs, pseudo, mask, self.smooth_weight
+      )
       loss = loss + self.pseudo_label_weight * pseudo_loss
       logs["pseudo_label"] = pseudo_loss
     return loss, (updates["batch_stats"], logs)

@@ -101,18 +101,19 @@ def _banded_dtw(x, y, starts, n, m, band_width, *, width: int, metric: str):
     # The previous row, re-indexed to this row's columns. Its column
     # start - 1 is the diagonal of offset 0; row 0 sees a virtual 0 there.
     corner = jnp.where(i == 0, 0.0, inf)
-    padded = jnp.concatenate([corner[None], previous,
-                              jnp.full((width,), inf)])
+    padded = jnp.concatenate([corner[None], previous, jnp.full((width,), inf)])
     shift = start - previous_start
     up = jax.lax.dynamic_slice_in_dim(padded, shift + 1, width)
     diag = jax.lax.dynamic_slice_in_dim(padded, shift, width)
     from_above = jnp.minimum(diag, up)
     # D[j] = cost[j] + min(from_above[j], D[j-1]): a min-plus prefix scan.
     accumulated, _ = jax.lax.associative_scan(
-        _min_plus, (cost + from_above, cost))
+      _min_plus, (cost + from_above, cost)
+    )
     left = jnp.concatenate([jnp.full((1,), inf), accumulated[:-1]])
-    pointer = jnp.where(left < from_above, LEFT,
-                        jnp.where(diag <= up, DIAG, UP)).astype(jnp.int8)
+    pointer = jnp.where(
+      left < from_above, LEFT, jnp.where(diag <= up, DIAG, UP)
+    ).astype(jnp.int8)
     end = jnp.clip(m - 1 - start, 0, width - 1)
     last = jnp.where(m - 1 - start < width, accumulated[end], inf)
     return (accumulated, start), (pointer, last)
@@ -123,8 +124,9 @@ def _banded_dtw(x, y, starts, n, m, band_width, *, width: int, metric: str):
   return last, pointers
 
 
-def dtw(x, y, *, radius: int | None = None, metric: str = "cosine"
-        ) -> tuple[float, np.ndarray]:
+def dtw(
+  x, y, *, radius: int | None = None, metric: str = "cosine"
+) -> tuple[float, np.ndarray]:
   """Aligns x (n, D) with y (m, D). Returns the path cost and the path.
 
   The path is an int array (L, 2) of (i, j) index pairs from (0, 0) to
@@ -135,8 +137,9 @@ def dtw(x, y, *, radius: int | None = None, metric: str = "cosine"
     raise ValueError(f"metric {metric!r} is unknown: use one of {METRICS}")
   x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
   if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-    raise ValueError(f"DTW needs (n, D) and (m, D) arrays, got {x.shape} and "
-                     f"{y.shape}")
+    raise ValueError(
+      f"DTW needs (n, D) and (m, D) arrays, got {x.shape} and {y.shape}"
+    )
   n, m = len(x), len(y)
   starts, width = band(n, m, radius)
   # Padded sizes: one compiled program serves many lengths.
@@ -150,17 +153,27 @@ def dtw(x, y, *, radius: int | None = None, metric: str = "cosine"
   starts_padded = np.full(rows, starts[-1], np.int32)
   starts_padded[:n] = starts
   last, pointers = _banded_dtw(
-      x_padded, y_padded, starts_padded, np.int32(n), np.int32(m),
-      np.int32(width), width=padded_width, metric=metric)
+    x_padded,
+    y_padded,
+    starts_padded,
+    np.int32(n),
+    np.int32(m),
+    np.int32(width),
+    width=padded_width,
+    metric=metric,
+  )
   cost = float(last[n - 1])
   if not np.isfinite(cost):
-    raise ValueError(f"DTW of {n} x {m} found no finite path (non-finite "
-                     "features, or zero vectors under the cosine cost?)")
+    raise ValueError(
+      f"DTW of {n} x {m} found no finite path (non-finite "
+      "features, or zero vectors under the cosine cost?)"
+    )
   return cost, _trace_back(np.asarray(pointers), starts, n, m)
 
 
-def _trace_back(pointers: np.ndarray, starts: np.ndarray, n: int, m: int
-                ) -> np.ndarray:
+def _trace_back(
+  pointers: np.ndarray, starts: np.ndarray, n: int, m: int
+) -> np.ndarray:
   """The path (L, 2) from (0, 0) to (n-1, m-1) that the pointers encode."""
   i, j = n - 1, m - 1
   path = [(i, j)]

@@ -15,27 +15,33 @@ _METHODS: dict[str, type] = {}
 
 def register(name: str) -> Callable[[type], type]:
   """Class decorator: makes the method class available as config.mode=name."""
+
   def decorator(cls: type) -> type:
     if name in _METHODS:
-      raise ValueError(f"method {name!r} is registered twice "
-                       f"({_METHODS[name].__module__} and {cls.__module__})")
+      raise ValueError(
+        f"method {name!r} is registered twice "
+        f"({_METHODS[name].__module__} and {cls.__module__})"
+      )
     cls.name = name
     _METHODS[name] = cls
     return cls
+
   return decorator
 
 
 def names(where: Callable[[type], bool] | None = None) -> tuple[str, ...]:
   """Registered names, in registration order; `where(method class)` filters
   them, e.g. names(where=lambda m: m.loads_teacher)."""
-  return tuple(name for name, cls in _METHODS.items()
-               if where is None or where(cls))
+  return tuple(
+    name for name, cls in _METHODS.items() if where is None or where(cls)
+  )
 
 
 def get(name: str) -> type:
   """The method class registered as `name`; unknown names are a config
   mistake, answered with the list of registered ones."""
   if name not in _METHODS:
-    raise ValueError(f"config.mode={name!r} is unknown: use one of "
-                     f"{', '.join(names())}")
+    raise ValueError(
+      f"config.mode={name!r} is unknown: use one of {', '.join(names())}"
+    )
   return _METHODS[name]

@@ -14,19 +14,22 @@ from exo2ego_jax.training import losses
 
 class Supervised(base.Method):
   """Cross-entropy plus temporal smoothing on the ensemble probabilities."""
+
   is_teacher = True
 
-  def loss(self, params: dict, state: dict, batch: dict
-           ) -> tuple[jax.Array, tuple[dict, dict]]:
+  def loss(
+    self, params: dict, state: dict, batch: dict
+  ) -> tuple[jax.Array, tuple[dict, dict]]:
     mask = batch["mask"]
     variables = {"params": params, "batch_stats": state["batch_stats"]}
     x = self.adapt(state, batch[self.train_view], mask)
-    outputs, updates = self.model.apply(variables, x, mask, train=True,
-                                        mutable=["batch_stats"])
+    outputs, updates = self.model.apply(
+      variables, x, mask, train=True, mutable=["batch_stats"]
+    )
     probs = c2f_tcn.ensemble_probs(outputs, self.ensemble_weights)
-    loss, logs = losses.supervised_loss(probs, batch["labels"], mask,
-                                        self.smooth_weight,
-                                        self.smooth_average)
+    loss, logs = losses.supervised_loss(
+      probs, batch["labels"], mask, self.smooth_weight, self.smooth_average
+    )
     return loss, (updates["batch_stats"], logs)
 
 

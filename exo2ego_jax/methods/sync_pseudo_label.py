@@ -13,10 +13,12 @@ from exo2ego_jax.methods import registry
 @registry.register("sync_pseudo_label")
 class SyncPseudoLabel(pseudo_labels.PseudoLabel):
   """Teacher labels moved across the synchronization."""
+
   trains_on_sync_pairs = True
 
-  def step_labels(self, exo, ego, config: ml_collections.ConfigDict
-                  ) -> np.ndarray:
+  def step_labels(
+    self, exo, ego, config: ml_collections.ConfigDict
+  ) -> np.ndarray:
     del ego, config
     exo_probs, _ = exo
     return exo_probs.argmax(axis=-1).astype(np.int32)

@@ -21,22 +21,31 @@ class UdaAdversarial(uda.DomainAdaptation):
 
   @classmethod
   def settings(cls, config: ml_collections.ConfigDict, info) -> dict:
-    return dict(super().settings(config, info),
-                domain_classifier=domain.DomainClassifier(
-                    config.uda.hidden_dim,
-                    sequence_level=config.uda.sequence_weight > 0),
-                frame_domain_weight=config.uda.frame_weight,
-                sequence_domain_weight=config.uda.sequence_weight)
+    return dict(
+      super().settings(config, info),
+      domain_classifier=domain.DomainClassifier(
+        config.uda.hidden_dim, sequence_level=config.uda.sequence_weight > 0
+      ),
+      frame_domain_weight=config.uda.frame_weight,
+      sequence_domain_weight=config.uda.sequence_weight,
+    )
 
-  def init_params(self, rng: jax.Array, frozen: dict, feature_dim: int
-                  ) -> tuple[dict, dict]:
+  def init_params(
+    self, rng: jax.Array, frozen: dict, feature_dim: int
+  ) -> tuple[dict, dict]:
     params, batch_stats = super().init_params(rng, frozen, feature_dim)
     mask = jnp.ones((1, 8))
     features = jnp.zeros((1, 8, c2f_tcn.DECODER_FEATURES))
-    params = {"model": params, "domain": self.domain_classifier.init(
-        jax.random.fold_in(rng, 1), features, mask)["params"]}
+    params = {
+      "model": params,
+      "domain": self.domain_classifier.init(
+        jax.random.fold_in(rng, 1), features, mask
+      )["params"],
+    }
     return params, batch_stats
 
   def model_variables(self, state: dict) -> dict:
-    return {"params": state["params"]["model"],
-            "batch_stats": state["batch_stats"]}
+    return {
+      "params": state["params"]["model"],
+      "batch_stats": state["batch_stats"],
+    }

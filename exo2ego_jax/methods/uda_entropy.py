@@ -16,6 +16,8 @@ class UdaEntropy(uda.DomainAdaptation):
 
   @classmethod
   def settings(cls, config: ml_collections.ConfigDict, info) -> dict:
-    return dict(super().settings(config, info),
-                entropy_weight=config.uda.entropy_weight,
-                diversity_weight=config.uda.diversity_weight)
+    return dict(
+      super().settings(config, info),
+      entropy_weight=config.uda.entropy_weight,
+      diversity_weight=config.uda.diversity_weight,
+    )

@@ -40,8 +40,9 @@ class MLPAdapter(nn.Module):
     h = x
     for i in range(self.num_layers):
       h = nn.gelu(nn.Dense(self.hidden_dim, name=f"hidden{i}")(h))
-    delta = nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros,
-                     name="out")(h)
+    delta = nn.Dense(
+      x.shape[-1], kernel_init=nn.initializers.zeros, name="out"
+    )(h)
     return (x + delta) * mask[..., None]
 
 
@@ -60,14 +61,15 @@ class TemporalAttentionAdapter(nn.Module):
     for i in range(self.num_layers):
       y = nn.LayerNorm(name=f"block{i}_ln_attn")(h)
       h = h + nn.MultiHeadDotProductAttention(
-          num_heads=self.num_heads, name=f"block{i}_attn")(
-              y, y, mask=attend, deterministic=True)
+        num_heads=self.num_heads, name=f"block{i}_attn"
+      )(y, y, mask=attend, deterministic=True)
       y = nn.LayerNorm(name=f"block{i}_ln_mlp")(h)
       y = nn.Dense(2 * self.hidden_dim, name=f"block{i}_mlp_in")(y)
       h = h + nn.Dense(self.hidden_dim, name=f"block{i}_mlp_out")(nn.gelu(y))
     h = nn.LayerNorm(name="ln_out")(h)
-    delta = nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros,
-                     name="out")(h)
+    delta = nn.Dense(
+      x.shape[-1], kernel_init=nn.initializers.zeros, name="out"
+    )(h)
     return (x + delta) * mask[..., None]
 
 
@@ -76,6 +78,8 @@ def make_adapter(kind: str, **kwargs) -> nn.Module:
   if kind == "attention":
     return TemporalAttentionAdapter(**kwargs)
   if kind == "mlp":
-    return MLPAdapter(hidden_dim=kwargs.get("hidden_dim", 256),
-                      num_layers=kwargs.get("num_layers", 2))
+    return MLPAdapter(
+      hidden_dim=kwargs.get("hidden_dim", 256),
+      num_layers=kwargs.get("num_layers", 2),
+    )
   raise ValueError(f"unknown adapter kind {kind!r}: use 'attention' or 'mlp'")

@@ -57,8 +57,9 @@ def run_length(lengths: jax.Array) -> jax.Array:
   return jnp.maximum(lengths, MIN_LENGTH)
 
 
-def level_lengths(lengths: jax.Array, level: int
-                  ) -> tuple[jax.Array, jax.Array]:
+def level_lengths(
+  lengths: jax.Array, level: int
+) -> tuple[jax.Array, jax.Array]:
   """(steps, valid) counts of `level` (0: input) per example.
 
   steps: floor(run length / 2^level), the published model's steps there,
@@ -71,14 +72,18 @@ def level_lengths(lengths: jax.Array, level: int
   return steps, valid
 
 
-def length_mask(lengths: jax.Array, size: int, dtype=jnp.float32
-                ) -> jax.Array:
+def length_mask(lengths: jax.Array, size: int, dtype=jnp.float32) -> jax.Array:
   """(B, size) mask of each example's first lengths[b] steps."""
   return (jnp.arange(size)[None, :] < lengths[:, None]).astype(dtype)
 
 
-def interpolate(x: jax.Array, in_lengths: jax.Array, out_lengths: jax.Array,
-                factor: int, out_size: int) -> jax.Array:
+def interpolate(
+  x: jax.Array,
+  in_lengths: jax.Array,
+  out_lengths: jax.Array,
+  factor: int,
+  out_size: int,
+) -> jax.Array:
   """Per-example linear resampling along axis 1 with aligned corners
   (PyTorch's `align_corners=True`): example b's first in_lengths[b] steps
   become out_lengths[b] steps, and the rest of the out_size steps are zero.
@@ -90,13 +95,15 @@ def interpolate(x: jax.Array, in_lengths: jax.Array, out_lengths: jax.Array,
   """
   in_size = x.shape[1]
   if out_size > (in_size + 1) * factor:
-    raise ValueError(f"cannot resample {in_size} steps to {out_size} with "
-                     f"factor {factor}")
+    raise ValueError(
+      f"cannot resample {in_size} steps to {out_size} with factor {factor}"
+    )
   n = in_lengths.astype(jnp.float32)[:, None]
   m = out_lengths[:, None]
   # Float32 positions, computed as PyTorch does: i * ((n - 1) / (m - 1)).
-  scale = jnp.where(m > 1, (n - 1) / jnp.maximum(m - 1, 1).astype(jnp.float32),
-                    0.0)
+  scale = jnp.where(
+    m > 1, (n - 1) / jnp.maximum(m - 1, 1).astype(jnp.float32), 0.0
+  )
   step = jnp.arange(out_size)
   pos = step.astype(jnp.float32)[None, :] * scale
   lo = jnp.clip(jnp.floor(pos), 0.0, jnp.maximum(n - 2, 0.0))
@@ -107,11 +114,12 @@ def interpolate(x: jax.Array, in_lengths: jax.Array, out_lengths: jax.Array,
   repeated = jnp.repeat(padded, factor, axis=1)
   out = 0.0
   for offset in _TAPS:
-    weight = (jnp.where(tap == offset, 1.0 - frac, 0.0)
-              + jnp.where(tap + 1 == offset, frac, 0.0))
+    weight = jnp.where(tap == offset, 1.0 - frac, 0.0) + jnp.where(
+      tap + 1 == offset, frac, 0.0
+    )
     weight = jnp.where(inside, weight, 0.0).astype(x.dtype)[..., None]
     start = (offset + 2) * factor
-    out = out + weight * repeated[:, start:start + out_size]
+    out = out + weight * repeated[:, start : start + out_size]
   return out
 
 
@@ -135,28 +143,33 @@ class BatchNorm(nn.Module):
   epsilon: float = 1e-5
 
   @nn.compact
-  def __call__(self, x: jax.Array, valid: jax.Array, train: bool
-               ) -> jax.Array:
+  def __call__(self, x: jax.Array, valid: jax.Array, train: bool) -> jax.Array:
     features = x.shape[-1]
     scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
-    running_mean = self.variable("batch_stats", "mean", jnp.zeros,
-                                 (features,), jnp.float32)
-    running_var = self.variable("batch_stats", "var", jnp.ones,
-                                (features,), jnp.float32)
+    running_mean = self.variable(
+      "batch_stats", "mean", jnp.zeros, (features,), jnp.float32
+    )
+    running_var = self.variable(
+      "batch_stats", "var", jnp.ones, (features,), jnp.float32
+    )
     if train:
       weights = valid[..., None].astype(x.dtype)
       count = jnp.sum(weights)
       mean = jnp.sum(x * weights, axis=(0, 1)) / jnp.maximum(count, 1.0)
-      var = jnp.sum(jnp.square((x - mean) * weights), axis=(0, 1)
-                    ) / jnp.maximum(count, 1.0)
+      var = jnp.sum(
+        jnp.square((x - mean) * weights), axis=(0, 1)
+      ) / jnp.maximum(count, 1.0)
       if not self.is_initializing():
-        update = var * (count / jnp.maximum(count - 1.0, 1.0)
-                        if self.unbiased_var else 1.0)
-        running_mean.value = (self.momentum * running_mean.value
-                              + (1.0 - self.momentum) * mean)
-        running_var.value = (self.momentum * running_var.value
-                             + (1.0 - self.momentum) * update)
+        update = var * (
+          count / jnp.maximum(count - 1.0, 1.0) if self.unbiased_var else 1.0
+        )
+        running_mean.value = (
+          self.momentum * running_mean.value + (1.0 - self.momentum) * mean
+        )
+        running_var.value = (
+          self.momentum * running_var.value + (1.0 - self.momentum) * update
+        )
     else:
       mean, var = running_mean.value, running_var.value
     multiplier = scale * jax.lax.rsqrt(var + self.epsilon)
@@ -173,8 +186,7 @@ class DoubleConv(nn.Module):
   bn_unbiased_var: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, train: bool
-               ) -> jax.Array:
+  def __call__(self, x: jax.Array, mask: jax.Array, train: bool) -> jax.Array:
     frame_mask = mask[..., None].astype(x.dtype)
     for i in range(2):
       if self.conv_impl == "winograd":
@@ -191,12 +203,16 @@ class TemporalPyramidPooling(nn.Module):
   into 1-channel maps, interpolated back to that length and masked."""
 
   @nn.compact
-  def __call__(self, x: jax.Array, steps: jax.Array, mask: jax.Array
-               ) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, steps: jax.Array, mask: jax.Array
+  ) -> jax.Array:
     project = nn.Conv(1, (1,), name="project")  # one conv shared by all scales
     size = x.shape[1]
-    maps = [interpolate(project(max_pool(x, k)), steps // k, steps, k, size)
-            * mask[..., None] for k in TPP_POOL_SIZES]
+    maps = [
+      interpolate(project(max_pool(x, k)), steps // k, steps, k, size)
+      * mask[..., None]
+      for k in TPP_POOL_SIZES
+    ]
     return jnp.concatenate(maps + [x], axis=-1)
 
 
@@ -218,11 +234,14 @@ class C2FTCN(nn.Module):
   bn_unbiased_var: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array | None = None,
-               train: bool = False) -> dict:
+  def __call__(
+    self, x: jax.Array, mask: jax.Array | None = None, train: bool = False
+  ) -> dict:
     if self.conv_impl not in CONV_IMPLS:
-      raise ValueError(f"conv_impl={self.conv_impl!r} is unknown: use one of "
-                       f"{', '.join(CONV_IMPLS)}")
+      raise ValueError(
+        f"conv_impl={self.conv_impl!r} is unknown: use one of "
+        f"{', '.join(CONV_IMPLS)}"
+      )
     batch, length, _ = x.shape
     if mask is None:
       lengths = jnp.full((batch,), length, jnp.int32)
@@ -230,22 +249,27 @@ class C2FTCN(nn.Module):
       lengths = jnp.sum(mask > 0, axis=1).astype(jnp.int32)
     size = max(length, MIN_LENGTH)
     # Frames past L, and the padding to 384 frames, are zeros.
-    x = jnp.pad(x * length_mask(lengths, length, x.dtype)[..., None],
-                ((0, 0), (0, size - length), (0, 0)))
+    x = jnp.pad(
+      x * length_mask(lengths, length, x.dtype)[..., None],
+      ((0, 0), (0, size - length), (0, 0)),
+    )
 
     skips, level_masks = [], []
     for level, features in enumerate(ENCODER_FEATURES):
-      level_mask = length_mask(level_lengths(lengths, level)[1],
-                               size >> level, x.dtype)
+      level_mask = length_mask(
+        level_lengths(lengths, level)[1], size >> level, x.dtype
+      )
       if level:
         x = max_pool(x, 2) * level_mask[..., None]
-      x = DoubleConv(features, self.conv_impl, self.bn_unbiased_var,
-                     name=f"x{level + 1}")(x, level_mask, train)
+      x = DoubleConv(
+        features, self.conv_impl, self.bn_unbiased_var, name=f"x{level + 1}"
+      )(x, level_mask, train)
       skips.append(x)
       level_masks.append(level_mask)
 
     x = TemporalPyramidPooling(name="tpp")(
-        x, level_lengths(lengths, NUM_LEVELS)[0], level_masks[-1])
+      x, level_lengths(lengths, NUM_LEVELS)[0], level_masks[-1]
+    )
     head_logits, head_masks = [], []
     # Decoder: up with x6, x5, ..., x1; every stage but the last feeds a head.
     for stage, level in enumerate(range(NUM_LEVELS - 1, -1, -1)):
@@ -254,19 +278,23 @@ class C2FTCN(nn.Module):
       # x2 with aligned corners, then zeros up to the skip's length.
       up = interpolate(x, below, 2 * below, 2, skip.shape[1])
       x = jnp.concatenate([skip, up * level_mask[..., None]], axis=-1)
-      x = DoubleConv(DECODER_FEATURES, self.conv_impl, self.bn_unbiased_var,
-                     name=f"up{stage + 1}")(x, level_mask, train)
+      x = DoubleConv(
+        DECODER_FEATURES,
+        self.conv_impl,
+        self.bn_unbiased_var,
+        name=f"up{stage + 1}",
+      )(x, level_mask, train)
       if stage < len(HEAD_NAMES):
         head = nn.Conv(self.num_classes, (1,), name=HEAD_NAMES[stage])
         head_logits.append(head(nn.relu(x)))
         head_masks.append(level_mask)
     logits = nn.Conv(self.num_classes, (1,), name="y")(x)
     return {
-        "logits": logits[:, :length],
-        "head_logits": tuple(head_logits),
-        "head_masks": tuple(head_masks),
-        "features": x[:, :length],
-        "lengths": lengths,
+      "logits": logits[:, :length],
+      "head_logits": tuple(head_logits),
+      "head_masks": tuple(head_masks),
+      "features": x[:, :length],
+      "lengths": lengths,
     }
 
 
@@ -278,15 +306,20 @@ def upsampled_heads(outputs: dict) -> list[jax.Array]:
   lengths = outputs["lengths"]
   heads = []
   for level, head in zip(range(NUM_LEVELS - 1, 0, -1), outputs["head_logits"]):
-    up = interpolate(head, level_lengths(lengths, level)[0],
-                     run_length(lengths), 1 << level,
-                     max(length, MIN_LENGTH))
+    up = interpolate(
+      head,
+      level_lengths(lengths, level)[0],
+      run_length(lengths),
+      1 << level,
+      max(length, MIN_LENGTH),
+    )
     heads.append(up[:, :length])
   return heads + [outputs["logits"]]
 
 
-def ensemble_probs(outputs: dict, weights: Sequence[float] | None = None
-                   ) -> jax.Array:
+def ensemble_probs(
+  outputs: dict, weights: Sequence[float] | None = None
+) -> jax.Array:
   """Weighted mean of the softmax of the six heads, each upsampled to T.
 
   `weights` are ordered (y1, y2, y3, y4, y5, y); default uniform.
@@ -295,9 +328,12 @@ def ensemble_probs(outputs: dict, weights: Sequence[float] | None = None
   if weights is None:
     weights = (1.0,) * count
   if len(weights) != count:
-    raise ValueError(f"ensemble weights need {count} values "
-                     f"(y1..y5, y), got {len(weights)}: {tuple(weights)}")
+    raise ValueError(
+      f"ensemble weights need {count} values "
+      f"(y1..y5, y), got {len(weights)}: {tuple(weights)}"
+    )
   heads = upsampled_heads(outputs)
   total = float(sum(weights))
-  return sum(w / total * jax.nn.softmax(h, axis=-1)
-             for w, h in zip(weights, heads))
+  return sum(
+    w / total * jax.nn.softmax(h, axis=-1) for w, h in zip(weights, heads)
+  )

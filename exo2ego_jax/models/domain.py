@@ -41,6 +41,7 @@ def reversal_schedule(progress: jax.Array) -> jax.Array:
 
 class DomainMLP(nn.Module):
   """Per-vector MLP giving the logit that a feature vector is target-domain."""
+
   hidden_dim: int
 
   @nn.compact
@@ -53,6 +54,7 @@ class DomainMLP(nn.Module):
 class DomainClassifier(nn.Module):
   """Domain logits of (B, T, F) features: per frame (B, T) and, with
   `sequence_level`, of each sequence's masked mean (B,)."""
+
   hidden_dim: int = 64
   sequence_level: bool = False
 
@@ -61,7 +63,8 @@ class DomainClassifier(nn.Module):
     logits = {"frame": DomainMLP(self.hidden_dim, name="frame")(features)}
     if self.sequence_level:
       weights = mask[..., None].astype(features.dtype)
-      pooled = (jnp.sum(features * weights, axis=1) /
-                jnp.maximum(jnp.sum(weights, axis=1), 1.0))
+      pooled = jnp.sum(features * weights, axis=1) / jnp.maximum(
+        jnp.sum(weights, axis=1), 1.0
+      )
       logits["sequence"] = DomainMLP(self.hidden_dim, name="sequence")(pooled)
     return logits

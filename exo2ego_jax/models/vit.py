@@ -34,17 +34,26 @@ PATCH_SIZE = 14
 # Released sizes (dinov2/models/vision_transformer.py: vit_small ... vit_giant2).
 # All use 64-dimensional heads; ViT-g uses the fused SwiGLU FFN.
 VIT_SIZES = {
-    "vit_small": dict(embed_dim=384, depth=12, num_heads=6),
-    "vit_base": dict(embed_dim=768, depth=12, num_heads=12),
-    "vit_large": dict(embed_dim=1024, depth=24, num_heads=16),
-    "vit_giant2": dict(embed_dim=1536, depth=40, num_heads=24, ffn="swiglu"),
+  "vit_small": dict(embed_dim=384, depth=12, num_heads=6),
+  "vit_base": dict(embed_dim=768, depth=12, num_heads=12),
+  "vit_large": dict(embed_dim=1024, depth=24, num_heads=16),
+  "vit_giant2": dict(embed_dim=1536, depth=40, num_heads=24, ffn="swiglu"),
 }
 
 # The module fields that define a backbone; saved next to converted weights.
-CONFIG_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_ratio", "ffn",
-                 "patch_size", "pos_embed_grid", "num_register_tokens",
-                 "layerscale_init", "interpolate_offset",
-                 "interpolate_antialias")
+CONFIG_FIELDS = (
+  "embed_dim",
+  "depth",
+  "num_heads",
+  "mlp_ratio",
+  "ffn",
+  "patch_size",
+  "pos_embed_grid",
+  "num_register_tokens",
+  "layerscale_init",
+  "interpolate_offset",
+  "interpolate_antialias",
+)
 
 
 def _cubic(x: np.ndarray, a: float) -> np.ndarray:
@@ -55,8 +64,12 @@ def _cubic(x: np.ndarray, a: float) -> np.ndarray:
   return np.where(x < 1, near, np.where(x < 2, far, 0.0))
 
 
-def bicubic_matrix(in_size: int, out_size: int, scale: float | None = None,
-                   antialias: bool = False) -> np.ndarray:
+def bicubic_matrix(
+  in_size: int,
+  out_size: int,
+  scale: float | None = None,
+  antialias: bool = False,
+) -> np.ndarray:
   """(out_size, in_size) matrix of PyTorch's 1-D bicubic resampling
   (`align_corners=False`). `scale` is the `scale_factor` PyTorch was given
   (the source step is then 1/scale), else in_size/out_size is used."""
@@ -88,36 +101,44 @@ def bicubic_matrix(in_size: int, out_size: int, scale: float | None = None,
   return weights
 
 
-def resize_pos_embed(patch_pos_embed: jax.Array, grid: tuple[int, int],
-                     offset: float = 0.0, antialias: bool = False
-                     ) -> jax.Array:
+def resize_pos_embed(
+  patch_pos_embed: jax.Array,
+  grid: tuple[int, int],
+  offset: float = 0.0,
+  antialias: bool = False,
+) -> jax.Array:
   """Resamples (1, M*M, D) patch position embeddings to a (gh, gw) grid, as
   DINOv2's `interpolate_pos_encoding` does (computed in float32)."""
   _, n, dim = patch_pos_embed.shape
   m = int(round(math.sqrt(n)))
   if m * m != n:
-    raise ValueError(f"position embeddings hold {n} patches, not a square "
-                     "grid")
+    raise ValueError(f"position embeddings hold {n} patches, not a square grid")
   gh, gw = grid
   scales = ((gh + offset) / m, (gw + offset) / m) if offset else (None, None)
   rows = jnp.asarray(bicubic_matrix(m, gh, scales[0], antialias), jnp.float32)
   cols = jnp.asarray(bicubic_matrix(m, gw, scales[1], antialias), jnp.float32)
   table = patch_pos_embed.astype(jnp.float32).reshape(m, m, dim)
-  table = jnp.einsum("ai,bj,ijd->abd", rows, cols, table,
-                     precision=jax.lax.Precision.HIGHEST)
+  table = jnp.einsum(
+    "ai,bj,ijd->abd", rows, cols, table, precision=jax.lax.Precision.HIGHEST
+  )
   return table.reshape(1, gh * gw, dim).astype(patch_pos_embed.dtype)
 
 
 def _dense(features: int, name: str, dtype) -> nn.Dense:
   # DINOv2 (timm) initialises every Linear with trunc_normal(std=0.02).
-  return nn.Dense(features, dtype=dtype, name=name,
-                  kernel_init=nn.initializers.truncated_normal(0.02))
+  return nn.Dense(
+    features,
+    dtype=dtype,
+    name=name,
+    kernel_init=nn.initializers.truncated_normal(0.02),
+  )
 
 
 def _layer_norm(name: str, dtype) -> nn.LayerNorm:
   # Two-pass variance as in PyTorch, for parity with converted weights.
-  return nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, dtype=dtype,
-                      name=name)
+  return nn.LayerNorm(
+    epsilon=1e-6, use_fast_variance=False, dtype=dtype, name=name
+  )
 
 
 class Attention(nn.Module):
@@ -134,8 +155,7 @@ class Attention(nn.Module):
     qkv = qkv.reshape(batch, tokens, 3, self.num_heads, head_dim)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     out = jax.nn.dot_product_attention(q, k, v)
-    return _dense(dim, "proj", self.dtype)(
-        out.reshape(batch, tokens, dim))
+    return _dense(dim, "proj", self.dtype)(out.reshape(batch, tokens, dim))
 
 
 class Mlp(nn.Module):
@@ -159,10 +179,8 @@ class SwiGLU(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     # Two thirds of the MLP width, rounded up to a multiple of 8.
     hidden = (int(self.hidden_dim * 2 / 3) + 7) // 8 * 8
-    gate, up = jnp.split(
-        _dense(2 * hidden, "w12", self.dtype)(x), 2, axis=-1)
-    return _dense(x.shape[-1], "w3", self.dtype)(
-        nn.silu(gate) * up)
+    gate, up = jnp.split(_dense(2 * hidden, "w12", self.dtype)(x), 2, axis=-1)
+    return _dense(x.shape[-1], "w3", self.dtype)(nn.silu(gate) * up)
 
 
 class LayerScale(nn.Module):
@@ -170,8 +188,9 @@ class LayerScale(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    gamma = self.param("gamma", nn.initializers.constant(self.init_value),
-                       (x.shape[-1],))
+    gamma = self.param(
+      "gamma", nn.initializers.constant(self.init_value), (x.shape[-1],)
+    )
     return x * gamma.astype(x.dtype)
 
 
@@ -188,7 +207,8 @@ class Block(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     hidden = int(x.shape[-1] * self.mlp_ratio)
     y = Attention(self.num_heads, self.dtype, name="attn")(
-        _layer_norm("norm1", self.dtype)(x))
+      _layer_norm("norm1", self.dtype)(x)
+    )
     x = x + LayerScale(self.layerscale_init, name="ls1")(y)
     ffn = {"mlp": Mlp, "swiglu": SwiGLU}[self.ffn]
     y = ffn(hidden, self.dtype, name="mlp")(_layer_norm("norm2", self.dtype)(x))
@@ -209,14 +229,14 @@ class ViT(nn.Module):
   depth: int
   num_heads: int
   mlp_ratio: float = 4.0
-  ffn: str = "mlp"                  # or "swiglu" (ViT-g)
+  ffn: str = "mlp"  # or "swiglu" (ViT-g)
   patch_size: int = PATCH_SIZE
-  pos_embed_grid: int = 37          # 518 / 14: the released models' grid
+  pos_embed_grid: int = 37  # 518 / 14: the released models' grid
   num_register_tokens: int = 0
   layerscale_init: float = 1e-5
-  interpolate_offset: float = 0.1   # original release; Hugging Face: 0.0
+  interpolate_offset: float = 0.1  # original release; Hugging Face: 0.0
   interpolate_antialias: bool = False
-  dtype: Any = jnp.float32          # compute dtype; parameters stay float32
+  dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, images: jax.Array) -> dict:
@@ -225,42 +245,69 @@ class ViT(nn.Module):
     batch, height, width, _ = images.shape
     grid = (height // self.patch_size, width // self.patch_size)
     if min(grid) < 1:
-      raise ValueError(f"images of {height}x{width} pixels are smaller than "
-                       f"one {self.patch_size}x{self.patch_size} patch")
-    x = nn.Conv(self.embed_dim, (self.patch_size,) * 2,
-                strides=(self.patch_size,) * 2, padding="VALID",
-                dtype=self.dtype, name="patch_embed")(images.astype(self.dtype))
+      raise ValueError(
+        f"images of {height}x{width} pixels are smaller than "
+        f"one {self.patch_size}x{self.patch_size} patch"
+      )
+    x = nn.Conv(
+      self.embed_dim,
+      (self.patch_size,) * 2,
+      strides=(self.patch_size,) * 2,
+      padding="VALID",
+      dtype=self.dtype,
+      name="patch_embed",
+    )(images.astype(self.dtype))
     x = x.reshape(batch, grid[0] * grid[1], self.embed_dim)
 
     # DINOv2's init: tiny CLS/register tokens, truncated-normal positions.
-    cls_token = self.param("cls_token", nn.initializers.normal(1e-6),
-                           (1, 1, self.embed_dim))
+    cls_token = self.param(
+      "cls_token", nn.initializers.normal(1e-6), (1, 1, self.embed_dim)
+    )
     pos_embed = self.param(
-        "pos_embed", nn.initializers.truncated_normal(0.02),
-        (1, 1 + self.pos_embed_grid**2, self.embed_dim))
+      "pos_embed",
+      nn.initializers.truncated_normal(0.02),
+      (1, 1 + self.pos_embed_grid**2, self.embed_dim),
+    )
     patch_pos = pos_embed[:, 1:]
     if grid != (self.pos_embed_grid, self.pos_embed_grid):
-      patch_pos = resize_pos_embed(patch_pos, grid, self.interpolate_offset,
-                                   self.interpolate_antialias)
+      patch_pos = resize_pos_embed(
+        patch_pos, grid, self.interpolate_offset, self.interpolate_antialias
+      )
     pos_embed = jnp.concatenate([pos_embed[:, :1], patch_pos], axis=1)
     x = jnp.concatenate(
-        [jnp.broadcast_to(cls_token, (batch, 1, self.embed_dim)).astype(x.dtype),
-         x], axis=1) + pos_embed.astype(x.dtype)
+      [
+        jnp.broadcast_to(cls_token, (batch, 1, self.embed_dim)).astype(x.dtype),
+        x,
+      ],
+      axis=1,
+    ) + pos_embed.astype(x.dtype)
     if self.num_register_tokens:
       registers = self.param(
-          "register_tokens", nn.initializers.normal(1e-6),
-          (1, self.num_register_tokens, self.embed_dim))
+        "register_tokens",
+        nn.initializers.normal(1e-6),
+        (1, self.num_register_tokens, self.embed_dim),
+      )
       registers = jnp.broadcast_to(
-          registers, (batch,) + registers.shape[1:]).astype(x.dtype)
+        registers, (batch,) + registers.shape[1:]
+      ).astype(x.dtype)
       x = jnp.concatenate([x[:, :1], registers, x[:, 1:]], axis=1)
 
     for i in range(self.depth):
-      x = Block(self.num_heads, self.mlp_ratio, self.ffn,
-                self.layerscale_init, self.dtype, name=f"block{i}")(x)
+      x = Block(
+        self.num_heads,
+        self.mlp_ratio,
+        self.ffn,
+        self.layerscale_init,
+        self.dtype,
+        name=f"block{i}",
+      )(x)
     x = _layer_norm("norm", self.dtype)(x)
     first_patch = 1 + self.num_register_tokens
-    return {"cls": x[:, 0], "patch_tokens": x[:, first_patch:],
-            "register_tokens": x[:, 1:first_patch]}
+    return {
+      "cls": x[:, 0],
+      "patch_tokens": x[:, first_patch:],
+      "register_tokens": x[:, 1:first_patch],
+    }
 
 
 def random_params(model: ViT, seed: int = 0) -> dict:
@@ -272,8 +319,9 @@ def random_params(model: ViT, seed: int = 0) -> dict:
   scales 1, LayerScale `layerscale_init`, CLS/register tokens with std 1e-6.
   """
   size = model.patch_size * model.pos_embed_grid
-  shapes = jax.eval_shape(model.init, jax.random.key(0),
-                          jnp.zeros((1, size, size, 3)))["params"]
+  shapes = jax.eval_shape(
+    model.init, jax.random.key(0), jnp.zeros((1, size, size, 3))
+  )["params"]
   rng = np.random.default_rng(seed)
 
   def draw(path, leaf):
@@ -286,6 +334,7 @@ def random_params(model: ViT, seed: int = 0) -> dict:
       return np.full(leaf.shape, model.layerscale_init, np.float32)
     std = 1e-6 if name in ("cls_token", "register_tokens") else 0.02
     return (rng.standard_normal(leaf.shape) * std).astype(np.float32)
+
   return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
@@ -298,6 +347,7 @@ def vit_from_name(name: str, **overrides) -> ViT:
   """A released size by name (vit_small, vit_base, vit_large, vit_giant2),
   with any field overridden, e.g. `num_register_tokens=4`."""
   if name not in VIT_SIZES:
-    raise ValueError(f"unknown ViT size {name!r}: use one of "
-                     f"{', '.join(VIT_SIZES)}")
+    raise ValueError(
+      f"unknown ViT size {name!r}: use one of {', '.join(VIT_SIZES)}"
+    )
   return ViT(**dict(VIT_SIZES[name], **overrides))

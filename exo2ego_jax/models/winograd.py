@@ -39,25 +39,42 @@ import numpy as np
 
 # Interpolation points in the order they are used: small magnitudes first,
 # which keeps the transforms' coefficients (and float32 rounding) small.
-POINTS = (0, 1, -1, 2, -2, fractions.Fraction(1, 2), fractions.Fraction(-1, 2),
-          3, -3, fractions.Fraction(1, 3), fractions.Fraction(-1, 3))
+POINTS = (
+  0,
+  1,
+  -1,
+  2,
+  -2,
+  fractions.Fraction(1, 2),
+  fractions.Fraction(-1, 2),
+  3,
+  -3,
+  fractions.Fraction(1, 3),
+  fractions.Fraction(-1, 3),
+)
 DEFAULT_TILE = 4
 
 
-def _evaluation(points: Sequence[fractions.Fraction], degree: int
-                ) -> list[list[fractions.Fraction]]:
+def _evaluation(
+  points: Sequence[fractions.Fraction], degree: int
+) -> list[list[fractions.Fraction]]:
   """Rows evaluate a polynomial with `degree` coefficients at each point,
   then at infinity (its leading coefficient)."""
   rows = [[p**j for j in range(degree)] for p in points]
-  return rows + [[fractions.Fraction(0)] * (degree - 1) + [fractions.Fraction(1)]]
+  return rows + [
+    [fractions.Fraction(0)] * (degree - 1) + [fractions.Fraction(1)]
+  ]
 
 
-def _inverse(matrix: list[list[fractions.Fraction]]
-             ) -> list[list[fractions.Fraction]]:
+def _inverse(
+  matrix: list[list[fractions.Fraction]],
+) -> list[list[fractions.Fraction]]:
   """Exact inverse by Gauss-Jordan elimination."""
   n = len(matrix)
-  rows = [list(row) + [fractions.Fraction(int(i == j)) for j in range(n)]
-          for i, row in enumerate(matrix)]
+  rows = [
+    list(row) + [fractions.Fraction(int(i == j)) for j in range(n)]
+    for i, row in enumerate(matrix)
+  ]
   for col in range(n):
     pivot = next(i for i in range(col, n) if rows[i][col] != 0)
     rows[col], rows[pivot] = rows[pivot], rows[col]
@@ -70,8 +87,9 @@ def _inverse(matrix: list[list[fractions.Fraction]]
 
 
 @functools.lru_cache(maxsize=None)
-def transforms(tile: int, taps: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def transforms(
+  tile: int, taps: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(A^T, G, B^T) of F(tile, taps), float64 of shapes (tile, n), (n, taps)
   and (n, n) with n = tile + taps - 1.
 
@@ -85,9 +103,11 @@ def transforms(tile: int, taps: int
     raise ValueError(f"F({tile}, {taps}): tile and taps must be >= 1")
   n = tile + taps - 1
   if n - 1 > len(POINTS):
-    raise ValueError(f"F({tile}, {taps}) needs {n - 1} interpolation points; "
-                     f"at most {len(POINTS)} are defined (use a smaller tile)")
-  points = [fractions.Fraction(p) for p in POINTS[:n - 1]]
+    raise ValueError(
+      f"F({tile}, {taps}) needs {n - 1} interpolation points; "
+      f"at most {len(POINTS)} are defined (use a smaller tile)"
+    )
+  points = [fractions.Fraction(p) for p in POINTS[: n - 1]]
   interpolate = _inverse(_evaluation(points, n))
   to_float = lambda rows: np.array([[float(v) for v in row] for row in rows])
   a_t = to_float(_evaluation(points, tile)).T
@@ -96,8 +116,9 @@ def transforms(tile: int, taps: int
   return a_t, g, b_t
 
 
-def _combine(coefficients: np.ndarray, arrays: Sequence[jax.Array]
-             ) -> jax.Array:
+def _combine(
+  coefficients: np.ndarray, arrays: Sequence[jax.Array]
+) -> jax.Array:
   """sum_k coefficients[k] * arrays[k], skipping zero terms: elementwise
   work XLA fuses into one pass (a dot with a tiny matrix would not)."""
   total = None
@@ -119,12 +140,17 @@ def _reshape(a: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   if batch_axes is None:
     return a.reshape(shape)
   spec = jax.sharding.PartitionSpec(batch_axes, *[None] * (len(shape) - 1))
-  return jnp.reshape(a, shape, out_sharding=jax.sharding.NamedSharding(
-      sharding.mesh, spec))
+  return jnp.reshape(
+    a, shape, out_sharding=jax.sharding.NamedSharding(sharding.mesh, spec)
+  )
 
 
-def conv1d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
-           tile: int = DEFAULT_TILE) -> jax.Array:
+def conv1d(
+  x: jax.Array,
+  kernel: jax.Array,
+  bias: jax.Array | None = None,
+  tile: int = DEFAULT_TILE,
+) -> jax.Array:
   """'SAME' convolution (cross-correlation, as in flax and PyTorch) along
   axis 1 of x (B, T, C_in) with kernel (taps, C_in, C_out), by F(tile, taps).
 
@@ -133,8 +159,10 @@ def conv1d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
   """
   taps, in_features, _ = kernel.shape
   if x.ndim != 3 or x.shape[-1] != in_features:
-    raise ValueError(f"conv1d wants x of shape (batch, time, {in_features}) "
-                     f"for a kernel of shape {kernel.shape}, got {x.shape}")
+    raise ValueError(
+      f"conv1d wants x of shape (batch, time, {in_features}) "
+      f"for a kernel of shape {kernel.shape}, got {x.shape}"
+    )
   a_t, g, b_t = transforms(tile, taps)
   n = tile + taps - 1
   batch, length, _ = x.shape
@@ -144,10 +172,16 @@ def conv1d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
   # of row t + j // tile: plain slices of a reshape (strided slices, and
   # stacking the transformed inputs into one array, cost XLA extra copies).
   rows = tiles + -(-(taps - 1) // tile)
-  padded = jnp.pad(x, ((0, 0), (before, rows * tile - length - before),
-                       (0, 0))).reshape(batch, rows, tile, in_features)
-  inputs = [_reshape(padded[:, j // tile:j // tile + tiles, j % tile],
-                     (batch * tiles, in_features)) for j in range(n)]
+  padded = jnp.pad(
+    x, ((0, 0), (before, rows * tile - length - before), (0, 0))
+  ).reshape(batch, rows, tile, in_features)
+  inputs = [
+    _reshape(
+      padded[:, j // tile : j // tile + tiles, j % tile],
+      (batch * tiles, in_features),
+    )
+    for j in range(n)
+  ]
   u = jnp.einsum("kr,rio->kio", jnp.asarray(g, kernel.dtype), kernel)
   # One (batch * tiles, C_in) x (C_in, C_out) matmul per position k (as 2-D
   # matmuls XLA runs them faster than with a separate batch axis).
@@ -170,7 +204,11 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", self.kernel_init,
-                        (self.taps, x.shape[-1], self.features), jnp.float32)
+    kernel = self.param(
+      "kernel",
+      self.kernel_init,
+      (self.taps, x.shape[-1], self.features),
+      jnp.float32,
+    )
     bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
     return conv1d(x, kernel.astype(x.dtype), bias.astype(x.dtype), self.tile)

@@ -85,12 +85,16 @@ class CheckpointError(ValueError):
 
 # ----- Checksums. -----
 
+
 def _files(path: str) -> list[str]:
   out = []
   for root, dirs, names in os.walk(path):
     dirs.sort()
-    out += [os.path.relpath(os.path.join(root, n), path) for n in sorted(names)
-            if n not in _UNCHECKED]
+    out += [
+      os.path.relpath(os.path.join(root, n), path)
+      for n in sorted(names)
+      if n not in _UNCHECKED
+    ]
   return out
 
 
@@ -104,9 +108,13 @@ def _sha256(path: str) -> str:
 
 def write_checksums(path: str) -> None:
   """Records the size and sha256 of every file of the checkpoint `path`."""
-  files = {rel: {"bytes": os.path.getsize(os.path.join(path, rel)),
-                 "sha256": _sha256(os.path.join(path, rel))}
-           for rel in _files(path)}
+  files = {
+    rel: {
+      "bytes": os.path.getsize(os.path.join(path, rel)),
+      "sha256": _sha256(os.path.join(path, rel)),
+    }
+    for rel in _files(path)
+  }
   with open(os.path.join(path, CHECKSUMS), "w") as f:
     json.dump({"files": files}, f, indent=1)
     f.flush()
@@ -168,15 +176,22 @@ class _ChecksummedPath(atomicity.AtomicRenameTemporaryPath):
 
 # ----- Managers. -----
 
-def _manager(directory: str, keep: int | None = None,
-             best_metric: str | None = None, writable: bool = False
-             ) -> ocp.CheckpointManager:
+
+def _manager(
+  directory: str,
+  keep: int | None = None,
+  best_metric: str | None = None,
+  writable: bool = False,
+) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=writable,
-      enable_async_checkpointing=False, temporary_path_class=_ChecksummedPath,
-      todelete_subdir=_TRASH if writable else None,
-      best_fn=(lambda m: m[best_metric]) if best_metric else None,
-      best_mode="max")
+    max_to_keep=keep,
+    create=writable,
+    enable_async_checkpointing=False,
+    temporary_path_class=_ChecksummedPath,
+    todelete_subdir=_TRASH if writable else None,
+    best_fn=(lambda m: m[best_metric]) if best_metric else None,
+    best_mode="max",
+  )
   return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
@@ -210,8 +225,11 @@ def _held_target(path: str, target: dict | None, optional) -> dict | None:
 
 def size_of(path: str) -> int:
   """Bytes of all files under `path`."""
-  return sum(os.path.getsize(os.path.join(r, n))
-             for r, _, names in os.walk(path) for n in names)
+  return sum(
+    os.path.getsize(os.path.join(r, n))
+    for r, _, names in os.walk(path)
+    for n in names
+  )
 
 
 def _describe(e: BaseException) -> str:
@@ -229,8 +247,10 @@ def _remove_unfinished(directory: str, log: bool = True) -> None:
   for name in sorted(os.listdir(directory)):
     if TMP_SUFFIX in name or name == _TRASH:
       if log and name != _TRASH:
-        logging.warning("Removing %s: a save that was cut short",
-                        os.path.join(directory, name))
+        logging.warning(
+          "Removing %s: a save that was cut short",
+          os.path.join(directory, name),
+        )
       shutil.rmtree(os.path.join(directory, name))
 
 
@@ -258,8 +278,9 @@ class RunCheckpoints:
   """The latest and the best checkpoints of one workdir, for the process
   that holds its lock (the run)."""
 
-  def __init__(self, workdir: str, best_metric: str,
-               unsaved: tuple[str, ...] = ()):
+  def __init__(
+    self, workdir: str, best_metric: str, unsaved: tuple[str, ...] = ()
+  ):
     self.workdir, self.best_metric = workdir, best_metric
     latest_dir = os.path.join(workdir, LATEST)
     best_dir = os.path.join(workdir, BEST)
@@ -268,11 +289,12 @@ class RunCheckpoints:
       # checkpoints/ is made before best/ is, so only a person removes it.
       k = best_steps[-1]
       raise CheckpointError(
-          f"{latest_dir} is missing but {best_dir} holds step {k}: the latest "
-          f"state is gone. To resume from step {k}, copy it back (mkdir "
-          f"{latest_dir} && cp -r {os.path.join(best_dir, str(k))} "
-          f"{latest_dir}/) and run the same command again; to start over, "
-          "use a new --workdir")
+        f"{latest_dir} is missing but {best_dir} holds step {k}: the latest "
+        f"state is gone. To resume from step {k}, copy it back (mkdir "
+        f"{latest_dir} && cp -r {os.path.join(best_dir, str(k))} "
+        f"{latest_dir}/) and run the same command again; to start over, "
+        "use a new --workdir"
+      )
     if jax.process_index() == 0:
       for directory in (latest_dir, best_dir):
         _remove_unfinished(directory)
@@ -286,8 +308,11 @@ class RunCheckpoints:
     # `unsaved` entries are left out of the checkpoints, except in workdirs
     # whose checkpoints hold them (written by older versions): those keep
     # their layout, so that all of a run's checkpoints have one.
-    saved = [os.path.join(d, str(s)) for d in (latest_dir, best_dir)
-             for s in reversed(_steps(d))]
+    saved = [
+      os.path.join(d, str(s))
+      for d in (latest_dir, best_dir)
+      for s in reversed(_steps(d))
+    ]
     held = next((k for k in map(saved_keys, saved) if k is not None), set())
     self.unsaved = tuple(k for k in unsaved if k not in held)
 
@@ -323,14 +348,19 @@ class RunCheckpoints:
         return
     self._save(self.best, step, state, metrics)
 
-  def _save(self, manager, step: int, state: dict,
-            metrics: dict | None = None) -> None:
+  def _save(
+    self, manager, step: int, state: dict, metrics: dict | None = None
+  ) -> None:
     kind = manager.directory.name
     fault_point(f"{kind}:before_save")
     try:
       with _orbax_errors_held() as held:
-        manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state)), metrics=metrics, force=True)
+        manager.save(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+          metrics=metrics,
+          force=True,
+        )
     except Exception as e:  # orbax wraps I/O errors in its async machinery
       if errors.is_disk_full(e):
         held.clear()  # tracebacks of what the one-line error says
@@ -348,20 +378,28 @@ class RunCheckpoints:
     if jax.process_index() == 0:
       _remove_unfinished(directory, log=False)
     previous = [s for s in _steps(directory) if s != step]
-    need = (size_of(os.path.join(directory, str(previous[-1]))) if previous
-            else sum(x.nbytes for x in jax.tree.leaves(state)))
+    need = (
+      size_of(os.path.join(directory, str(previous[-1])))
+      if previous
+      else sum(x.nbytes for x in jax.tree.leaves(state))
+    )
     free = shutil.disk_usage(directory).free
-    kept = (f"{os.path.join(directory, str(previous[-1]))} is intact"
-            if previous else "no earlier checkpoint was touched")
+    kept = (
+      f"{os.path.join(directory, str(previous[-1]))} is intact"
+      if previous
+      else "no earlier checkpoint was touched"
+    )
     path = os.path.join(directory, str(step))
     return errors.DiskFullError(
-        f"disk full while saving checkpoint {path}: it needs about "
-        f"{errors.megabytes(need)}, {errors.megabytes(free)} "
-        f"are free there. The partial folder was removed and {kept}: free "
-        "some space, then run the same command again to resume")
+      f"disk full while saving checkpoint {path}: it needs about "
+      f"{errors.megabytes(need)}, {errors.megabytes(free)} "
+      f"are free there. The partial folder was removed and {kept}: free "
+      "some space, then run the same command again to resume"
+    )
 
-  def restore_latest(self, target: dict,
-                     recorded: dict[int, dict] | None = None) -> dict:
+  def restore_latest(
+    self, target: dict, recorded: dict[int, dict] | None = None
+  ) -> dict:
     """The newest latest state whose checksums hold.
 
     A damaged newest checkpoint is moved to <workdir>/damaged/ (with a
@@ -379,35 +417,54 @@ class RunCheckpoints:
       if not steps:
         raise CheckpointError(self._damaged_message(path, problem))
       aside = self._set_aside(path)
-      again = (f"step {step} is" if step == steps[-1] + 1 else
-               f"steps {steps[-1] + 1}-{step} are")
-      logging.warning("checkpoint %s is damaged (%s): moved to %s; resuming "
-                      "from step %d instead (%s trained again)", path,
-                      problem, aside, steps[-1], again)
+      again = (
+        f"step {step} is"
+        if step == steps[-1] + 1
+        else f"steps {steps[-1] + 1}-{step} are"
+      )
+      logging.warning(
+        "checkpoint %s is damaged (%s): moved to %s; resuming "
+        "from step %d instead (%s trained again)",
+        path,
+        problem,
+        aside,
+        steps[-1],
+        again,
+      )
       self.latest.reload()
     try:
-      state = _restore(self.latest, step,
-                       _held_target(path, target, self.unsaved))
+      state = _restore(
+        self.latest, step, _held_target(path, target, self.unsaved)
+      )
     except Exception as e:  # orbax/tensorstore raise many kinds
       raise CheckpointError(
-          f"checkpoint {path} cannot be restored into this run "
-          f"({_describe(e)}): it is from a run with another model or dataset, "
-          "or damaged. Every file was left as it is: use a new --workdir"
+        f"checkpoint {path} cannot be restored into this run "
+        f"({_describe(e)}): it is from a run with another model or dataset, "
+        "or damaged. Every file was left as it is: use a new --workdir"
       ) from None
     if recorded and step in recorded:
-      self._offer_best(step, {k: v for k, v in state.items()
-                              if k not in self.unsaved}, recorded[step])
+      self._offer_best(
+        step,
+        {k: v for k, v in state.items() if k not in self.unsaved},
+        recorded[step],
+      )
     return state
 
   def _damaged_message(self, path: str, problem: str) -> str:
     latest_dir = os.fspath(self.latest.directory)
     best = self.best.best_step()
-    resume = (f" (or first copy {self.best.directory / str(best)} into "
-              f"{latest_dir} to resume from step {best})" if best else "")
-    return (f"checkpoint {path} is damaged: {problem}. No earlier checkpoint "
-            "is left and every file was left as it is: move it out of "
-            f"{latest_dir} and run the same command to start this run "
-            f"again{resume}, or use a new --workdir")
+    resume = (
+      f" (or first copy {self.best.directory / str(best)} into "
+      f"{latest_dir} to resume from step {best})"
+      if best
+      else ""
+    )
+    return (
+      f"checkpoint {path} is damaged: {problem}. No earlier checkpoint "
+      "is left and every file was left as it is: move it out of "
+      f"{latest_dir} and run the same command to start this run "
+      f"again{resume}, or use a new --workdir"
+    )
 
   def _set_aside(self, path: str) -> str:
     folder = os.path.join(self.workdir, DAMAGED)
@@ -427,8 +484,11 @@ class RunCheckpoints:
 
 
 def _restore(manager, step: int, target: dict | None) -> dict:
-  restore = (ocp.args.StandardRestore(target) if target is not None
-             else ocp.args.StandardRestore())
+  restore = (
+    ocp.args.StandardRestore(target)
+    if target is not None
+    else ocp.args.StandardRestore()
+  )
   return manager.restore(step, args=ocp.args.Composite(state=restore))["state"]
 
 
@@ -442,17 +502,23 @@ def _pick(directory: str, which: str) -> int | None:
   # the worse one).
   manager = _manager(directory)
   try:
+
     def value(step):
       metrics = list((manager.metrics(step) or {}).values())
       return metrics[0] if metrics else -math.inf
+
     return max(steps, key=value)
   finally:
     manager.close()
 
 
-def restore_state(workdir: str, which: str = BEST, target: dict | None = None,
-                  attempts: int = 5, optional: tuple[str, ...] = ()
-                  ) -> tuple[int, dict]:
+def restore_state(
+  workdir: str,
+  which: str = BEST,
+  target: dict | None = None,
+  attempts: int = 5,
+  optional: tuple[str, ...] = (),
+) -> tuple[int, dict]:
   """(step, state) of a finished or running workdir's best/latest checkpoint.
 
   Reads only: safe while that run trains. A checkpoint that the run deletes
@@ -465,13 +531,16 @@ def restore_state(workdir: str, which: str = BEST, target: dict | None = None,
   directory = os.path.join(workdir, which)
   if not os.path.isdir(directory):
     raise FileNotFoundError(
-        f"no {which!r} checkpoints in {workdir}: train that run first "
-        f"(python -m exo2ego_jax.train --workdir {workdir} ...)")
+      f"no {which!r} checkpoints in {workdir}: train that run first "
+      f"(python -m exo2ego_jax.train --workdir {workdir} ...)"
+    )
   for attempt in range(attempts):
     step = _pick(directory, which)
     if step is None:
-      raise FileNotFoundError(f"{directory} holds no complete checkpoint: "
-                              "train that run (again) first")
+      raise FileNotFoundError(
+        f"{directory} holds no complete checkpoint: "
+        "train that run (again) first"
+      )
     path = os.path.join(directory, str(step))
     try:
       problem = verify(path)
@@ -479,20 +548,26 @@ def restore_state(workdir: str, which: str = BEST, target: dict | None = None,
         raise CheckpointError(problem)
       manager = _manager(directory)
       try:
-        return step, _restore(manager, step,
-                              _held_target(path, target, optional))
+        return step, _restore(
+          manager, step, _held_target(path, target, optional)
+        )
       finally:
         manager.close()
     except Exception as e:  # orbax/tensorstore raise many kinds
-      if attempt + 1 < attempts and (not os.path.isdir(path) or
-                                     _pick(directory, which) != step):
+      if attempt + 1 < attempts and (
+        not os.path.isdir(path) or _pick(directory, which) != step
+      ):
         time.sleep(0.1 * attempt)  # deleted under us by the running run
         continue
-      what = (str(e) if isinstance(e, CheckpointError) else
-              f"{_describe(e)}; truncated, corrupt, or from another model")
+      what = (
+        str(e)
+        if isinstance(e, CheckpointError)
+        else f"{_describe(e)}; truncated, corrupt, or from another model"
+      )
       raise CheckpointError(
-          f"checkpoint {path} is unreadable: {what}. It was left as it is: "
-          "restore it from a copy, or train that run again") from None
+        f"checkpoint {path} is unreadable: {what}. It was left as it is: "
+        "restore it from a copy, or train that run again"
+      ) from None
   raise AssertionError("unreachable")
 
 

@@ -20,11 +20,15 @@ from exo2ego_jax.runtime import errors
 
 # Compiled programs are cached across runs (a benchmark compiles the same
 # C2F-TCN steps for every seed). JAX_COMPILATION_CACHE_DIR overrides the place.
-CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "exo2ego_jax",
-                         "xla")
+CACHE_DIR = os.path.join(
+  os.path.expanduser("~"), ".cache", "exo2ego_jax", "xla"
+)
 
-flags.DEFINE_bool("verbose", False, "On a failure, print the traceback above "
-                  "the one-line error (see errors.py).")
+flags.DEFINE_bool(
+  "verbose",
+  False,
+  "On a failure, print the traceback above the one-line error (see errors.py).",
+)
 
 HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull")
 # The flag that names a config file, in the commands that have one.
@@ -72,19 +76,28 @@ def _flag_value(argv, name: str) -> str | None:
 def _config_overrides(argv) -> list[str]:
   """Dotted names of the `--config.<name>` overrides in argv."""
   prefix = f"--{CONFIG_FLAG}."
-  return [arg[len(prefix):].split("=", 1)[0] for arg in argv
-          if arg.startswith(prefix)]
+  return [
+    arg[len(prefix) :].split("=", 1)[0]
+    for arg in argv
+    if arg.startswith(prefix)
+  ]
 
 
 def _missing_config_message(path: str) -> str:
   here = os.path.dirname(path)
   names = [os.path.basename(p) for p in glob.glob(os.path.join(here, "*.py"))]
-  near = difflib.get_close_matches(os.path.basename(path), names, n=1,
-                                   cutoff=0.6)
-  hint = (f"did you mean {os.path.join(here, near[0])}? " if near else
-          "run the command from the repository root (where configs/ is) or ")
-  return (f"--{CONFIG_FLAG} {path}: no such config file; {hint}"
-          "give the path of a configs/*.py file")
+  near = difflib.get_close_matches(
+    os.path.basename(path), names, n=1, cutoff=0.6
+  )
+  hint = (
+    f"did you mean {os.path.join(here, near[0])}? "
+    if near
+    else "run the command from the repository root (where configs/ is) or "
+  )
+  return (
+    f"--{CONFIG_FLAG} {path}: no such config file; {hint}"
+    "give the path of a configs/*.py file"
+  )
 
 
 def _config_file(argv) -> str | None:
@@ -99,6 +112,7 @@ def print_help(argv) -> None:
   """The command's docstring and flags; with --config, its fields."""
   # pylint: disable=g-import-not-at-top
   from exo2ego_jax.runtime import config_help
+
   main_module = sys.modules["__main__"]
   print((main_module.__doc__ or "").strip() + "\n")
   if "--helpfull" in argv:
@@ -111,8 +125,10 @@ def print_help(argv) -> None:
   elif path:
     print(f"\n{_missing_config_message(path)}")
   elif CONFIG_FLAG in flags.FLAGS:
-    print(f"\nAdd --{CONFIG_FLAG} configs/<file>.py to --help to list the "
-          "fields of that config,\nwith their values and meanings.")
+    print(
+      f"\nAdd --{CONFIG_FLAG} configs/<file>.py to --help to list the "
+      "fields of that config,\nwith their values and meanings."
+    )
   print("\n--helpfull lists the flags of every library too.")
 
 
@@ -120,6 +136,7 @@ def _parse_flags(argv):
   """absl's flag parsing, with every mistake reported in one line."""
   # pylint: disable=g-import-not-at-top
   from exo2ego_jax.runtime import config_help
+
   path = _config_file(argv)
   if path is not None and not os.path.exists(path):
     sys.exit(f"error: {_missing_config_message(path)}")
@@ -155,8 +172,10 @@ def run(main) -> None:
 
   def quiet_main(argv):
     import jax  # pylint: disable=g-import-not-at-top
-    setup_logging(verbose=flags.FLAGS["verbosity"].present or
-                  flags.FLAGS.verbose)
+
+    setup_logging(
+      verbose=flags.FLAGS["verbosity"].present or flags.FLAGS.verbose
+    )
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
       jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

@@ -119,8 +119,9 @@ def describe(path: str, width: int = 80) -> str:
     lines.append(f"  {name} = {value!r}")
     note = notes.get(name)
     if note:
-      lines += textwrap.wrap(note, width, initial_indent="      ",
-                             subsequent_indent="      ")
+      lines += textwrap.wrap(
+        note, width, initial_indent="      ", subsequent_indent="      "
+      )
   return "\n".join(lines)
 
 
@@ -134,6 +135,8 @@ def unknown_field(path: str, names) -> str | None:
       continue
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     hint = f"did you mean --config.{close[0]}? " if close else ""
-    return (f"--config.{name}: {path} has no field {name!r}; {hint}"
-            f"`--config {path} --help` lists its fields")
+    return (
+      f"--config.{name}: {path} has no field {name!r}; {hint}"
+      f"`--config {path} --help` lists its fields"
+    )
   return None

@@ -35,15 +35,18 @@ def requested(environ: Mapping[str, str] = os.environ) -> bool:
   if flag in ("0", "false", "no"):
     return False
   return flag in ("1", "true", "yes") or bool(
-      environ.get("JAX_COORDINATOR_ADDRESS"))
+    environ.get("JAX_COORDINATOR_ADDRESS")
+  )
 
 
 def cluster_args(environ: Mapping[str, str] = os.environ) -> dict:
   """Explicit `jax.distributed.initialize` arguments found in the environment
   (JAX itself reads only the coordinator address and the local devices)."""
   args = {}
-  for name, key in (("num_processes", "JAX_NUM_PROCESSES"),
-                    ("process_id", "JAX_PROCESS_ID")):
+  for name, key in (
+    ("num_processes", "JAX_NUM_PROCESSES"),
+    ("process_id", "JAX_PROCESS_ID"),
+  ):
     if environ.get(key):
       args[name] = int(environ[key])
   return args

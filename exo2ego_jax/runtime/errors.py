@@ -48,8 +48,11 @@ def is_disk_full(e: BaseException) -> bool:
   """Whether ENOSPC is anywhere in `e`'s chain (orbax and asyncio wrap it,
   sometimes only as text)."""
   for x in _chain(e):
-    if (isinstance(x, OSError) and x.errno == errno.ENOSPC or
-        "No space left on device" in str(x)):
+    if (
+      isinstance(x, OSError)
+      and x.errno == errno.ENOSPC
+      or "No space left on device" in str(x)
+    ):
       return True
     if any(is_disk_full(y) for y in getattr(x, "exceptions", None) or ()):
       return True  # an ExceptionGroup
@@ -66,12 +69,20 @@ def one_line(e: BaseException) -> tuple[str, bool]:
   if isinstance(e, DiskFullError):
     return str(e), True
   if is_disk_full(e):
-    where = next((x.filename for x in _chain(e)
-                  if isinstance(x, OSError) and x.filename), None)
-    return (f"disk full{f' writing {where}' if where else ''}: free some "
-            "space, then run the same command again"), True
-  known = (ValueError, FileNotFoundError, FloatingPointError,
-           workdir.WorkdirInUseError)
+    where = next(
+      (x.filename for x in _chain(e) if isinstance(x, OSError) and x.filename),
+      None,
+    )
+    return (
+      f"disk full{f' writing {where}' if where else ''}: free some "
+      "space, then run the same command again"
+    ), True
+  known = (
+    ValueError,
+    FileNotFoundError,
+    FloatingPointError,
+    workdir.WorkdirInUseError,
+  )
   text = " ".join(str(e).split()) or type(e).__name__
   return text, isinstance(e, known)
 
@@ -84,8 +95,9 @@ def _write_log(e: BaseException) -> str | None:
   path = os.path.join(workdir, LOG_NAME)
   try:
     with open(path, "a") as f:
-      f.write(f"----- {datetime.datetime.now().isoformat()} "
-              f"{' '.join(sys.argv)}\n")
+      f.write(
+        f"----- {datetime.datetime.now().isoformat()} {' '.join(sys.argv)}\n"
+      )
       traceback.print_exception(e, file=f)
   except OSError:
     return None
@@ -106,8 +118,10 @@ def _quiet_unraisable(unraisable) -> None:
   """Drops the errors of library callbacks that fire after the event loop
   they report to was closed (orbax's writes still in flight after a failed
   save: hundreds of identical tracebacks after the real error)."""
-  if (unraisable.exc_type is RuntimeError and
-      str(unraisable.exc_value) == "Event loop is closed"):
+  if (
+    unraisable.exc_type is RuntimeError
+    and str(unraisable.exc_value) == "Event loop is closed"
+  ):
     return
   sys.__unraisablehook__(unraisable)
 
@@ -130,16 +144,21 @@ def call(main, argv):
     sys.stderr.write("error: interrupted (Ctrl-C)\n")
     sys.exit(INTERRUPTED_EXIT_CODE)
   except Exception as e:  # pylint: disable=broad-except
-    verbose = (flags.FLAGS["verbosity"].present or
-               "verbose" in flags.FLAGS and flags.FLAGS["verbose"].value)
+    verbose = (
+      flags.FLAGS["verbosity"].present
+      or "verbose" in flags.FLAGS
+      and flags.FLAGS["verbose"].value
+    )
     message, known = one_line(e)
     if verbose:
       traceback.print_exc()
     elif not known:
       log = _write_log(e)
       where = f"the traceback is in {log}" if log else "--verbose prints it"
-      message = (f"{type(e).__name__}: {message} (an unexpected failure; "
-                 f"{where}; please report it)")
+      message = (
+        f"{type(e).__name__}: {message} (an unexpected failure; "
+        f"{where}; please report it)"
+      )
     sys.stdout.flush()
     sys.exit(f"error: {message}")
 
@@ -148,10 +167,15 @@ def end_of_stopped_run(results: dict) -> None:
   """Ends a command whose run stopped on a signal (its state saved): prints
   how to resume and exits, with 130 for Ctrl-C and 0 for SIGTERM (a
   scheduler's preemption: the job is simply started again)."""
-  what = {"SIGINT": "interrupted (Ctrl-C)"}.get(results["signal"],
-                                                "preempted")
-  saved = (f"state saved in {results['workdir']}" if results.get("saved", True)
-           else f"nothing new to save in {results['workdir']}")
-  print(f"{what} at step {results['step']}; {saved}: run the same command "
-        "again to resume", flush=True)
+  what = {"SIGINT": "interrupted (Ctrl-C)"}.get(results["signal"], "preempted")
+  saved = (
+    f"state saved in {results['workdir']}"
+    if results.get("saved", True)
+    else f"nothing new to save in {results['workdir']}"
+  )
+  print(
+    f"{what} at step {results['step']}; {saved}: run the same command "
+    "again to resume",
+    flush=True,
+  )
   sys.exit(INTERRUPTED_EXIT_CODE if results["signal"] == "SIGINT" else 0)

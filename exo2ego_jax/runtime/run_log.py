@@ -44,6 +44,7 @@ class EventWriter:
     from tensorboard.compat.proto import event_pb2
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.summary.writer import event_file_writer
+
     # pylint: enable=g-import-not-at-top
     self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
     self._writer = event_file_writer.EventFileWriter(logdir)
@@ -51,17 +52,28 @@ class EventWriter:
       # A resumed run repeats the steps after its last checkpoint: a restart
       # event at the first new step makes TensorBoard drop the older events
       # from that step on.
-      self._writer.add_event(event_pb2.Event(
-          wall_time=time.time(), step=start_step + 1,
-          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+      self._writer.add_event(
+        event_pb2.Event(
+          wall_time=time.time(),
+          step=start_step + 1,
+          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
+        )
+      )
 
   def scalars(self, step: int, values: dict) -> None:
     """Writes {tag: number}; None values are left out."""
-    summary = self._summary_pb2.Summary(value=[
+    summary = self._summary_pb2.Summary(
+      value=[
         self._summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
-        for tag, value in values.items() if value is not None])
-    self._writer.add_event(self._event_pb2.Event(
-        wall_time=time.time(), step=int(step), summary=summary))
+        for tag, value in values.items()
+        if value is not None
+      ]
+    )
+    self._writer.add_event(
+      self._event_pb2.Event(
+        wall_time=time.time(), step=int(step), summary=summary
+      )
+    )
 
   def flush(self) -> None:
     self._writer.flush()
@@ -78,18 +90,32 @@ class RunReport:
   evaluation, and `close()` at the end (or use it as a context manager).
   """
 
-  def __init__(self, workdir: str, name: str, total_steps: int,
-               start_step: int = 0, progress: bool = True,
-               write_events: bool = True):
+  def __init__(
+    self,
+    workdir: str,
+    name: str,
+    total_steps: int,
+    start_step: int = 0,
+    progress: bool = True,
+    write_events: bool = True,
+  ):
     self.name, self.total, self.start = name, total_steps, start_step
     self.progress = progress
     # A finished run only re-reports: no new event file for it.
-    self._events = (EventWriter(workdir, start_step)
-                    if write_events and start_step < total_steps else None)
+    self._events = (
+      EventWriter(workdir, start_step)
+      if write_events and start_step < total_steps
+      else None
+    )
     self._bar = None
     if progress and sys.stderr.isatty():
-      self._bar = tqdm.tqdm(total=total_steps, initial=start_step, desc=name,
-                            dynamic_ncols=True, file=sys.stderr)
+      self._bar = tqdm.tqdm(
+        total=total_steps,
+        initial=start_step,
+        desc=name,
+        dynamic_ncols=True,
+        file=sys.stderr,
+      )
     self._step = start_step
     self._loss = None
     self._timer_step = None  # first step timed (after compilation)
@@ -97,8 +123,12 @@ class RunReport:
     self._compile_start = None
     self._last_line = time.time()
     if start_step >= total_steps:
-      log.info("%s: finished run (step %d of %d), reporting its results",
-               name, start_step, total_steps)
+      log.info(
+        "%s: finished run (step %d of %d), reporting its results",
+        name,
+        start_step,
+        total_steps,
+      )
     elif start_step:
       log.info("%s: resumed at step %d of %d", name, start_step, total_steps)
 
@@ -132,16 +162,20 @@ class RunReport:
     if self._timer_step is None or self._step <= self._timer_step:
       return None
     return (self._step - self._timer_step) / max(
-        time.time() - self._timer_start, 1e-9)
+      time.time() - self._timer_start, 1e-9
+    )
 
   def status(self) -> str:
     """`name: step n of N (p%), x steps/s, ETA t, loss l`."""
-    parts = [f"{self.name}: step {self._step} of {self.total} "
-             f"({100 * self._step / max(self.total, 1):.0f}%)"]
+    parts = [
+      f"{self.name}: step {self._step} of {self.total} "
+      f"({100 * self._step / max(self.total, 1):.0f}%)"
+    ]
     rate = self.steps_per_second()
     if rate:
-      parts.append(f"{rate:.2f} steps/s, ETA "
-                   f"{duration((self.total - self._step) / rate)}")
+      parts.append(
+        f"{rate:.2f} steps/s, ETA {duration((self.total - self._step) / rate)}"
+      )
     if self._loss is not None:
       parts.append(f"loss {self._loss:.4f}")
     return ", ".join(parts)
@@ -154,17 +188,26 @@ class RunReport:
       if self._bar is not None:
         self._bar.set_postfix(loss=f"{self._loss:.4f}")
     if self._events is not None:
-      values = {f"train/{k}": v for k, v in means.items()
-                if isinstance(v, (int, float))}
+      values = {
+        f"train/{k}": v for k, v in means.items() if isinstance(v, (int, float))
+      }
       values["train/steps_per_second"] = rate
       self._events.scalars(step, values)
     return rate
 
-  def evaluated(self, step: int, split: str, view: str, summary: dict,
-                keys=("f1@10", "f1@25", "f1@50", "edit", "mof")) -> None:
+  def evaluated(
+    self,
+    step: int,
+    split: str,
+    view: str,
+    summary: dict,
+    keys=("f1@10", "f1@25", "f1@50", "edit", "mof"),
+  ) -> None:
     """Logs an evaluation: a line, and its metrics under `<split>/`."""
-    self.write(f"{self.name}: step {step}: {split}/{view} " + " ".join(
-        f"{k}={summary[k]:.2f}" for k in keys))
+    self.write(
+      f"{self.name}: step {step}: {split}/{view} "
+      + " ".join(f"{k}={summary[k]:.2f}" for k in keys)
+    )
     if self._events is not None:
       self._events.scalars(step, {f"{split}/{k}": summary[k] for k in keys})
       self._events.flush()

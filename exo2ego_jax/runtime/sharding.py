@@ -42,7 +42,8 @@ class DataParallel:
   def batch(self) -> jax.sharding.NamedSharding:
     """The leading axis split over the devices (batches, windows)."""
     return jax.sharding.NamedSharding(
-        self.mesh, jax.sharding.PartitionSpec(DATA_AXIS))
+      self.mesh, jax.sharding.PartitionSpec(DATA_AXIS)
+    )
 
   @property
   def size(self) -> int:
@@ -51,8 +52,9 @@ class DataParallel:
   def check_divides(self, key: str, value: int) -> None:
     """A global batch size (config `key`) must split evenly."""
     if value % self.size:
-      raise ValueError(f"{key}={value} must be a multiple of the "
-                       f"{self.size} devices")
+      raise ValueError(
+        f"{key}={value} must be a multiple of the {self.size} devices"
+      )
 
   def from_process_rows(self, rows: np.ndarray) -> jax.Array:
     """A global batch from this process's own rows (each host passes its
@@ -63,19 +65,22 @@ class DataParallel:
     """A global batch from one that every process holds in full: each
     process contributes its own rows (multi-host safe)."""
     rows = len(batch) // jax.process_count()
-    mine = batch[jax.process_index() * rows:(jax.process_index() + 1) * rows]
+    mine = batch[jax.process_index() * rows : (jax.process_index() + 1) * rows]
     return self.from_process_rows(mine)
 
   def from_host_array(self, array: np.ndarray) -> jax.Array:
     """`array`, held whole by every process, sharded along its leading
     axis (each device reads its own slice)."""
-    return jax.make_array_from_callback(array.shape, self.batch,
-                                        lambda index: array[index])
+    return jax.make_array_from_callback(
+      array.shape, self.batch, lambda index: array[index]
+    )
 
 
-def data_parallel(local: bool = False, auto_axes: bool = False,
-                  devices: Sequence[jax.Device] | None = None
-                  ) -> DataParallel:
+def data_parallel(
+  local: bool = False,
+  auto_axes: bool = False,
+  devices: Sequence[jax.Device] | None = None,
+) -> DataParallel:
   """The data-parallel mesh over every device of every host (`local`: over
   this process's devices; `devices`: over exactly those, for tests).
   `auto_axes`: an Auto axis, for the ViT backbone (see the module doc)."""

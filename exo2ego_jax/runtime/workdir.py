@@ -19,17 +19,17 @@ MUTABLE_FIELDS = ("progress",)
 # before": a run whose config.json lacks one continues (and is reused by the
 # benchmark) when the new config leaves it at that value.
 ADDED_FIELDS = {
-    "data.train_fraction": 1.0,
-    "data.subset_seed": 0,
-    "data.sync_offset": 0,
-    "data.sync_offset_mode": "fixed",
-    "data.eval_chunk_sizes": None,
-    "model.conv_impl": "xla",
-    "data.windows": "random",
-    "loss.ignore_background": False,
-    "loss.smooth_average": "valid_pairs",
-    "early_stopping_patience": 0,
-    "model.bn_unbiased_var": False,
+  "data.train_fraction": 1.0,
+  "data.subset_seed": 0,
+  "data.sync_offset": 0,
+  "data.sync_offset_mode": "fixed",
+  "data.eval_chunk_sizes": None,
+  "model.conv_impl": "xla",
+  "data.windows": "random",
+  "loss.ignore_background": False,
+  "loss.smooth_average": "valid_pairs",
+  "early_stopping_patience": 0,
+  "model.bn_unbiased_var": False,
 }
 
 
@@ -56,8 +56,9 @@ def locked(workdir: str):
       f.seek(0)
       owner = f.read().strip() or "another process"
       raise WorkdirInUseError(
-          f"{workdir} is in use by {owner}: wait for that run to end, or "
-          "choose another --workdir") from None
+        f"{workdir} is in use by {owner}: wait for that run to end, or "
+        "choose another --workdir"
+      ) from None
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()} on {os.uname().nodename}")
@@ -82,27 +83,38 @@ def flatten(tree: dict, prefix: str = "") -> dict:
   return flat
 
 
-def check_same_config(workdir: str, config_json: str,
-                      allow_change: bool) -> None:
+def check_same_config(
+  workdir: str, config_json: str, allow_change: bool
+) -> None:
   """Refuses to continue a run in `workdir` under a different config."""
   path = os.path.join(workdir, "config.json")
   if allow_change or not os.path.exists(path):
     return
-  old = flatten(read_json(path, "if the config you pass is this run's, "
-                          "--allow_config_change writes it again; otherwise "
-                          "use a new --workdir"))
+  old = flatten(
+    read_json(
+      path,
+      "if the config you pass is this run's, "
+      "--allow_config_change writes it again; otherwise "
+      "use a new --workdir",
+    )
+  )
   new = flatten(json.loads(config_json))
   for key, value in ADDED_FIELDS.items():
     old.setdefault(key, value)
-  changed = sorted(k for k in set(old) | set(new)
-                   if k not in MUTABLE_FIELDS and old.get(k) != new.get(k))
+  changed = sorted(
+    k
+    for k in set(old) | set(new)
+    if k not in MUTABLE_FIELDS and old.get(k) != new.get(k)
+  )
   if changed:
-    details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
-                        for k in changed[:6])
+    details = ", ".join(
+      f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:6]
+    )
     raise ConfigMismatchError(
-        f"{workdir} holds a run with another config ({details}): use a new "
-        "--workdir, or pass --allow_config_change to continue this run with "
-        "the new config")
+      f"{workdir} holds a run with another config ({details}): use a new "
+      "--workdir, or pass --allow_config_change to continue this run with "
+      "the new config"
+    )
 
 
 def read_json(path: str, fix: str):
@@ -111,8 +123,9 @@ def read_json(path: str, fix: str):
     with open(path) as f:
       return json.load(f)
   except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
-    raise ValueError(f"{path} is unreadable (cut short or edited: {e}): "
-                     f"{fix}") from None
+    raise ValueError(
+      f"{path} is unreadable (cut short or edited: {e}): {fix}"
+    ) from None
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -161,8 +174,9 @@ def rewind_metrics(workdir: str, step: int) -> None:
 def evaluations(workdir: str, split: str) -> dict[int, dict]:
   """{step: record} of the evaluations on `split` in metrics.jsonl."""
   records, _ = _read_records(os.path.join(workdir, METRICS))
-  return {r["step"]: r for r in records
-          if r.get("split") == split and "step" in r}
+  return {
+    r["step"]: r for r in records if r.get("split") == split and "step" in r
+  }
 
 
 class PreemptionFlag:
@@ -188,14 +202,18 @@ class PreemptionFlag:
   def _handle(self, signum, frame):
     del frame
     if signum == signal.SIGINT and self.signal == "SIGINT":
-      sys.stderr.write("\nerror: interrupted again (Ctrl-C): stopped without "
-                       "saving; run the same command again to resume from "
-                       "the last checkpoint\n")
+      sys.stderr.write(
+        "\nerror: interrupted again (Ctrl-C): stopped without "
+        "saving; run the same command again to resume from "
+        "the last checkpoint\n"
+      )
       sys.stderr.flush()
       os._exit(130)  # pylint: disable=protected-access
     if signum == signal.SIGINT:
-      sys.stderr.write("\nCtrl-C: stopping after this step and saving it "
-                       "(Ctrl-C again stops at once, without saving)\n")
+      sys.stderr.write(
+        "\nCtrl-C: stopping after this step and saving it "
+        "(Ctrl-C again stops at once, without saving)\n"
+      )
       sys.stderr.flush()
     self.requested = True
     self.signal = self.signal or signal.Signals(signum).name

@@ -32,16 +32,22 @@ class Outcome:
   stopped_early: int | None = None
 
 
-def run(state, *, start_step: int, end_step: int,
-        train_step: Callable[[Any, int], tuple[Any, Any]],
-        ckpt: checkpoints.RunCheckpoints, preemption,
-        log_now: Callable[[int], bool],
-        flush: Callable[[int, list], None],
-        evaluate_now: Callable[[int], bool],
-        evaluate: Callable[[int, Any], dict],
-        checkpoint_every: int = 0, flush_before_save: bool = True,
-        stop_after_evaluation: Callable[[int], bool] | None = None
-        ) -> Outcome:
+def run(
+  state,
+  *,
+  start_step: int,
+  end_step: int,
+  train_step: Callable[[Any, int], tuple[Any, Any]],
+  ckpt: checkpoints.RunCheckpoints,
+  preemption,
+  log_now: Callable[[int], bool],
+  flush: Callable[[int, list], None],
+  evaluate_now: Callable[[int], bool],
+  evaluate: Callable[[int, Any], dict],
+  checkpoint_every: int = 0,
+  flush_before_save: bool = True,
+  stop_after_evaluation: Callable[[int], bool] | None = None,
+) -> Outcome:
   """Trains steps start_step+1..end_step; returns how it ended.
 
   `train_step(state, step)` -> (state, log entry): one compiled step on
@@ -54,10 +60,21 @@ def run(state, *, start_step: int, end_step: int,
   then stops at once).
   """
   try:
-    outcome = _steps(state, start_step, end_step, train_step, ckpt,
-                     preemption, log_now, flush, evaluate_now, evaluate,
-                     checkpoint_every, flush_before_save,
-                     stop_after_evaluation)
+    outcome = _steps(
+      state,
+      start_step,
+      end_step,
+      train_step,
+      ckpt,
+      preemption,
+      log_now,
+      flush,
+      evaluate_now,
+      evaluate,
+      checkpoint_every,
+      flush_before_save,
+      stop_after_evaluation,
+    )
   finally:
     ckpt.close()
   if outcome.preempted_at is None:
@@ -65,11 +82,24 @@ def run(state, *, start_step: int, end_step: int,
   return outcome
 
 
-def _steps(state, start_step, end_step, train_step, ckpt, preemption,
-           log_now, flush, evaluate_now, evaluate, checkpoint_every,
-           flush_before_save, stop_after_evaluation) -> Outcome:
+def _steps(
+  state,
+  start_step,
+  end_step,
+  train_step,
+  ckpt,
+  preemption,
+  log_now,
+  flush,
+  evaluate_now,
+  evaluate,
+  checkpoint_every,
+  flush_before_save,
+  stop_after_evaluation,
+) -> Outcome:
   if start_step < end_step and distributed.any_process(
-      preemption.requested):  # during setup: nothing new to save
+    preemption.requested
+  ):  # during setup: nothing new to save
     return Outcome(state, preempted_at=start_step, saved=False)
   pending = []  # log entries since the last flush
   for step in range(start_step + 1, end_step + 1):
@@ -78,8 +108,11 @@ def _steps(state, start_step, end_step, train_step, ckpt, preemption,
     pending.append(entry)
     evaluating = evaluate_now(step)
     preempted = distributed.any_process(preemption.requested)
-    save_now = evaluating or preempted or bool(
-        checkpoint_every and step % checkpoint_every == 0)
+    save_now = (
+      evaluating
+      or preempted
+      or bool(checkpoint_every and step % checkpoint_every == 0)
+    )
     if log_now(step) or (flush_before_save and save_now):
       flush(step, pending)  # never checkpoint a state that went non-finite
       pending = []

@@ -30,8 +30,9 @@ def _masked_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
   return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def cross_entropy(probs: jax.Array, labels: jax.Array, mask: jax.Array
-                  ) -> jax.Array:
+def cross_entropy(
+  probs: jax.Array, labels: jax.Array, mask: jax.Array
+) -> jax.Array:
   """Mean negative log-likelihood of `labels` under `probs` (B, T, C).
 
   Frames labelled IGNORE_LABEL or outside the mask do not count.
@@ -53,8 +54,9 @@ def smoothing(probs: jax.Array, mask: jax.Array) -> jax.Array:
   return _masked_mean(per_pair, pair_valid)
 
 
-def reference_smoothing(probs: jax.Array, labels: jax.Array, mask: jax.Array
-                        ) -> jax.Array:
+def reference_smoothing(
+  probs: jax.Array, labels: jax.Array, mask: jax.Array
+) -> jax.Array:
   """The published code's smoothing term: clamp((log p_t - stopgrad(log
   p_{t-1}))^2, 0, 16) weighted by whether step t is valid and not labelled
   IGNORE_LABEL, averaged over all B * (T - 1) * C elements."""
@@ -65,10 +67,13 @@ def reference_smoothing(probs: jax.Array, labels: jax.Array, mask: jax.Array
   return jnp.mean(clamped * valid.astype(clamped.dtype))
 
 
-def supervised_loss(probs: jax.Array, labels: jax.Array, mask: jax.Array,
-                    smooth_weight: float = 0.17,
-                    smooth_average: str = "valid_pairs"
-                    ) -> tuple[jax.Array, dict]:
+def supervised_loss(
+  probs: jax.Array,
+  labels: jax.Array,
+  mask: jax.Array,
+  smooth_weight: float = 0.17,
+  smooth_average: str = "valid_pairs",
+) -> tuple[jax.Array, dict]:
   """C2F-TCN loss on the ensemble probabilities: CE + 0.17 * smoothing,
   the smoothing averaged as `smooth_average` (SMOOTH_AVERAGES) says."""
   ce = cross_entropy(probs, labels, mask)
@@ -79,29 +84,34 @@ def supervised_loss(probs: jax.Array, labels: jax.Array, mask: jax.Array,
   return ce + smooth_weight * smooth, {"ce": ce, "smooth": smooth}
 
 
-def masked_mse(prediction: jax.Array, target: jax.Array, mask: jax.Array
-               ) -> jax.Array:
+def masked_mse(
+  prediction: jax.Array, target: jax.Array, mask: jax.Array
+) -> jax.Array:
   """Mean squared error over valid frames and channels of (B, T, C) arrays."""
   per_frame = jnp.mean((prediction - target) ** 2, axis=-1)
   return _masked_mean(per_frame, mask.astype(per_frame.dtype))
 
 
-def head_distillation(student_heads: Sequence[jax.Array],
-                      teacher_heads: Sequence[jax.Array],
-                      head_masks: Sequence[jax.Array],
-                      weights: Sequence[float]) -> jax.Array:
+def head_distillation(
+  student_heads: Sequence[jax.Array],
+  teacher_heads: Sequence[jax.Array],
+  head_masks: Sequence[jax.Array],
+  weights: Sequence[float],
+) -> jax.Array:
   """Weighted sum over heads of the MSE between student and teacher logits.
 
   Heads are compared at their own temporal resolution with their own masks.
   """
-  terms = [w * masked_mse(s, jax.lax.stop_gradient(t), m)
-           for s, t, m, w in zip(student_heads, teacher_heads, head_masks,
-                                 weights)]
+  terms = [
+    w * masked_mse(s, jax.lax.stop_gradient(t), m)
+    for s, t, m, w in zip(student_heads, teacher_heads, head_masks, weights)
+  ]
   return sum(terms)
 
 
-def domain_cross_entropy(logits: jax.Array, is_target: jax.Array,
-                         mask: jax.Array) -> jax.Array:
+def domain_cross_entropy(
+  logits: jax.Array, is_target: jax.Array, mask: jax.Array
+) -> jax.Array:
   """Binary cross-entropy of domain logits (target = 1) over valid entries."""
   is_target = jnp.broadcast_to(is_target, logits.shape).astype(logits.dtype)
   nll = optax.sigmoid_binary_cross_entropy(logits, is_target)
@@ -123,5 +133,6 @@ def marginal_entropy(probs: jax.Array, mask: jax.Array) -> jax.Array:
   et al., ICML 2020)."""
   weights = mask.astype(probs.dtype)[..., None]
   mean = jnp.sum(probs * weights, axis=(0, 1)) / jnp.maximum(
-      jnp.sum(weights), 1.0)
+    jnp.sum(weights), 1.0
+  )
   return -jnp.sum(mean * jnp.log(mean + LOG_EPS))

@@ -31,13 +31,17 @@ METRIC_TITLES = ("F1@10", "F1@25", "F1@50", "Edit", "MoF")
 load_config_file = config_help.load
 
 
-def method_config(bench: ml_collections.ConfigDict, method: str, seed: int,
-                  point: dict | None = None
-                  ) -> tuple[ml_collections.ConfigDict, str]:
+def method_config(
+  bench: ml_collections.ConfigDict,
+  method: str,
+  seed: int,
+  point: dict | None = None,
+) -> tuple[ml_collections.ConfigDict, str]:
   """The training config and workdir of one method and seed; `point` (a
   sweep point: {dotted config key: value}) is applied last. A point that
   leaves the config as it was shares the method's own workdir."""
   from exo2ego_jax.methods import registry
+
   config = load_config_file(bench.method_configs[method])
   config.seed = seed
   config.progress = bench.progress
@@ -64,8 +68,9 @@ def method_config(bench: ml_collections.ConfigDict, method: str, seed: int,
 
 def point_name(point: dict) -> str:
   """A sweep point as a row and folder name, e.g. train_fraction=0.5."""
-  return ",".join(f"{key.rsplit('.', 1)[-1]}={value}"
-                  for key, value in point.items())
+  return ",".join(
+    f"{key.rsplit('.', 1)[-1]}={value}" for key, value in point.items()
+  )
 
 
 def sweep_points(bench: ml_collections.ConfigDict) -> list[dict]:
@@ -74,70 +79,98 @@ def sweep_points(bench: ml_collections.ConfigDict) -> list[dict]:
   if not sweep or not sweep.grid:
     return []
   if sweep.method not in bench.method_configs:
-    raise ValueError(f"config.sweep.method={sweep.method!r} has no entry in "
-                     "config.method_configs")
+    raise ValueError(
+      f"config.sweep.method={sweep.method!r} has no entry in "
+      "config.method_configs"
+    )
   fixed = fixed_settings(sweep)
   return [dict(fixed, **{sweep.key: value}) for value in sweep.grid]
 
 
 def fixed_settings(sweep: ml_collections.ConfigDict) -> dict:
   """The settings a sweep sets on every point, as {dotted key: value}."""
-  return workdir_lib.flatten(sweep.fixed.to_dict()) if sweep.get("fixed") else {}
+  return (
+    workdir_lib.flatten(sweep.fixed.to_dict()) if sweep.get("fixed") else {}
+  )
 
 
-def study_rows(bench: ml_collections.ConfigDict
-               ) -> list[tuple[str, str, dict | None]]:
+def study_rows(
+  bench: ml_collections.ConfigDict,
+) -> list[tuple[str, str, dict | None]]:
   """(row name, method, sweep point) of every table row, in order: the
   methods, then one row per sweep point."""
   rows = [(method, method, None) for method in bench.methods]
   points = sweep_points(bench)
   if points:
     short = bench.sweep.key.rsplit(".", 1)[-1]
-    rows += [(f"{bench.sweep.method} {short}={value}", bench.sweep.method,
-              point) for value, point in zip(bench.sweep.grid, points)]
+    rows += [
+      (f"{bench.sweep.method} {short}={value}", bench.sweep.method, point)
+      for value, point in zip(bench.sweep.grid, points)
+    ]
   return rows
 
 
 def summarize(scores: dict) -> dict:
   """{row: {metric: (mean, std)}} over seeds."""
-  return {row: {m: (float(np.mean([s[m] for s in per_seed])),
-                    float(np.std([s[m] for s in per_seed])))
-                for m in METRICS}
-          for row, per_seed in scores.items()}
+  return {
+    row: {
+      m: (
+        float(np.mean([s[m] for s in per_seed])),
+        float(np.std([s[m] for s in per_seed])),
+      )
+      for m in METRICS
+    }
+    for row, per_seed in scores.items()
+  }
 
 
-def gap_closed(table: dict, row: str, lower: str, upper: str,
-               metric: str) -> float:
+def gap_closed(
+  table: dict, row: str, lower: str, upper: str, metric: str
+) -> float:
   """Share of the lower -> upper gap that `row` closes, in percent."""
-  lo, hi, value = (table[lower][metric][0], table[upper][metric][0],
-                   table[row][metric][0])
+  lo, hi, value = (
+    table[lower][metric][0],
+    table[upper][metric][0],
+    table[row][metric][0],
+  )
   return 100.0 * (value - lo) / (hi - lo) if hi != lo else float("nan")
 
 
 def markdown_table(table: dict, methods, lower: str, upper: str) -> str:
   """The results as Markdown; reference rows (not in `methods`) get no
   gap-closed figure."""
-  lines = ["| method | " + " | ".join(METRIC_TITLES) +
-           " | gap closed (Edit / F1@25) |",
-           "|---" * (len(METRICS) + 2) + "|"]
+  lines = [
+    "| method | "
+    + " | ".join(METRIC_TITLES)
+    + " | gap closed (Edit / F1@25) |",
+    "|---" * (len(METRICS) + 2) + "|",
+  ]
   for row, values in table.items():
     cells = [f"{mean:.2f} ± {std:.2f}" for mean, std in values.values()]
     closed = ""
-    if row in methods and row not in (lower, upper) and {lower, upper} <= set(
-        table):
-      closed = " / ".join(f"{gap_closed(table, row, lower, upper, m):.0f}%"
-                          for m in ("edit", "f1@25"))
+    if (
+      row in methods
+      and row not in (lower, upper)
+      and {lower, upper} <= set(table)
+    ):
+      closed = " / ".join(
+        f"{gap_closed(table, row, lower, upper, m):.0f}%"
+        for m in ("edit", "f1@25")
+      )
     lines.append(f"| {row} | " + " | ".join(cells) + f" | {closed} |")
   return "\n".join(lines)
 
 
-def find_labels(config: ml_collections.ConfigDict, split: str, view: str,
-                video_id: str) -> np.ndarray:
+def find_labels(
+  config: ml_collections.ConfigDict, split: str, view: str, video_id: str
+) -> np.ndarray:
   """Ground-truth labels of one recording (for the figure)."""
   from exo2ego_jax.data import datasets
   from exo2ego_jax.evaluation import evaluator
-  _, sources = datasets.open_dataset(config.dataset.name,
-                                     config.dataset.data_dir)
+
+  _, sources = datasets.open_dataset(
+    config.dataset.name, config.dataset.data_dir
+  )
   source = sources[split]
   for i in range(len(source)):
     example = source[i]
@@ -150,11 +183,14 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
   """Trains and scores every (method, seed); returns the results dict."""
   from exo2ego_jax.evaluation import plots
   from exo2ego_jax.training import trainer
+
   out = bench.results_dir or bench.workdir  # tables and figure go here
   os.makedirs(out, exist_ok=True)
   test = f"{bench.test_split}/{bench.test_view}"
-  reference = (f"{bench.teacher} scored on {bench.test_split}/"
-               f"{bench.teacher_reference_view} (reference)")
+  reference = (
+    f"{bench.teacher} scored on {bench.test_split}/"
+    f"{bench.teacher_reference_view} (reference)"
+  )
   rows = study_rows(bench)
   scores: dict = {row: [] for row, _, _ in rows}
   if bench.teacher_reference_view:
@@ -164,91 +200,138 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
   runs = [(seed, *row) for seed in bench.seeds for row in rows]
   for i, (seed, row, method, point) in enumerate(runs, 1):
     config, workdir = method_config(bench, method, seed, point)
-    log.info("%s", study_progress(i, len(runs), list(seconds.values()),
-                                  time.time() - start) +
-             f": {row} seed {seed} ({workdir})")
+    log.info(
+      "%s",
+      study_progress(i, len(runs), list(seconds.values()), time.time() - start)
+      + f": {row} seed {seed} ({workdir})",
+    )
     t0 = time.time()
     run = trainer.train_and_evaluate(config, workdir)
     if run.get("preempted"):  # the study continues when run again
       errors.end_of_stopped_run(run)
-    summary = trainer.evaluate_run(config, workdir, bench.test_split,
-                                   view=bench.test_view)
+    summary = trainer.evaluate_run(
+      config, workdir, bench.test_split, view=bench.test_view
+    )
     scores[row].append({m: summary[m] for m in METRICS})
     if row == bench.teacher and bench.teacher_reference_view:
-      ref = trainer.evaluate_run(config, workdir, bench.test_split,
-                                 view=bench.teacher_reference_view,
-                                 write_predictions=False)
+      ref = trainer.evaluate_run(
+        config,
+        workdir,
+        bench.test_split,
+        view=bench.teacher_reference_view,
+        write_predictions=False,
+      )
       scores[reference].append({m: ref[m] for m in METRICS})
     seconds[f"{row}/seed{seed}"] = round(time.time() - t0, 1)
-    print(f"{row} seed {seed} on {test}: " + " ".join(
-        f"{t}={summary[m]:.2f}" for m, t in zip(METRICS, METRIC_TITLES)) +
-          f" ({seconds[f'{row}/seed{seed}']:.0f} s)", flush=True)
+    print(
+      f"{row} seed {seed} on {test}: "
+      + " ".join(
+        f"{t}={summary[m]:.2f}" for m, t in zip(METRICS, METRIC_TITLES)
+      )
+      + f" ({seconds[f'{row}/seed{seed}']:.0f} s)",
+      flush=True,
+    )
     if seed == bench.seeds[0] and point is None:
-      predictions[row] = os.path.join(workdir, "eval",
-                                         f"{bench.test_split}_"
-                                         f"{bench.test_view}", "predictions")
+      predictions[row] = os.path.join(
+        workdir, "eval", f"{bench.test_split}_{bench.test_view}", "predictions"
+      )
       last_summary, last_config = summary, config
   table = summarize(scores)
   gap_rows = [row for row, _, _ in rows]
   markdown = markdown_table(table, gap_rows, bench.lower, bench.upper)
   results = {
-      "table": {row: {m: {"mean": v[0], "std": v[1]} for m, v in
-                      values.items()} for row, values in table.items()},
-      "gap_closed_percent": {
-          row: {m: gap_closed(table, row, bench.lower, bench.upper, m)
-                for m in METRICS}
-          for row in gap_rows if row not in (bench.lower, bench.upper)
-          and {bench.lower, bench.upper} <= set(table)},
-      "per_seed": scores, "seeds": list(bench.seeds), "scored_on": test,
-      "background_policy": last_summary["background_policy"],
-      "seconds_per_run": seconds,
-      "total_seconds": round(time.time() - start, 1),
+    "table": {
+      row: {m: {"mean": v[0], "std": v[1]} for m, v in values.items()}
+      for row, values in table.items()
+    },
+    "gap_closed_percent": {
+      row: {
+        m: gap_closed(table, row, bench.lower, bench.upper, m) for m in METRICS
+      }
+      for row in gap_rows
+      if row not in (bench.lower, bench.upper)
+      and {bench.lower, bench.upper} <= set(table)
+    },
+    "per_seed": scores,
+    "seeds": list(bench.seeds),
+    "scored_on": test,
+    "background_policy": last_summary["background_policy"],
+    "seconds_per_run": seconds,
+    "total_seconds": round(time.time() - start, 1),
   }
   sweep = bench.sweep if any(point for _, _, point in rows) else None
   if sweep:
-    curve = {m: [table[row][m] for row, _, point in rows if point]
-             for m in sweep.metrics}
-    references = {row: {m: table[row][m][0] for m in sweep.metrics}
-                  for row in sweep.references if row in table}
+    curve = {
+      m: [table[row][m] for row, _, point in rows if point]
+      for m in sweep.metrics
+    }
+    references = {
+      row: {m: table[row][m][0] for m in sweep.metrics}
+      for row in sweep.references
+      if row in table
+    }
     results["sweep"] = {
-        "method": sweep.method, "key": sweep.key,
-        "values": list(sweep.grid),
-        "fixed": fixed_settings(sweep),
-        "curve": {m: [{"mean": mean, "std": std} for mean, std in values]
-                  for m, values in curve.items()},
-        "references": references}
+      "method": sweep.method,
+      "key": sweep.key,
+      "values": list(sweep.grid),
+      "fixed": fixed_settings(sweep),
+      "curve": {
+        m: [{"mean": mean, "std": std} for mean, std in values]
+        for m, values in curve.items()
+      },
+      "references": references,
+    }
   with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
   with open(os.path.join(out, "results.md"), "w") as f:
-    f.write(f"Scored on {test} ({last_summary['background_policy']}), mean "
-            f"± std over seeds {list(bench.seeds)}.\n\n{markdown}\n")
+    f.write(
+      f"Scored on {test} ({last_summary['background_policy']}), mean "
+      f"± std over seeds {list(bench.seeds)}.\n\n{markdown}\n"
+    )
   if sweep:
-    plots.sweep_curves(os.path.join(out, "sweep.png"), list(sweep.grid),
-                       curve, references, xlabel=sweep.label,
-                       title=f"{sweep.method} on {test}, mean ± std over "
-                       f"{len(bench.seeds)} seeds", label=sweep.method,
-                       metric_titles=dict(zip(METRICS, METRIC_TITLES)))
+    plots.sweep_curves(
+      os.path.join(out, "sweep.png"),
+      list(sweep.grid),
+      curve,
+      references,
+      xlabel=sweep.label,
+      title=f"{sweep.method} on {test}, mean ± std over "
+      f"{len(bench.seeds)} seeds",
+      label=sweep.method,
+      metric_titles=dict(zip(METRICS, METRIC_TITLES)),
+    )
   per_video = last_summary["per_video"]
   video_id = per_video[min(bench.plot_video_index, len(per_video) - 1)][
-      "video_id"]
+    "video_id"
+  ]
   plots.segmentation_bars(
-      os.path.join(out, "segmentation.png"), video_id, predictions,
-      last_summary["class_names"],
-      find_labels(last_config, bench.test_split, bench.test_view, video_id))
+    os.path.join(out, "segmentation.png"),
+    video_id,
+    predictions,
+    last_summary["class_names"],
+    find_labels(last_config, bench.test_split, bench.test_view, video_id),
+  )
   print(markdown)
-  log.info("study done in %s; results in %s (tensorboard --logdir %s)",
-           run_log.duration(results["total_seconds"]), out, bench.workdir)
+  log.info(
+    "study done in %s; results in %s (tensorboard --logdir %s)",
+    run_log.duration(results["total_seconds"]),
+    out,
+    bench.workdir,
+  )
   return results
 
 
-def study_progress(run: int, runs: int, run_seconds: list[float],
-                   elapsed: float) -> str:
+def study_progress(
+  run: int, runs: int, run_seconds: list[float], elapsed: float
+) -> str:
   """`run i of n, elapsed t, ETA t`: the study's ETA is the mean time of the
   runs so far times the runs left (runs reused from an earlier invocation
   are quick and make it optimistic until new ones are trained)."""
   text = f"run {run} of {runs}, elapsed {run_log.duration(elapsed)}"
   if run_seconds:
     mean = sum(run_seconds) / len(run_seconds)
-    text += (f", ETA {run_log.duration(mean * (runs - run + 1))} "
-             f"(from {len(run_seconds)} runs so far)")
+    text += (
+      f", ETA {run_log.duration(mean * (runs - run + 1))} "
+      f"(from {len(run_seconds)} runs so far)"
+    )
   return text

@@ -55,98 +55,135 @@ def added_option(config: ml_collections.ConfigDict, key: str):
   it) get the value that reproduces them."""
   section, _, name = key.rpartition(".")
   return (config[section] if section else config).get(
-      name, workdir_lib.ADDED_FIELDS[key])
+    name, workdir_lib.ADDED_FIELDS[key]
+  )
 
 
 def eval_chunk_sizes(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   """Chunk sizes averaged at evaluation (test-time augmentation)."""
-  sizes = (added_option(config, "data.eval_chunk_sizes") or
-           (config.data.chunk_size,))
+  sizes = added_option(config, "data.eval_chunk_sizes") or (
+    config.data.chunk_size,
+  )
   return tuple(int(c) for c in sizes)
 
 
-def build_mode(config: ml_collections.ConfigDict,
-               info: datasets.DatasetInfo) -> methods_base.Method:
+def build_mode(
+  config: ml_collections.ConfigDict, info: datasets.DatasetInfo
+) -> methods_base.Method:
   """Checks the config against the dataset and builds the run's method."""
   method = registry.get(config.mode)
   for split in (config.data.train_split, config.data.eval_split):
     if split not in info.splits:
-      raise ValueError(f"dataset {info.name} has no split {split!r} (it has "
-                       f"{', '.join(info.splits)}): fix config.data.*_split")
+      raise ValueError(
+        f"dataset {info.name} has no split {split!r} (it has "
+        f"{', '.join(info.splits)}): fix config.data.*_split"
+      )
   if config.data.train_split.startswith("test") or (
-      config.data.eval_split.startswith("test")):
-    raise ValueError("the test split must never train or select models: set "
-                     "config.data.eval_split to a validation split")
+    config.data.eval_split.startswith("test")
+  ):
+    raise ValueError(
+      "the test split must never train or select models: set "
+      "config.data.eval_split to a validation split"
+    )
   for view in (config.data.view, config.data.eval_view):
     if view not in input_pipeline.VIEWS:
       raise ValueError(f"view {view!r} is unknown: use 'exo' or 'ego'")
   input_pipeline.check_fraction(added_option(config, "data.train_fraction"))
-  if (added_option(config, "data.sync_offset") and
-      not method.trains_on_sync_pairs):
+  if (
+    added_option(config, "data.sync_offset") and not method.trains_on_sync_pairs
+  ):
     raise ValueError(
-        f"config.data.sync_offset shifts the student's view against the "
-        f"teacher's; mode {config.mode} trains on no synchronized pair: "
-        f"leave it 0, or use one of "
-        f"{', '.join(registry.names(where=lambda m: m.trains_on_sync_pairs))}")
+      f"config.data.sync_offset shifts the student's view against the "
+      f"teacher's; mode {config.mode} trains on no synchronized pair: "
+      f"leave it 0, or use one of "
+      f"{', '.join(registry.names(where=lambda m: m.trains_on_sync_pairs))}"
+    )
   offset_mode = added_option(config, "data.sync_offset_mode")
   if offset_mode not in input_pipeline.OFFSET_MODES:
-    raise ValueError(f"config.data.sync_offset_mode={offset_mode!r} is "
-                     f"unknown: use one of "
-                     f"{', '.join(input_pipeline.OFFSET_MODES)}")
+    raise ValueError(
+      f"config.data.sync_offset_mode={offset_mode!r} is "
+      f"unknown: use one of "
+      f"{', '.join(input_pipeline.OFFSET_MODES)}"
+    )
   if any(int(c) < 1 for c in eval_chunk_sizes(config)):
-    raise ValueError(f"config.data.eval_chunk_sizes="
-                     f"{eval_chunk_sizes(config)} must be positive integers")
-  recipe_choices = (("loss.smooth_average", losses.SMOOTH_AVERAGES),
-                    ("data.windows", input_pipeline.WINDOW_MODES))
+    raise ValueError(
+      f"config.data.eval_chunk_sizes="
+      f"{eval_chunk_sizes(config)} must be positive integers"
+    )
+  recipe_choices = (
+    ("loss.smooth_average", losses.SMOOTH_AVERAGES),
+    ("data.windows", input_pipeline.WINDOW_MODES),
+  )
   for key, choices in recipe_choices:
     if added_option(config, key) not in choices:
-      raise ValueError(f"config.{key}={added_option(config, key)!r} is "
-                       f"unknown: use one of {', '.join(choices)}")
+      raise ValueError(
+        f"config.{key}={added_option(config, key)!r} is "
+        f"unknown: use one of {', '.join(choices)}"
+      )
   if config.best_metric not in evaluator.SELECTION_METRICS:
-    raise ValueError(f"config.best_metric={config.best_metric!r} is unknown: "
-                     f"use one of {', '.join(evaluator.SELECTION_METRICS)}")
+    raise ValueError(
+      f"config.best_metric={config.best_metric!r} is unknown: "
+      f"use one of {', '.join(evaluator.SELECTION_METRICS)}"
+    )
   if added_option(config, "early_stopping_patience") < 0:
     raise ValueError("config.early_stopping_patience must be >= 0 (0: off)")
   conv_impl = added_option(config, "model.conv_impl")
   if conv_impl not in c2f_tcn.CONV_IMPLS:
-    raise ValueError(f"config.model.conv_impl={conv_impl!r} is unknown: use "
-                     f"one of {', '.join(c2f_tcn.CONV_IMPLS)}")
+    raise ValueError(
+      f"config.model.conv_impl={conv_impl!r} is unknown: use "
+      f"one of {', '.join(c2f_tcn.CONV_IMPLS)}"
+    )
   return method.from_config(  # the method checks its own settings
-      config, info,
-      model=c2f_tcn.C2FTCN(
-          num_classes=info.num_classes, conv_impl=conv_impl,
-          bn_unbiased_var=added_option(config, "model.bn_unbiased_var")),
-      ensemble_weights=tuple(config.model.ensemble_weights),
-      smooth_weight=config.loss.smooth_weight,
-      smooth_average=added_option(config, "loss.smooth_average"),
-      train_view=config.data.view)
+    config,
+    info,
+    model=c2f_tcn.C2FTCN(
+      num_classes=info.num_classes,
+      conv_impl=conv_impl,
+      bn_unbiased_var=added_option(config, "model.bn_unbiased_var"),
+    ),
+    ensemble_weights=tuple(config.model.ensemble_weights),
+    smooth_weight=config.loss.smooth_weight,
+    smooth_average=added_option(config, "loss.smooth_average"),
+    train_view=config.data.view,
+  )
 
 
-def load_frozen(config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
-                mode: methods_base.Method, loaded: dict | None = None) -> dict:
+def load_frozen(
+  config: ml_collections.ConfigDict,
+  info: datasets.DatasetInfo,
+  mode: methods_base.Method,
+  loaded: dict | None = None,
+) -> dict:
   """Parameters a run uses without training: teacher, adapter. `loaded`
   gets where each came from (runtime/frozen.py records it)."""
   frozen = {}
   if mode.loads_teacher:
     teacher_config = read_run_config(config.teacher_workdir)
     if teacher_config.get("mode") not in registry.names(
-        where=lambda m: m.is_teacher):
-      raise ValueError(f"teacher {config.teacher_workdir} is a "
-                       f"{teacher_config.get('mode')} run: the teacher must "
-                       f"be {methods_base.TEACHER_RUN}")
+      where=lambda m: m.is_teacher
+    ):
+      raise ValueError(
+        f"teacher {config.teacher_workdir} is a "
+        f"{teacher_config.get('mode')} run: the teacher must "
+        f"be {methods_base.TEACHER_RUN}"
+      )
     teacher = frozen_lib.restore(config.teacher_workdir, loaded, "teacher")
-    frozen["teacher"] = {"params": teacher["params"],
-                         "batch_stats": teacher["batch_stats"]}
+    frozen["teacher"] = {
+      "params": teacher["params"],
+      "batch_stats": teacher["batch_stats"],
+    }
     check_teacher(frozen["teacher"], config, info, mode)
   if mode.loads_adapter:
-    adapter_state = frozen_lib.restore(config.adapter_workdir, loaded,
-                                       "adapter")
+    adapter_state = frozen_lib.restore(
+      config.adapter_workdir, loaded, "adapter"
+    )
     frozen["adapter"] = adapter_state["params"]
   return frozen
 
 
-def check_teacher(teacher: dict, config, info,
-                  mode: methods_base.Method) -> None:
+def check_teacher(
+  teacher: dict, config, info, mode: methods_base.Method
+) -> None:
   """The teacher must be a C2F-TCN for this dataset's features and classes."""
   x = jnp.zeros((1, 8, info.feature_dim))
   expected = jax.eval_shape(lambda: mode.model.init(jax.random.key(0), x))
@@ -154,79 +191,119 @@ def check_teacher(teacher: dict, config, info,
   got = jax.tree.map(lambda a: tuple(a.shape), teacher["params"])
   if want != got:
     raise ValueError(
-        f"teacher {config.teacher_workdir} does not match this run's "
-        f"C2F-TCN for {info.name} ({info.feature_dim}-d features, "
-        f"{info.num_classes} classes): train the teacher on this dataset")
+      f"teacher {config.teacher_workdir} does not match this run's "
+      f"C2F-TCN for {info.name} ({info.feature_dim}-d features, "
+      f"{info.num_classes} classes): train the teacher on this dataset"
+    )
 
 
 def read_run_config(workdir: str) -> dict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: {workdir} is not a run "
-                            "directory of exo2ego_jax.train")
+    raise FileNotFoundError(
+      f"{path} not found: {workdir} is not a run directory of exo2ego_jax.train"
+    )
   return workdir_lib.read_json(
-      path, "restore it from a copy, or pass the run's config with --config")
+    path, "restore it from a copy, or pass the run's config with --config"
+  )
 
 
-def make_optimizer(config: ml_collections.ConfigDict
-                   ) -> optax.GradientTransformation:
+def make_optimizer(
+  config: ml_collections.ConfigDict,
+) -> optax.GradientTransformation:
   """Adam with L2 weight decay added to the gradient (PyTorch's Adam)."""
-  return optax.chain(optax.add_decayed_weights(config.optim.weight_decay),
-                     optax.adam(config.optim.learning_rate))
+  return optax.chain(
+    optax.add_decayed_weights(config.optim.weight_decay),
+    optax.adam(config.optim.learning_rate),
+  )
 
 
-def init_state(mode: methods_base.Method, frozen: dict, optimizer,
-               feature_dim: int, seed: int) -> dict:
+def init_state(
+  mode: methods_base.Method,
+  frozen: dict,
+  optimizer,
+  feature_dim: int,
+  seed: int,
+) -> dict:
   """Fresh state, as the method initialises it (students: the teacher)."""
-  params, batch_stats = mode.init_params(jax.random.key(seed), frozen,
-                                         feature_dim)
+  params, batch_stats = mode.init_params(
+    jax.random.key(seed), frozen, feature_dim
+  )
   params = jax.tree.map(jnp.array, params)  # own copies, never the teacher's
   batch_stats = jax.tree.map(jnp.array, batch_stats)
-  return {"step": jnp.zeros((), jnp.int32), "params": params,
-          "batch_stats": batch_stats, "opt_state": optimizer.init(params),
-          "frozen": jax.tree.map(jnp.asarray, frozen)}
+  return {
+    "step": jnp.zeros((), jnp.int32),
+    "params": params,
+    "batch_stats": batch_stats,
+    "opt_state": optimizer.init(params),
+    "frozen": jax.tree.map(jnp.asarray, frozen),
+  }
 
 
-def make_train_step(mode: methods_base.Method, optimizer,
-                    skip_nonfinite: bool = False):
+def make_train_step(
+  mode: methods_base.Method, optimizer, skip_nonfinite: bool = False
+):
   """The jitted update. With `skip_nonfinite`, a batch whose loss or gradient
   is NaN/inf leaves the state unchanged (its log says finite=0)."""
+
   def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
     grad_fn = jax.value_and_grad(
-        lambda p: mode.loss(p, state, batch), has_aux=True)
+      lambda p: mode.loss(p, state, batch), has_aux=True
+    )
     (loss, (batch_stats, logs)), grads = grad_fn(state["params"])
-    updates, opt_state = optimizer.update(grads, state["opt_state"],
-                                          state["params"])
+    updates, opt_state = optimizer.update(
+      grads, state["opt_state"], state["params"]
+    )
     params = optax.apply_updates(state["params"], updates)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    logs = dict(logs, loss=loss, grad_norm=grad_norm,
-                finite=finite.astype(jnp.float32))
-    new_state = dict(state, step=state["step"] + 1, params=params,
-                     batch_stats=batch_stats, opt_state=opt_state)
+    logs = dict(
+      logs, loss=loss, grad_norm=grad_norm, finite=finite.astype(jnp.float32)
+    )
+    new_state = dict(
+      state,
+      step=state["step"] + 1,
+      params=params,
+      batch_stats=batch_stats,
+      opt_state=opt_state,
+    )
     if skip_nonfinite:  # drop the update, keep counting steps
-      new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                               new_state, dict(state, step=new_state["step"]))
+      new_state = jax.tree.map(
+        lambda new, old: jnp.where(finite, new, old),
+        new_state,
+        dict(state, step=new_state["step"]),
+      )
     return new_state, logs
+
   return train_step
 
 
-def make_predict_fn(mode: methods_base.Method, state: dict,
-                    parallel: sharding_lib.DataParallel):
+def make_predict_fn(
+  mode: methods_base.Method, state: dict, parallel: sharding_lib.DataParallel
+):
   """Host-callable (windows, masks) -> probabilities, compiled once."""
   # Multi-host: every process passes the same windows and gets all the
   # probabilities back (replicated output), so scoring needs no gather.
-  predict = jax.jit(lambda s, x, m: mode.predict_probs(s, x, m),
-                    out_shardings=parallel.replicated)
+  predict = jax.jit(
+    lambda s, x, m: mode.predict_probs(s, x, m),
+    out_shardings=parallel.replicated,
+  )
 
   def predict_fn(windows: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    return np.asarray(predict(state, parallel.from_host_array(windows),
-                              parallel.from_host_array(masks)))
+    return np.asarray(
+      predict(
+        state,
+        parallel.from_host_array(windows),
+        parallel.from_host_array(masks),
+      )
+    )
+
   return predict_fn
 
 
-def patience_exhausted(step: int, best_step: int | None, eval_every: int,
-                       patience: int) -> bool:
+def patience_exhausted(
+  step: int, best_step: int | None, eval_every: int, patience: int
+) -> bool:
   """Early stopping: `patience` evaluations (every `eval_every` steps) have
   passed since the best checkpoint without a better one."""
   if best_step is None:
@@ -239,8 +316,11 @@ def append_jsonl(workdir: str, record: dict) -> None:
     workdir_lib.append_metrics(workdir, record)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       allow_config_change: bool = False) -> dict:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  allow_config_change: bool = False,
+) -> dict:
   """Runs (or resumes, or re-reports) one training run; returns results.
 
   The workdir is locked for the duration; SIGTERM or Ctrl-C makes the run
@@ -251,59 +331,78 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   created = not os.path.exists(workdir)
   os.makedirs(workdir, exist_ok=True)
   # Multi-host: the hosts share the workdir, and process 0 locks it for all.
-  lock = (workdir_lib.locked(workdir) if jax.process_index() == 0
-          else contextlib.nullcontext())
+  lock = (
+    workdir_lib.locked(workdir)
+    if jax.process_index() == 0
+    else contextlib.nullcontext()
+  )
   try:
     with lock, workdir_lib.PreemptionFlag() as preemption:
       return _run(config, workdir, allow_config_change, preemption)
   except BaseException:
     # A start refused by the checks leaves no empty workdir behind.
-    if (created and jax.process_index() == 0 and
-        set(os.listdir(workdir)) <= {".lock"}):
+    if (
+      created
+      and jax.process_index() == 0
+      and set(os.listdir(workdir)) <= {".lock"}
+    ):
       for name in os.listdir(workdir):
         os.remove(os.path.join(workdir, name))
       os.rmdir(workdir)
     raise
 
 
-def _check_finite(workdir: str, pending: list, sources, split: str,
-                  skip: bool) -> None:
+def _check_finite(
+  workdir: str, pending: list, sources, split: str, skip: bool
+) -> None:
   """Raises (or, when skipping, warns) for the first non-finite step."""
   for step, indices, finite in pending:
     if finite:
       continue
-    videos = sorted({evaluator.decode_id(sources[split][int(i)]["video_id"])
-                     for i in indices})
+    videos = sorted(
+      {evaluator.decode_id(sources[split][int(i)]["video_id"]) for i in indices}
+    )
     if skip:
-      log.warning("step %d: non-finite loss or gradient, update skipped "
-                  "(videos %s)", step, ", ".join(videos))
+      log.warning(
+        "step %d: non-finite loss or gradient, update skipped (videos %s)",
+        step,
+        ", ".join(videos),
+      )
       continue
     raise NonFiniteLossError(
-        f"non-finite loss or gradient at step {step} (batch of videos "
-        f"{', '.join(videos)}); {workdir} keeps its last good checkpoint. "
-        "Check those videos' features, lower config.optim.learning_rate, or "
-        "set --config.skip_nonfinite_batches=True to skip such batches.")
+      f"non-finite loss or gradient at step {step} (batch of videos "
+      f"{', '.join(videos)}); {workdir} keeps its last good checkpoint. "
+      "Check those videos' features, lower config.optim.learning_rate, or "
+      "set --config.skip_nonfinite_batches=True to skip such batches."
+    )
 
 
-def _run(config: ml_collections.ConfigDict, workdir: str,
-         allow_config_change: bool, preemption) -> dict:
+def _run(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  allow_config_change: bool,
+  preemption,
+) -> dict:
   # ----- Setup: workdir, dataset, checks before any compute. -----
-  info, sources = datasets.open_dataset(config.dataset.name,
-                                        config.dataset.data_dir)
+  info, sources = datasets.open_dataset(
+    config.dataset.name, config.dataset.data_dir
+  )
   mode = build_mode(config, info)
   loaded = {}
   frozen = load_frozen(config, info, mode, loaded)
   workdir_lib.check_same_config(workdir, config.to_json(), allow_config_change)
   if jax.process_index() == 0:
-    workdir_lib.write_atomic(os.path.join(workdir, "config.json"),
-                             config.to_json(indent=2))
+    workdir_lib.write_atomic(
+      os.path.join(workdir, "config.json"), config.to_json(indent=2)
+    )
 
   # ----- Device mesh: data parallel over every device of every host. -----
   parallel = sharding_lib.data_parallel()
   replicated = parallel.replicated
   parallel.check_divides("config.data.batch_size", config.data.batch_size)
-  parallel.check_divides("config.data.eval_batch_size",
-                         config.data.eval_batch_size)
+  parallel.check_divides(
+    "config.data.eval_batch_size", config.data.eval_batch_size
+  )
 
   # ----- Input pipeline. -----
   per_process_batch = config.data.batch_size // jax.process_count()
@@ -312,25 +411,40 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   train_source = mode.train_source(frozen, train_source, config, workdir)
   offset = added_option(config, "data.sync_offset")
   train_ds = input_pipeline.train_dataset(
-      train_source, views=mode.input_views,
-      label_key=mode.label_key, batch_size=per_process_batch,
-      num_epochs=config.num_epochs, max_frames=config.data.max_frames,
-      chunk_size=config.data.chunk_size, zoom=config.data.zoom,
-      seed=config.seed, shard_index=jax.process_index(),
-      shard_count=jax.process_count(), feature_dim=info.feature_dim,
-      num_classes=info.num_classes,
-      fraction=added_option(config, "data.train_fraction"),
-      subset_seed=added_option(config, "data.subset_seed"),
-      sync_offset=(input_pipeline.SyncOffset(
-          offset, added_option(config, "data.sync_offset_mode"),
-          view=config.data.view, seed=config.seed) if offset else None),
-      windows=added_option(config, "data.windows"),
-      ignore_classes=(info.background_classes
-                      if added_option(config, "loss.ignore_background")
-                      else ()))
+    train_source,
+    views=mode.input_views,
+    label_key=mode.label_key,
+    batch_size=per_process_batch,
+    num_epochs=config.num_epochs,
+    max_frames=config.data.max_frames,
+    chunk_size=config.data.chunk_size,
+    zoom=config.data.zoom,
+    seed=config.seed,
+    shard_index=jax.process_index(),
+    shard_count=jax.process_count(),
+    feature_dim=info.feature_dim,
+    num_classes=info.num_classes,
+    fraction=added_option(config, "data.train_fraction"),
+    subset_seed=added_option(config, "data.subset_seed"),
+    sync_offset=(
+      input_pipeline.SyncOffset(
+        offset,
+        added_option(config, "data.sync_offset_mode"),
+        view=config.data.view,
+        seed=config.seed,
+      )
+      if offset
+      else None
+    ),
+    windows=added_option(config, "data.windows"),
+    ignore_classes=(
+      info.background_classes
+      if added_option(config, "loss.ignore_background")
+      else ()
+    ),
+  )
   # E.g. unlabeled target windows, drawn independently (domain adaptation).
-  train_ds = mode.training_windows(train_ds, sources, config,
-                                   per_process_batch)
+  train_ds = mode.training_windows(train_ds, sources, config, per_process_batch)
   total_steps = len(train_ds)
   mode = mode.for_run_length(total_steps)
   steps_per_epoch = max(1, total_steps // config.num_epochs)
@@ -338,24 +452,33 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
 
   # ----- Model, optimiser and state (restored if the run exists). -----
   optimizer = make_optimizer(config)
-  state = jax.jit(lambda: init_state(mode, frozen, optimizer,
-                                     info.feature_dim, config.seed),
-                  out_shardings=replicated)()
+  state = jax.jit(
+    lambda: init_state(mode, frozen, optimizer, info.feature_dim, config.seed),
+    out_shardings=replicated,
+  )()
   # Checkpoints hold what trains; the frozen parts are re-attached (older
   # workdirs' checkpoints hold them too, and those copies are used).
-  ckpt = checkpoints.RunCheckpoints(workdir, config.best_metric,
-                                    unsaved=(frozen_lib.STATE_KEY,))
+  ckpt = checkpoints.RunCheckpoints(
+    workdir, config.best_metric, unsaved=(frozen_lib.STATE_KEY,)
+  )
   if ckpt.unsaved:
     try:
-      frozen_lib.check_or_record(workdir, frozen_lib.describe(loaded, frozen),
-                                 first_start=ckpt.latest_step() is None)
+      frozen_lib.check_or_record(
+        workdir,
+        frozen_lib.describe(loaded, frozen),
+        first_start=ckpt.latest_step() is None,
+      )
     except BaseException:
       ckpt.close()
       raise
   if ckpt.latest_step() is not None:
-    recorded = {s: {config.best_metric: r[config.best_metric]} for s, r in
-                workdir_lib.evaluations(workdir, config.data.eval_split).items()
-                if config.best_metric in r}
+    recorded = {
+      s: {config.best_metric: r[config.best_metric]}
+      for s, r in workdir_lib.evaluations(
+        workdir, config.data.eval_split
+      ).items()
+      if config.best_metric in r
+    }
     restored = ckpt.restore_latest(checkpoints.abstract_like(state), recorded)
     state = jax.device_put(dict(state, **restored), replicated)
   start_step = int(state["step"])
@@ -363,43 +486,56 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
     workdir_lib.rewind_metrics(workdir, start_step)
   patience = added_option(config, "early_stopping_patience")
   stopped_early = None
-  if patience and start_step and patience_exhausted(
-      start_step, ckpt.best_step(), eval_every, patience):
+  if (
+    patience
+    and start_step
+    and patience_exhausted(start_step, ckpt.best_step(), eval_every, patience)
+  ):
     stopped_early = start_step  # a finished, early-stopped run: report it
 
   # ----- Compiled steps. -----
-  train_step = jax.jit(make_train_step(mode, optimizer,
-                                       config.skip_nonfinite_batches),
-                       donate_argnums=0,
-                       out_shardings=(replicated, replicated))
+  train_step = jax.jit(
+    make_train_step(mode, optimizer, config.skip_nonfinite_batches),
+    donate_argnums=0,
+    out_shardings=(replicated, replicated),
+  )
 
   def evaluate(state: dict, split: str, view: str) -> dict:
     summary = evaluator.evaluate_split(
-        make_predict_fn(mode, state, parallel), sources[split],
-        view=view, chunk_sizes=eval_chunk_sizes(config),
-        max_frames=config.data.max_frames,
-        batch_size=config.data.eval_batch_size,
-        class_names=info.class_names,
-        background_classes=info.background_classes,
-        background_policy=config.background_policy)
+      make_predict_fn(mode, state, parallel),
+      sources[split],
+      view=view,
+      chunk_sizes=eval_chunk_sizes(config),
+      max_frames=config.data.max_frames,
+      batch_size=config.data.eval_batch_size,
+      class_names=info.class_names,
+      background_classes=info.background_classes,
+      background_policy=config.background_policy,
+    )
     summary.pop("per_video")
     return summary
 
   # ----- Train loop (training/loop.py): this run's step, logs, evaluation.
-  batches = iter(train_ds[start_step:].to_iter_dataset(
-      input_pipeline.grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
+  batches = iter(
+    train_ds[start_step:].to_iter_dataset(
+      input_pipeline.grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
+    )
+  )
   report = run_log.RunReport(
-      workdir, config.mode, total_steps, start_step,
-      progress=jax.process_index() == 0 and config.progress,
-      write_events=jax.process_index() == 0)
+    workdir,
+    config.mode,
+    total_steps,
+    start_step,
+    progress=jax.process_index() == 0 and config.progress,
+    write_events=jax.process_index() == 0,
+  )
   t0 = time.time()
   split = config.data.train_split
 
   def step_fn(state: dict, step: int) -> tuple[dict, tuple]:
     batch = next(batches)
     indices = batch.pop("index")
-    global_batch = {k: parallel.from_process_rows(v)
-                    for k, v in batch.items()}
+    global_batch = {k: parallel.from_process_rows(v) for k, v in batch.items()}
     if step == start_step + 1:
       report.compiling()
     state, logs = train_step(state, global_batch)
@@ -409,110 +545,176 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
   def flush(step: int, pending: list) -> None:
     """Checks the pending steps are finite, then logs their mean."""
     host = jax.device_get([logs for _, _, logs in pending])
-    _check_finite(workdir, [(s, i, bool(l["finite"])) for (s, i, _), l in
-                            zip(pending, host)], sources, split,
-                  config.skip_nonfinite_batches)
+    _check_finite(
+      workdir,
+      [(s, i, bool(l["finite"])) for (s, i, _), l in zip(pending, host)],
+      sources,
+      split,
+      config.skip_nonfinite_batches,
+    )
     kept = [l for l in host if l["finite"]]  # skipped steps: not averaged
-    mean = {k: float(np.mean([l[k] for l in kept])) if kept else None
-            for k in host[0] if k != "finite"}
+    mean = {
+      k: float(np.mean([l[k] for l in kept])) if kept else None
+      for k in host[0]
+      if k != "finite"
+    }
     mean["skipped"] = len(host) - len(kept)
     rate = report.trained(step, mean)
-    append_jsonl(workdir, dict(
-        mean, step=step, split="train", epoch=step / steps_per_epoch,
+    append_jsonl(
+      workdir,
+      dict(
+        mean,
+        step=step,
+        split="train",
+        epoch=step / steps_per_epoch,
         seconds_since_resume=round(time.time() - t0, 2),
-        steps_per_second=rate and round(rate, 3)))
+        steps_per_second=rate and round(rate, 3),
+      ),
+    )
 
   def evaluate_step(step: int, state: dict) -> dict:
     summary = evaluate(state, config.data.eval_split, config.data.eval_view)
-    append_jsonl(workdir, dict(summary, step=step,
-                               split=config.data.eval_split,
-                               view=config.data.eval_view))
-    report.evaluated(step, config.data.eval_split, config.data.eval_view,
-                     summary)
+    append_jsonl(
+      workdir,
+      dict(
+        summary,
+        step=step,
+        split=config.data.eval_split,
+        view=config.data.eval_view,
+      ),
+    )
+    report.evaluated(
+      step, config.data.eval_split, config.data.eval_view, summary
+    )
     return {config.best_metric: summary[config.best_metric]}
 
   def stop_early(step: int) -> bool:
-    if not (patience and patience_exhausted(step, ckpt.best_step(),
-                                            eval_every, patience)):
+    if not (
+      patience
+      and patience_exhausted(step, ckpt.best_step(), eval_every, patience)
+    ):
       return False
-    report.write(f"step {step}: no better {config.best_metric} in "
-                 f"{patience} evaluations; stopping early")
+    report.write(
+      f"step {step}: no better {config.best_metric} in "
+      f"{patience} evaluations; stopping early"
+    )
     return True
 
   try:
     outcome = loop.run(
-        state, start_step=start_step, end_step=stopped_early or total_steps,
-        train_step=step_fn, ckpt=ckpt, preemption=preemption,
-        log_now=lambda step: step % config.log_every_steps == 0,
-        flush=flush,
-        evaluate_now=lambda step: (step % eval_every == 0 or
-                                   step == total_steps),
-        evaluate=evaluate_step,
-        checkpoint_every=config.checkpoint_every_steps,
-        stop_after_evaluation=stop_early)
+      state,
+      start_step=start_step,
+      end_step=stopped_early or total_steps,
+      train_step=step_fn,
+      ckpt=ckpt,
+      preemption=preemption,
+      log_now=lambda step: step % config.log_every_steps == 0,
+      flush=flush,
+      evaluate_now=lambda step: step % eval_every == 0 or step == total_steps,
+      evaluate=evaluate_step,
+      checkpoint_every=config.checkpoint_every_steps,
+      stop_after_evaluation=stop_early,
+    )
   finally:
     report.close()
   state = outcome.state
   if outcome.preempted_at is not None:
-    return {"mode": config.mode, "preempted": True,
-            "step": outcome.preempted_at, "signal": preemption.signal,
-            "saved": outcome.saved, "workdir": os.path.abspath(workdir)}
+    return {
+      "mode": config.mode,
+      "preempted": True,
+      "step": outcome.preempted_at,
+      "signal": preemption.signal,
+      "saved": outcome.saved,
+      "workdir": os.path.abspath(workdir),
+    }
   stopped_early = outcome.stopped_early or stopped_early
 
   # ----- Results of the best checkpoint on the validation split. -----
   best_step, best = checkpoints.restore_state(
-      workdir, target=checkpoints.abstract_like(state),
-      optional=(frozen_lib.STATE_KEY,))
+    workdir,
+    target=checkpoints.abstract_like(state),
+    optional=(frozen_lib.STATE_KEY,),
+  )
   state = jax.device_put(dict(state, **best), replicated)
-  results = {"mode": config.mode, "workdir": os.path.abspath(workdir),
-             "total_steps": total_steps, "best_step": best_step,
-             "best_metric": config.best_metric,
-             "stopped_early_at": stopped_early,
-             "validation": evaluate(state, config.data.eval_split,
-                                    config.data.eval_view)}
+  results = {
+    "mode": config.mode,
+    "workdir": os.path.abspath(workdir),
+    "total_steps": total_steps,
+    "best_step": best_step,
+    "best_metric": config.best_metric,
+    "stopped_early_at": stopped_early,
+    "validation": evaluate(
+      state, config.data.eval_split, config.data.eval_view
+    ),
+  }
   if jax.process_index() == 0:
-    workdir_lib.write_atomic(os.path.join(workdir, "results.json"),
-                             json.dumps(results, indent=2))
+    workdir_lib.write_atomic(
+      os.path.join(workdir, "results.json"), json.dumps(results, indent=2)
+    )
   return results
 
 
-def evaluate_run(config: ml_collections.ConfigDict, workdir: str, split: str,
-                 view: str | None = None, chunk_sizes=None,
-                 which: str = checkpoints.BEST,
-                 write_predictions: bool = True) -> dict:
+def evaluate_run(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  split: str,
+  view: str | None = None,
+  chunk_sizes=None,
+  which: str = checkpoints.BEST,
+  write_predictions: bool = True,
+) -> dict:
   """Scores a run's checkpoint on `split`; returns the metrics dict."""
   distributed.initialize()
-  info, sources = datasets.open_dataset(config.dataset.name,
-                                        config.dataset.data_dir)
+  info, sources = datasets.open_dataset(
+    config.dataset.name, config.dataset.data_dir
+  )
   if split not in sources:
-    raise ValueError(f"dataset {info.name} has no split {split!r}: choose "
-                     f"one of {', '.join(sources)}")
+    raise ValueError(
+      f"dataset {info.name} has no split {split!r}: choose "
+      f"one of {', '.join(sources)}"
+    )
   view = view or config.data.eval_view
-  chunk_sizes = (tuple(int(c) for c in chunk_sizes) if chunk_sizes
-                 else eval_chunk_sizes(config))
+  chunk_sizes = (
+    tuple(int(c) for c in chunk_sizes)
+    if chunk_sizes
+    else eval_chunk_sizes(config)
+  )
   mode = build_mode(config, info)
   step, state = checkpoints.restore_state(workdir, which)
   if frozen_lib.STATE_KEY not in state:  # re-attach, unless an older layout
     loaded = {}
     frozen = load_frozen(config, info, mode, loaded)
-    frozen_lib.check_or_record(workdir, frozen_lib.describe(loaded, frozen),
-                               first_start=False)
+    frozen_lib.check_or_record(
+      workdir, frozen_lib.describe(loaded, frozen), first_start=False
+    )
     state[frozen_lib.STATE_KEY] = frozen
   parallel = sharding_lib.data_parallel()
   state = jax.device_put(state, parallel.replicated)
   out_dir = os.path.join(workdir, "eval", f"{split}_{view}")
   summary = evaluator.evaluate_split(
-      make_predict_fn(mode, state, parallel), sources[split],
-      view=view, chunk_sizes=chunk_sizes, max_frames=config.data.max_frames,
-      batch_size=config.data.eval_batch_size, class_names=info.class_names,
-      background_classes=info.background_classes,
-      background_policy=config.background_policy,
-      predictions_dir=(os.path.join(out_dir, "predictions")
-                       if write_predictions else None),
-      progress=config.progress)
-  summary.update(mode=config.mode, split=split, view=view, step=int(step),
-                 checkpoint=which, chunk_sizes=list(chunk_sizes),
-                 class_names=list(info.class_names))
+    make_predict_fn(mode, state, parallel),
+    sources[split],
+    view=view,
+    chunk_sizes=chunk_sizes,
+    max_frames=config.data.max_frames,
+    batch_size=config.data.eval_batch_size,
+    class_names=info.class_names,
+    background_classes=info.background_classes,
+    background_policy=config.background_policy,
+    predictions_dir=(
+      os.path.join(out_dir, "predictions") if write_predictions else None
+    ),
+    progress=config.progress,
+  )
+  summary.update(
+    mode=config.mode,
+    split=split,
+    view=view,
+    step=int(step),
+    checkpoint=which,
+    chunk_sizes=list(chunk_sizes),
+    class_names=list(info.class_names),
+  )
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "metrics.json"), "w") as f:
     json.dump(summary, f, indent=2)

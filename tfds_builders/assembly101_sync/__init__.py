@@ -3,8 +3,17 @@
 # Relative import: `tfds build tfds_builders/assembly101_sync` imports this folder as the
 # top-level package `assembly101_sync`, tests import it as `tfds_builders.assembly101_sync`.
 from .assembly101_sync_dataset_builder import (
-    Assembly101Config, Assembly101ReleaseConfig, Builder, make_config,
-    make_release_config)
+  Assembly101Config,
+  Assembly101ReleaseConfig,
+  Builder,
+  make_config,
+  make_release_config,
+)
 
-__all__ = ["Assembly101Config", "Assembly101ReleaseConfig", "Builder",
-           "make_config", "make_release_config"]
+__all__ = [
+  "Assembly101Config",
+  "Assembly101ReleaseConfig",
+  "Builder",
+  "make_config",
+  "make_release_config",
+]

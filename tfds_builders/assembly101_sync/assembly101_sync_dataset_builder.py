@@ -38,19 +38,29 @@ from tfds_builders.common.sync_builder import SyncFeatureBuilder
 
 # Where each public feature release lives under the manual dir, and its keys.
 FEATURE_TYPES = {
-    "tsm": {"feature_dim": 2048, "lmdb_dir": "TSM_features/{view}",
-            "key_format": "{recording}/{view}/{view}_{frame:010d}.jpg"},
-    "dinov2": {"feature_dim": 1024, "lmdb_dir": "DINOv2_features/{view}",
-               "key_format": "{video}_{frame:010d}.jpg"},
-    # The official DINOv2_features.zip (download scripts' README; HandFormer's
-    # feeder): ViT-g/14, 1536-D, the TSM key layout, exo view C10119_rgb only.
-    "dinov2_vitg14": {"feature_dim": 1536,
-                      "lmdb_dir": "DINOv2_features/lmdb_fullImg",
-                      "key_format": "{recording}/{view}/{view}_{frame:010d}.jpg"},
+  "tsm": {
+    "feature_dim": 2048,
+    "lmdb_dir": "TSM_features/{view}",
+    "key_format": "{recording}/{view}/{view}_{frame:010d}.jpg",
+  },
+  "dinov2": {
+    "feature_dim": 1024,
+    "lmdb_dir": "DINOv2_features/{view}",
+    "key_format": "{video}_{frame:010d}.jpg",
+  },
+  # The official DINOv2_features.zip (download scripts' README; HandFormer's
+  # feeder): ViT-g/14, 1536-D, the TSM key layout, exo view C10119_rgb only.
+  "dinov2_vitg14": {
+    "feature_dim": 1536,
+    "lmdb_dir": "DINOv2_features/lmdb_fullImg",
+    "key_format": "{recording}/{view}/{view}_{frame:010d}.jpg",
+  },
 }
 # The backbone whose features a release holds: ego features must come from it.
-BACKBONES = {"dinov2_vitg14": "DINOv2 ViT-g/14 (extract_features with "
-                              "dinov2_vitg14 weights, model vit_giant2)"}
+BACKBONES = {
+  "dinov2_vitg14": "DINOv2 ViT-g/14 (extract_features with "
+  "dinov2_vitg14 weights, model vit_giant2)"
+}
 EGO_FORMATS = ("npy", "lmdb")
 TASK_PREFIXES = ("assembly_", "disassembly_")
 # Recording names (download scripts' recording_names.txt): nusar-2021_...
@@ -80,6 +90,7 @@ class Assembly101Config(SyncConfig):
     background_classes: class names excluded from segments by the metrics
       (the public class table has none).
   """
+
   exo_view: str = "C10119_rgb"
   ego_view: str = "HMC_84358933_mono10bit"
   feature_type: str = "tsm"
@@ -93,8 +104,10 @@ class Assembly101Config(SyncConfig):
 
   def __post_init__(self):
     if self.feature_type not in FEATURE_TYPES:
-      raise ValueError(f"feature_type must be one of {list(FEATURE_TYPES)}, "
-                       f"not {self.feature_type!r}")
+      raise ValueError(
+        f"feature_type must be one of {list(FEATURE_TYPES)}, "
+        f"not {self.feature_type!r}"
+      )
     for field, value in FEATURE_TYPES[self.feature_type].items():
       if not getattr(self, field):
         setattr(self, field, value)
@@ -121,6 +134,7 @@ class Assembly101ReleaseConfig(Assembly101Config):
     ego_first_frame: annotation frame of row 0 of an ego npy (annotation
       frames count the video's frames from 1).
   """
+
   feature_type: str = "dinov2_vitg14"
   ego_format: str = "npy"
   ego_dir: str = "ego_features/{view}"
@@ -130,46 +144,72 @@ class Assembly101ReleaseConfig(Assembly101Config):
   def __post_init__(self):
     super().__post_init__()
     if self.ego_format not in EGO_FORMATS:
-      raise ValueError(f"config {self.name!r}: ego_format must be one of "
-                       f"{list(EGO_FORMATS)}, not {self.ego_format!r}")
+      raise ValueError(
+        f"config {self.name!r}: ego_format must be one of "
+        f"{list(EGO_FORMATS)}, not {self.ego_format!r}"
+      )
 
 
 def _short(view: str) -> str:
   """C10119_rgb -> c10119, HMC_84358933_mono10bit -> hmc84358933."""
   parts = view.lower().split("_")
-  return parts[0] + parts[1] if parts[0] == "hmc" and len(parts) > 1 else parts[0]
+  return (
+    parts[0] + parts[1] if parts[0] == "hmc" and len(parts) > 1 else parts[0]
+  )
 
 
-def make_config(exo_view: str, ego_view: str, feature_type: str = "tsm",
-                storage_dtype: str = "float32", name: str | None = None,
-                **kwargs) -> Assembly101Config:
+def make_config(
+  exo_view: str,
+  ego_view: str,
+  feature_type: str = "tsm",
+  storage_dtype: str = "float32",
+  name: str | None = None,
+  **kwargs,
+) -> Assembly101Config:
   """A config named `<feature_type>_<exo>_<ego>[_fp16]`, e.g. tsm_c10119_hmc84358933."""
   if name is None:
     name = f"{feature_type}_{_short(exo_view)}_{_short(ego_view)}"
     name += "_fp16" if storage_dtype == "float16" else ""
   return Assembly101Config(
-      name=name, exo_view=exo_view, ego_view=ego_view, feature_type=feature_type,
-      storage_dtype=storage_dtype, description=(
-          f"exo {exo_view}, ego {ego_view}, {feature_type} features stored as "
-          f"{storage_dtype}."), **kwargs)
+    name=name,
+    exo_view=exo_view,
+    ego_view=ego_view,
+    feature_type=feature_type,
+    storage_dtype=storage_dtype,
+    description=(
+      f"exo {exo_view}, ego {ego_view}, {feature_type} features stored as "
+      f"{storage_dtype}."
+    ),
+    **kwargs,
+  )
 
 
-def make_release_config(exo_view: str, ego_view: str, ego_format: str = "npy",
-                        storage_dtype: str = "float32",
-                        feature_type: str = "dinov2_vitg14",
-                        name: str | None = None,
-                        **kwargs) -> Assembly101ReleaseConfig:
+def make_release_config(
+  exo_view: str,
+  ego_view: str,
+  ego_format: str = "npy",
+  storage_dtype: str = "float32",
+  feature_type: str = "dinov2_vitg14",
+  name: str | None = None,
+  **kwargs,
+) -> Assembly101ReleaseConfig:
   """A config named `<feature_type>_<exo>_<ego>_<ego_format>[_fp16]`."""
   if name is None:
     name = f"{feature_type}_{_short(exo_view)}_{_short(ego_view)}_{ego_format}"
     name += "_fp16" if storage_dtype == "float16" else ""
   return Assembly101ReleaseConfig(
-      name=name, exo_view=exo_view, ego_view=ego_view,
-      feature_type=feature_type, ego_format=ego_format,
-      storage_dtype=storage_dtype, description=(
-          f"exo {exo_view} from the {feature_type} release, ego {ego_view} "
-          f"from your own {ego_format} extraction, stored as {storage_dtype}."),
-      **kwargs)
+    name=name,
+    exo_view=exo_view,
+    ego_view=ego_view,
+    feature_type=feature_type,
+    ego_format=ego_format,
+    storage_dtype=storage_dtype,
+    description=(
+      f"exo {exo_view} from the {feature_type} release, ego {ego_view} "
+      f"from your own {ego_format} extraction, stored as {storage_dtype}."
+    ),
+    **kwargs,
+  )
 
 
 class Builder(SyncFeatureBuilder):
@@ -178,11 +218,14 @@ class Builder(SyncFeatureBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [
-      make_config("C10119_rgb", "HMC_84358933_mono10bit", features, dtype)
-      for features in ("tsm", "dinov2") for dtype in ("float32", "float16")
+    make_config("C10119_rgb", "HMC_84358933_mono10bit", features, dtype)
+    for features in ("tsm", "dinov2")
+    for dtype in ("float32", "float16")
   ] + [
-      make_release_config("C10119_rgb", "HMC_84358933_mono10bit", ego, dtype)
-      for ego in EGO_FORMATS for dtype in ("float32", "float16")]
+    make_release_config("C10119_rgb", "HMC_84358933_mono10bit", ego, dtype)
+    for ego in EGO_FORMATS
+    for dtype in ("float32", "float16")
+  ]
   DEFAULT_CONFIG_NAME = "tsm_c10119_hmc84358933"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put the public Assembly101 files in the manual dir (see
@@ -210,9 +253,12 @@ class Builder(SyncFeatureBuilder):
   def _plan(self, manual_dir: str) -> Plan:
     config = self.builder_config
     annotations = os.path.join(manual_dir, "coarse-annotations")
-    table = require(os.path.join(annotations, "actions.csv"), "class table",
-                    "Download coarse-annotations/actions.csv from the Assembly101 "
-                    "annotations (github.com/assembly-101/assembly101-annotations).")
+    table = require(
+      os.path.join(annotations, "actions.csv"),
+      "class table",
+      "Download coarse-annotations/actions.csv from the Assembly101 "
+      "annotations (github.com/assembly-101/assembly101-annotations).",
+    )
     class_names = read_class_table(table)
     classes = {n: i for i, n in enumerate(class_names)}
     missing = [b for b in config.background_classes if b not in classes]
@@ -221,25 +267,41 @@ class Builder(SyncFeatureBuilder):
     release = isinstance(config, Assembly101ReleaseConfig)
     for view in (config.exo_view,) + (() if release else (config.ego_view,)):
       path = os.path.join(manual_dir, config.lmdb_dir.format(view=view))
-      require(os.path.join(path, "data.mdb"), f"{config.feature_type} features of "
-              f"view {view}", "Put the view's LMDB environment there (see README).")
+      require(
+        os.path.join(path, "data.mdb"),
+        f"{config.feature_type} features of view {view}",
+        "Put the view's LMDB environment there (see README).",
+      )
     split_ids, split_source = self._split_ids(manual_dir, annotations)
     lmdb = self._lmdb = LmdbViews()
     extra = {}
     if release:
       _check_release(config, manual_dir, lmdb)
       extra = {"ego_format": config.ego_format, "ego_dir": config.ego_dir}
-    splits = {split: [self._recording(manual_dir, annotations, video, classes, table,
-                                      lmdb) for video in ids]
-              for split, ids in split_ids.items()}
-    return Plan(class_names, list(config.background_classes), splits, {
+    splits = {
+      split: [
+        self._recording(manual_dir, annotations, video, classes, table, lmdb)
+        for video in ids
+      ]
+      for split, ids in split_ids.items()
+    }
+    return Plan(
+      class_names,
+      list(config.background_classes),
+      splits,
+      {
         "fps": FPS / config.frame_stride,
-        "exo_view": config.exo_view, "ego_view": config.ego_view,
-        "feature_type": config.feature_type, "split_source": split_source,
-        **extra})
+        "exo_view": config.exo_view,
+        "ego_view": config.ego_view,
+        "feature_type": config.feature_type,
+        "split_source": split_source,
+        **extra,
+      },
+    )
 
-  def _split_ids(self, manual_dir: str, annotations: str
-                 ) -> tuple[dict[str, list[str]], str]:
+  def _split_ids(
+    self, manual_dir: str, annotations: str
+  ) -> tuple[dict[str, list[str]], str]:
     """User split lists, else the public train/val lists partitioned by hash."""
     config = self.builder_config
     lists = user_splits(os.path.join(manual_dir, "splits"))
@@ -251,53 +313,85 @@ class Builder(SyncFeatureBuilder):
         public[part] = []
         for task in ("assembly", "disassembly"):
           path = require(
-              os.path.join(annotations, "coarse_splits", f"{part}_coarse_{task}.txt"),
-              "public split list", "Download coarse-annotations/coarse_splits, or give "
-              "your own splits/{train,sync_pairs,validation,test}.txt.")
+            os.path.join(
+              annotations, "coarse_splits", f"{part}_coarse_{task}.txt"
+            ),
+            "public split list",
+            "Download coarse-annotations/coarse_splits, or give "
+            "your own splits/{train,sync_pairs,validation,test}.txt.",
+          )
           public[part] += read_split_list(path)
       recording = lambda video: video.split("_", 1)[-1]
-      sync, train = hash_partition(public["train"], config.sync_fraction, recording)
-      test, validation = hash_partition(public["val"], config.test_fraction,
-                                        recording)
-      lists = {"train": train, "sync_pairs": sync, "validation": validation,
-               "test": test}
+      sync, train = hash_partition(
+        public["train"], config.sync_fraction, recording
+      )
+      test, validation = hash_partition(
+        public["val"], config.test_fraction, recording
+      )
+      lists = {
+        "train": train,
+        "sync_pairs": sync,
+        "validation": validation,
+        "test": test,
+      }
     for split, ids in lists.items():
       bad = [v for v in ids if not v.startswith(TASK_PREFIXES)]
       if bad:
-        raise DataError(f"split `{split}`: video ids must be annotation names "
-                        f"`assembly_<recording>` or `disassembly_<recording>`, got "
-                        f"{bad[:3]}")
+        raise DataError(
+          f"split `{split}`: video ids must be annotation names "
+          f"`assembly_<recording>` or `disassembly_<recording>`, got "
+          f"{bad[:3]}"
+        )
     return lists, source
 
   def _recording(self, manual_dir, annotations, video, classes, table, lmdb):
     config = self.builder_config
     recording = video.split("_", 1)[1]
     label_path = _label_file(os.path.join(annotations, "coarse_labels"), video)
-    ego_path = _label_file(os.path.join(manual_dir, "ego_coarse_labels"), video,
-                           required=False)
+    ego_path = _label_file(
+      os.path.join(manual_dir, "ego_coarse_labels"), video, required=False
+    )
 
     def load() -> Loaded:
       labels = segments_to_labels(
-          parse_segments(label_path), classes, source=label_path,
-          class_table=table, policy=self.policy)
+        parse_segments(label_path),
+        classes,
+        source=label_path,
+        class_table=table,
+        policy=self.policy,
+      )
       origin, step = labels.start, config.frame_stride
       streams = {"labels": labels.subsample(origin, step)}
       if ego_path:
         streams["ego_labels"] = segments_to_labels(
-            parse_segments(ego_path), classes, source=ego_path,
-            class_table=table, policy=self.policy).subsample(origin, step)
+          parse_segments(ego_path),
+          classes,
+          source=ego_path,
+          class_table=table,
+          policy=self.policy,
+        ).subsample(origin, step)
       frames = range(origin, labels.start + len(labels.values), step)
       release = isinstance(config, Assembly101ReleaseConfig)
       for name, view in (("exo", config.exo_view), ("ego", config.ego_view)):
         if name == "ego" and release:
-          streams[name] = _user_ego(config, manual_dir, lmdb, video, recording,
-                                    frames, self.policy)
+          streams[name] = _user_ego(
+            config, manual_dir, lmdb, video, recording, frames, self.policy
+          )
           continue
         path = os.path.join(manual_dir, config.lmdb_dir.format(view=view))
-        keys = [config.key_format.format(video=video, recording=recording, view=view,
-                                         frame=f + config.frame_offset) for f in frames]
+        keys = [
+          config.key_format.format(
+            video=video,
+            recording=recording,
+            view=view,
+            frame=f + config.frame_offset,
+          )
+          for f in frames
+        ]
         values, present = lmdb.read(path, keys, config.feature_dim)
-        streams[name] = Stream(values, f"{path} keys {keys[0]!r}...", 0, present)
+        streams[name] = Stream(
+          values, f"{path} keys {keys[0]!r}...", 0, present
+        )
       return Loaded(streams, origin, step)
 
     return Recording(video, recording, config.exo_view, config.ego_view, load)
@@ -307,15 +401,20 @@ def _label_file(folder: str, video: str, required: bool = True) -> str | None:
   """`<folder>/<video>.txt`; some releases spell disassembly files `disassebly_`."""
   candidates = [os.path.join(folder, f"{video}.txt")]
   if video.startswith("disassembly_"):
-    candidates.append(os.path.join(folder, "disassebly_" + video[len("disassembly_"):]
-                                   + ".txt"))
+    candidates.append(
+      os.path.join(
+        folder, "disassebly_" + video[len("disassembly_") :] + ".txt"
+      )
+    )
   for path in candidates:
     if os.path.exists(path):
       return path
   if required:
-    raise DataError(f"{video}: no annotation file {candidates[0]}; download "
-                    "coarse-annotations/coarse_labels or drop the video from "
-                    "the split lists")
+    raise DataError(
+      f"{video}: no annotation file {candidates[0]}; download "
+      "coarse-annotations/coarse_labels or drop the video from "
+      "the split lists"
+    )
   return None
 
 
@@ -323,41 +422,74 @@ def _release_fix(config: Assembly101ReleaseConfig, side: str) -> str:
   """How to get the features a release config reads (error messages)."""
   backbone = BACKBONES.get(config.feature_type, config.feature_type)
   if side == "exo":
-    return (f"Config {config.name!r} reads the {config.feature_type} release "
-            f"as downloaded: unzip it and put its full-frame LMDB (the folder "
-            f"holding data.mdb) at {config.lmdb_dir.format(view='<view>')}; "
-            "for another layout set lmdb_dir/key_format (see README.md).")
-  return (f"Extract the ego videos with {backbone}, the release's backbone, "
-          f"named <recording>.mp4, with --format {config.ego_format} into "
-          f"{config.ego_dir.format(view=config.ego_view)} (see README.md).")
+    return (
+      f"Config {config.name!r} reads the {config.feature_type} release "
+      f"as downloaded: unzip it and put its full-frame LMDB (the folder "
+      f"holding data.mdb) at {config.lmdb_dir.format(view='<view>')}; "
+      "for another layout set lmdb_dir/key_format (see README.md)."
+    )
+  return (
+    f"Extract the ego videos with {backbone}, the release's backbone, "
+    f"named <recording>.mp4, with --format {config.ego_format} into "
+    f"{config.ego_dir.format(view=config.ego_view)} (see README.md)."
+  )
 
 
-def _check_release(config: Assembly101ReleaseConfig, manual_dir: str,
-                   lmdb: LmdbViews) -> None:
+def _check_release(
+  config: Assembly101ReleaseConfig, manual_dir: str, lmdb: LmdbViews
+) -> None:
   """The exo LMDB (and an ego LMDB) have the layout and dimension the config
   reads; the ego folder exists. Refused naming the file otherwise."""
   exo = os.path.join(manual_dir, config.lmdb_dir.format(view=config.exo_view))
-  check_lmdb_layout(lmdb, exo, config.key_format, config.exo_view,
-                    config.feature_dim, config.name, _release_fix(config, "exo"),
-                    RECORDING_KEYS)
+  check_lmdb_layout(
+    lmdb,
+    exo,
+    config.key_format,
+    config.exo_view,
+    config.feature_dim,
+    config.name,
+    _release_fix(config, "exo"),
+    RECORDING_KEYS,
+  )
   ego = os.path.join(manual_dir, config.ego_dir.format(view=config.ego_view))
   if config.ego_format == "lmdb":
-    require(os.path.join(ego, "data.mdb"), f"ego features of view "
-            f"{config.ego_view} (LMDB)", _release_fix(config, "ego"))
-    check_lmdb_layout(lmdb, ego, config.ego_key_format, config.ego_view,
-                      config.feature_dim, config.name, _release_fix(config, "ego"),
-                      RECORDING_KEYS)
+    require(
+      os.path.join(ego, "data.mdb"),
+      f"ego features of view {config.ego_view} (LMDB)",
+      _release_fix(config, "ego"),
+    )
+    check_lmdb_layout(
+      lmdb,
+      ego,
+      config.ego_key_format,
+      config.ego_view,
+      config.feature_dim,
+      config.name,
+      _release_fix(config, "ego"),
+      RECORDING_KEYS,
+    )
   else:
-    require(ego, f"ego features of view {config.ego_view} (a folder of "
-            "<recording>.npy)", _release_fix(config, "ego"))
+    require(
+      ego,
+      f"ego features of view {config.ego_view} (a folder of <recording>.npy)",
+      _release_fix(config, "ego"),
+    )
 
 
-def _user_ego(config: Assembly101ReleaseConfig, manual_dir: str,
-              lmdb: LmdbViews, video: str, recording: str, frames: range,
-              policy) -> Stream:
+def _user_ego(
+  config: Assembly101ReleaseConfig,
+  manual_dir: str,
+  lmdb: LmdbViews,
+  video: str,
+  recording: str,
+  frames: range,
+  policy,
+) -> Stream:
   """The ego stream of a recording from the user's extraction, after checking
   that its length matches the exo release's within `max_trim_frames`."""
-  ego_dir = os.path.join(manual_dir, config.ego_dir.format(view=config.ego_view))
+  ego_dir = os.path.join(
+    manual_dir, config.ego_dir.format(view=config.ego_view)
+  )
   fields = dict(video=video, recording=recording, view=config.ego_view)
   if config.ego_format == "npy":
     path = os.path.join(ego_dir, f"{recording}.npy")
@@ -366,9 +498,10 @@ def _user_ego(config: Assembly101ReleaseConfig, manual_dir: str,
     values = load_feature_file(path)
     if values.shape[1] != config.feature_dim:
       raise DataError(
-          f"{path}: {values.shape[1]}-D ego features, but config "
-          f"{config.name!r} reads {config.feature_dim}-D ones; "
-          f"{_release_fix(config, 'ego')}")
+        f"{path}: {values.shape[1]}-D ego features, but config "
+        f"{config.name!r} reads {config.feature_dim}-D ones; "
+        f"{_release_fix(config, 'ego')}"
+      )
     ego_last = config.ego_first_frame + len(values) - 1
     values, present = rows_of_frames(values, frames, config.ego_first_frame)
     source = path
@@ -377,19 +510,26 @@ def _user_ego(config: Assembly101ReleaseConfig, manual_dir: str,
     values, present = lmdb.read(ego_dir, keys, config.feature_dim)
     ego_last = last_frame(lmdb, ego_dir, config.ego_key_format, **fields)
     if ego_last is None:
-      raise MissingData("missing_view", f"{video}: no ego features of "
-                        f"{recording} in {ego_dir} (keys {keys[0]!r}...)")
+      raise MissingData(
+        "missing_view",
+        f"{video}: no ego features of "
+        f"{recording} in {ego_dir} (keys {keys[0]!r}...)",
+      )
     source = f"{ego_dir} keys {keys[0]!r}..."
-  exo_dir = os.path.join(manual_dir, config.lmdb_dir.format(view=config.exo_view))
-  exo_last = last_frame(lmdb, exo_dir, config.key_format,
-                        **dict(fields, view=config.exo_view))
+  exo_dir = os.path.join(
+    manual_dir, config.lmdb_dir.format(view=config.exo_view)
+  )
+  exo_last = last_frame(
+    lmdb, exo_dir, config.key_format, **dict(fields, view=config.exo_view)
+  )
   if exo_last is not None and ego_last is not None:
     exo_last -= config.frame_offset
     if abs(ego_last - exo_last) > policy.max_trim_frames:
       raise DataError(
-          f"{video}: ego features {source} end at frame {ego_last} but the exo "
-          f"release {exo_dir} at frame {exo_last}: {abs(ego_last - exo_last)} "
-          f"frames apart, more than max_trim_frames={policy.max_trim_frames}. "
-          "Check that the ego video is this recording's, or "
-          f"{repair_fix(max_trim_frames=abs(ego_last - exo_last))}")
+        f"{video}: ego features {source} end at frame {ego_last} but the exo "
+        f"release {exo_dir} at frame {exo_last}: {abs(ego_last - exo_last)} "
+        f"frames apart, more than max_trim_frames={policy.max_trim_frames}. "
+        "Check that the ego video is this recording's, or "
+        f"{repair_fix(max_trim_frames=abs(ego_last - exo_last))}"
+      )
   return Stream(np.asarray(values), source, 0, present)

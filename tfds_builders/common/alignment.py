@@ -24,6 +24,7 @@ class Stream:
   `values[i]` is frame `start + i`; `present[i]` False marks a frame missing in
   the source (None: all present).
   """
+
   values: np.ndarray
   source: str
   start: int = 0
@@ -39,6 +40,7 @@ class Loaded:
   Without "labels" every frame is unlabeled (-100); without "ego_labels" the
   ego view is scored with "labels".
   """
+
   streams: dict
   frame_origin: int = 0
   frame_step: int = 1
@@ -47,6 +49,7 @@ class Loaded:
 @dataclasses.dataclass
 class Recording:
   """A planned example: ids, view names and a loader run when its turn comes."""
+
   video_id: str
   recording_id: str
   exo_view: str
@@ -54,9 +57,15 @@ class Recording:
   load: Callable[[], Loaded]
 
 
-def align(video_id: str, streams: Mapping[str, Stream], policy: RepairPolicy,
-          feature_dim: int, report: Callable[[str, int, str], None],
-          origin: int = 0, step: int = 1) -> tuple[dict[str, np.ndarray], int]:
+def align(
+  video_id: str,
+  streams: Mapping[str, Stream],
+  policy: RepairPolicy,
+  feature_dim: int,
+  report: Callable[[str, int, str], None],
+  origin: int = 0,
+  step: int = 1,
+) -> tuple[dict[str, np.ndarray], int]:
   """Cuts all streams to their common frame range and fills interior gaps.
 
   Returns the aligned arrays and the first (local) frame of the range; messages
@@ -65,41 +74,54 @@ def align(video_id: str, streams: Mapping[str, Stream], policy: RepairPolicy,
   `policy.max_trim_frames` frames or more than `policy.max_fill_frames` frames
   are missing inside the range; `MissingData("empty")` when nothing is left.
   """
+
   def frames(a, b):
     return f"[{origin + step * a}, {origin + step * b})"
 
   ranges = {}
   for name, s in streams.items():
-    if name in VIEWS and (s.values.ndim != 2 or s.values.shape[1] != feature_dim):
+    if name in VIEWS and (
+      s.values.ndim != 2 or s.values.shape[1] != feature_dim
+    ):
       raise DataError(
-          f"{video_id}: {name} features from {s.source} have shape "
-          f"{s.values.shape} but the config declares feature_dim={feature_dim}; "
-          f"use a config with feature_dim={s.values.shape[-1]}")
+        f"{video_id}: {name} features from {s.source} have shape "
+        f"{s.values.shape} but the config declares feature_dim={feature_dim}; "
+        f"use a config with feature_dim={s.values.shape[-1]}"
+      )
     length = len(s.values)
     if length == 0:
-      raise MissingData("empty", f"{video_id}: {name} ({s.source}) has no frames")
+      raise MissingData(
+        "empty", f"{video_id}: {name} ({s.source}) has no frames"
+      )
     if s.present is None:
       first, last = 0, length
     else:
       found = np.flatnonzero(s.present)
       if not len(found):
-        raise MissingData("missing_view",
-                          f"{video_id}: {name} ({s.source}) has none of its frames")
+        raise MissingData(
+          "missing_view",
+          f"{video_id}: {name} ({s.source}) has none of its frames",
+        )
       first, last = int(found[0]), int(found[-1]) + 1
     ranges[name] = (s.start + first, s.start + last)
   lo = max(r[0] for r in ranges.values())
   hi = min(r[1] for r in ranges.values())
   if hi <= lo:
-    raise MissingData("empty", f"{video_id}: the streams do not overlap in time: "
-                      + ", ".join(f"{n} frames {frames(a, b)}" for n, (a, b) in ranges.items()))
+    raise MissingData(
+      "empty",
+      f"{video_id}: the streams do not overlap in time: "
+      + ", ".join(f"{n} frames {frames(a, b)}" for n, (a, b) in ranges.items()),
+    )
 
   def describe():
     parts = []
     for n, s in streams.items():
       extent = (s.start, s.start + len(s.values))
       part = f"{n} ({s.source}) frames {frames(*extent)}"
-      parts.append(part + (f" with data in {frames(*ranges[n])}"
-                           if ranges[n] != extent else ""))
+      parts.append(
+        part
+        + (f" with data in {frames(*ranges[n])}" if ranges[n] != extent else "")
+      )
     return "; ".join(parts)
 
   out, filled = {}, 0
@@ -107,44 +129,65 @@ def align(video_id: str, streams: Mapping[str, Stream], policy: RepairPolicy,
     cut = (lo - s.start) + (s.start + len(s.values) - hi)
     if cut > policy.max_trim_frames:
       raise DataError(
-          f"{video_id}: the streams do not line up: {describe()}. Cutting them to "
-          f"their overlap {frames(lo, hi)} would drop {cut} frames of {name}, more "
-          f"than max_trim_frames={policy.max_trim_frames}. Check that these files "
-          "belong to the same recording, or "
-          f"{repair_fix(max_trim_frames=cut)}")
+        f"{video_id}: the streams do not line up: {describe()}. Cutting them to "
+        f"their overlap {frames(lo, hi)} would drop {cut} frames of {name}, more "
+        f"than max_trim_frames={policy.max_trim_frames}. Check that these files "
+        "belong to the same recording, or "
+        f"{repair_fix(max_trim_frames=cut)}"
+      )
     if cut:
-      report("trim", cut, f"{name} ({s.source}): cut to frames {frames(lo, hi)} "
-             f"from {frames(s.start, s.start + len(s.values))}")
-    values = s.values[lo - s.start:hi - s.start]
+      report(
+        "trim",
+        cut,
+        f"{name} ({s.source}): cut to frames {frames(lo, hi)} "
+        f"from {frames(s.start, s.start + len(s.values))}",
+      )
+    values = s.values[lo - s.start : hi - s.start]
     if s.present is not None:
-      missing = np.flatnonzero(~s.present[lo - s.start:hi - s.start])
+      missing = np.flatnonzero(~s.present[lo - s.start : hi - s.start])
       if len(missing):
         filled += len(missing)
         if filled > policy.max_fill_frames or len(missing) == len(values):
-          shown = ", ".join(str(origin + step * (lo + int(i))) for i in missing[:5])
+          shown = ", ".join(
+            str(origin + step * (lo + int(i))) for i in missing[:5]
+          )
           raise DataError(
-              f"{video_id}: {name} ({s.source}) lacks {len(missing)} frames inside "
-              f"{frames(lo, hi)} (frames {shown}{'...' if len(missing) > 5 else ''}), "
-              f"more than max_fill_frames={policy.max_fill_frames}. Re-extract "
-              f"them, or {repair_fix(max_fill_frames=filled)} to copy the "
-              "previous frame")
+            f"{video_id}: {name} ({s.source}) lacks {len(missing)} frames inside "
+            f"{frames(lo, hi)} (frames {shown}{'...' if len(missing) > 5 else ''}), "
+            f"more than max_fill_frames={policy.max_fill_frames}. Re-extract "
+            f"them, or {repair_fix(max_fill_frames=filled)} to copy the "
+            "previous frame"
+          )
         values = np.array(values)
         index = np.arange(len(values))
         index[missing] = -1
-        np.maximum.accumulate(index, out=index)  # last present frame at or before
+        np.maximum.accumulate(
+          index, out=index
+        )  # last present frame at or before
         first = int(np.flatnonzero(index >= 0)[0])
         index[:first] = first  # a gap at the start takes the next present frame
         values = values[index]
-        report("fill", len(missing), f"{name} ({s.source}): frames "
-               f"{[origin + step * (lo + int(i)) for i in missing[:10]]} copied from "
-               "the previous frame")
+        report(
+          "fill",
+          len(missing),
+          f"{name} ({s.source}): frames "
+          f"{[origin + step * (lo + int(i)) for i in missing[:10]]} copied from "
+          "the previous frame",
+        )
     out[name] = values
   return out, lo
 
 
-def check_finite(video_id: str, name: str, source: str, values: np.ndarray,
-                 policy: RepairPolicy, report: Callable[[str, int, str], None],
-                 first_frame: int = 0, step: int = 1) -> np.ndarray:
+def check_finite(
+  video_id: str,
+  name: str,
+  source: str,
+  values: np.ndarray,
+  policy: RepairPolicy,
+  report: Callable[[str, int, str], None],
+  first_frame: int = 0,
+  step: int = 1,
+) -> np.ndarray:
   """Non-finite feature rows: an error naming the (source) frame, or zeros (policy)."""
   bad = ~np.isfinite(values).all(axis=1)
   if not bad.any():
@@ -152,10 +195,13 @@ def check_finite(video_id: str, name: str, source: str, values: np.ndarray,
   rows = np.flatnonzero(bad)
   if policy.nan == "error":
     raise DataError(
-        f"{video_id}: {name} features from {source} have NaN/inf values in "
-        f"{len(rows)} frames (first: frame {first_frame + step * int(rows[0])}). Re-extract "
-        f"them, or {repair_fix(nan='zero')} to zero those frames")
+      f"{video_id}: {name} features from {source} have NaN/inf values in "
+      f"{len(rows)} frames (first: frame {first_frame + step * int(rows[0])}). Re-extract "
+      f"them, or {repair_fix(nan='zero')} to zero those frames"
+    )
   values = np.array(values)
   values[bad] = 0
-  report("nan_zeroed", len(rows), f"{name} ({source}): non-finite rows set to 0")
+  report(
+    "nan_zeroed", len(rows), f"{name} ({source}): non-finite rows set to 0"
+  )
   return values

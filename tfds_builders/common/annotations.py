@@ -42,10 +42,11 @@ def read_class_table(path: os.PathLike) -> list[str]:
   id_col = next((c for c in _ID_COLUMNS if c in header), None)
   name_col = next((c for c in _NAME_COLUMNS if c in header), None)
   if id_col and name_col:
-    pairs = [(row[id_col], row[name_col])
-             for row in csv.DictReader(lines)]
+    pairs = [(row[id_col], row[name_col]) for row in csv.DictReader(lines)]
   elif all(re.match(r"^\s*-?\d+\s*[,\s]\s*\S", l) for l in lines):
-    pairs = [tuple(re.split(r"\s*,\s*|\s+", l.strip(), maxsplit=1)) for l in lines]
+    pairs = [
+      tuple(re.split(r"\s*,\s*|\s+", l.strip(), maxsplit=1)) for l in lines
+    ]
   else:
     pairs = [(str(i), l.strip()) for i, l in enumerate(lines)]
   table: dict[int, str] = {}
@@ -53,17 +54,23 @@ def read_class_table(path: os.PathLike) -> list[str]:
     try:
       i = int(raw_id)
     except ValueError:
-      raise DataError(f"{path}: class id {raw_id!r} is not an integer") from None
+      raise DataError(
+        f"{path}: class id {raw_id!r} is not an integer"
+      ) from None
     if i in table:
       raise DataError(f"{path}: class id {i} appears twice")
     table[i] = name.strip()
   if sorted(table) != list(range(len(table))):
-    raise DataError(f"{path}: class ids must be 0..{len(table) - 1} without gaps "
-                    f"(got {sorted(table)[:5]}...)")
+    raise DataError(
+      f"{path}: class ids must be 0..{len(table) - 1} without gaps "
+      f"(got {sorted(table)[:5]}...)"
+    )
   names = [table[i] for i in range(len(table))]
   dupes = [n for n, c in collections.Counter(names).items() if c > 1]
   if dupes:
-    raise DataError(f"{path}: class names must be unique; repeated: {dupes[:5]}")
+    raise DataError(
+      f"{path}: class names must be unique; repeated: {dupes[:5]}"
+    )
   return names
 
 
@@ -87,19 +94,25 @@ def parse_segments(path: os.PathLike) -> list[Segment]:
       line = line.rstrip("\r\n")
       if not line.strip() or line.lstrip().startswith("#"):
         continue
-      fields = (line.split("\t", 2) if "\t" in line
-                else line.strip().split(None, 2))
+      fields = (
+        line.split("\t", 2) if "\t" in line else line.strip().split(None, 2)
+      )
       if len(fields) < 3 or not fields[2].strip():
-        raise DataError(f"{path}:{number}: expected `start<TAB>end<TAB>label`, "
-                        f"got {line!r}")
+        raise DataError(
+          f"{path}:{number}: expected `start<TAB>end<TAB>label`, got {line!r}"
+        )
       try:
         start, end = int(fields[0]), int(fields[1])
       except ValueError:
-        raise DataError(f"{path}:{number}: start and end must be integer frame "
-                        f"numbers, got {line!r}") from None
+        raise DataError(
+          f"{path}:{number}: start and end must be integer frame "
+          f"numbers, got {line!r}"
+        ) from None
       if end < start or start < 0:
-        raise DataError(f"{path}:{number}: segment ends before it starts or "
-                        f"starts before frame 0: {line!r}")
+        raise DataError(
+          f"{path}:{number}: segment ends before it starts or "
+          f"starts before frame 0: {line!r}"
+        )
       segments.append(Segment(start, end, fields[2].strip(), number))
   return segments
 
@@ -111,17 +124,24 @@ def looks_like_segments(path: os.PathLike) -> bool:
   return bool(lines) and all(pattern.match(l) for l in lines)
 
 
-def label_id(name: str, classes: Mapping[str, int], where: str, policy: RepairPolicy,
-             unknown: collections.Counter, class_table: str) -> int:
+def label_id(
+  name: str,
+  classes: Mapping[str, int],
+  where: str,
+  policy: RepairPolicy,
+  unknown: collections.Counter,
+  class_table: str,
+) -> int:
   """The id of a label name; unknown names raise or (policy) become -100."""
   if name in classes:
     return classes[name]
   if policy.unknown_label == "error":
     raise DataError(
-        f"{where}: unknown label {name!r}: it is not in the class table "
-        f"{class_table}. Add it there, fix the annotation, or "
-        f"{repair_fix(unknown_label='ignore')} to leave those frames "
-        "unscored")
+      f"{where}: unknown label {name!r}: it is not in the class table "
+      f"{class_table}. Add it there, fix the annotation, or "
+      f"{repair_fix(unknown_label='ignore')} to leave those frames "
+      "unscored"
+    )
   unknown[name] += 1
   return IGNORE_LABEL
 
@@ -129,22 +149,36 @@ def label_id(name: str, classes: Mapping[str, int], where: str, policy: RepairPo
 @dataclasses.dataclass
 class Labels:
   """Per-frame label ids starting at frame `start`, and what making them repaired."""
+
   values: np.ndarray
   start: int
   source: str
-  repairs: list = dataclasses.field(default_factory=list)  # (kind, frames, detail)
+  repairs: list = dataclasses.field(
+    default_factory=list
+  )  # (kind, frames, detail)
 
   def subsample(self, origin: int, step: int) -> "Labels":
     """The labels of frames `origin + step * i`, indexed by i."""
-    first = -(-(self.start - origin) // step)  # first i with origin + step*i >= start
+    first = -(
+      -(self.start - origin) // step
+    )  # first i with origin + step*i >= start
     offset = origin + step * first - self.start
-    return Labels(self.values[offset::step], first, self.source, list(self.repairs))
+    return Labels(
+      self.values[offset::step], first, self.source, list(self.repairs)
+    )
 
 
-def segments_to_labels(segments: Sequence[Segment], classes: Mapping[str, int], *,
-                       source: str, class_table: str, policy: RepairPolicy,
-                       start: int | None = None, length: int | None = None,
-                       gap_label: int = IGNORE_LABEL) -> Labels:
+def segments_to_labels(
+  segments: Sequence[Segment],
+  classes: Mapping[str, int],
+  *,
+  source: str,
+  class_table: str,
+  policy: RepairPolicy,
+  start: int | None = None,
+  length: int | None = None,
+  gap_label: int = IGNORE_LABEL,
+) -> Labels:
   """Per-frame ids of `segments` over [start, start + length).
 
   Defaults: from the first segment's start to the last segment's end. Frames no
@@ -160,8 +194,9 @@ def segments_to_labels(segments: Sequence[Segment], classes: Mapping[str, int], 
   unknown: collections.Counter = collections.Counter()
   overlap = unknown_frames = 0
   for seg in segments:
-    ident = label_id(seg.label, classes, f"{source}:{seg.line}", policy, unknown,
-                     class_table)
+    ident = label_id(
+      seg.label, classes, f"{source}:{seg.line}", policy, unknown, class_table
+    )
     lo, hi = max(seg.start - start, 0), min(seg.end - start, length)
     if hi <= lo:
       continue
@@ -173,31 +208,60 @@ def segments_to_labels(segments: Sequence[Segment], classes: Mapping[str, int], 
   gaps = int(np.count_nonzero(values == -1))
   values[values == -1] = gap_label
   if overlap:
-    labels.repairs.append(("overlapping_segments", overlap,
-                           f"{source}: overlapping segments, the later line wins"))
+    labels.repairs.append(
+      (
+        "overlapping_segments",
+        overlap,
+        f"{source}: overlapping segments, the later line wins",
+      )
+    )
   if gaps and gap_label == IGNORE_LABEL:
-    labels.repairs.append(("unlabeled_gap", gaps,
-                           f"{source}: frames no segment covers are left unscored"))
+    labels.repairs.append(
+      (
+        "unlabeled_gap",
+        gaps,
+        f"{source}: frames no segment covers are left unscored",
+      )
+    )
   if unknown:
-    labels.repairs.append(("unknown_label", unknown_frames,
-                           f"{source}: unknown labels {sorted(unknown)} left unscored"))
+    labels.repairs.append(
+      (
+        "unknown_label",
+        unknown_frames,
+        f"{source}: unknown labels {sorted(unknown)} left unscored",
+      )
+    )
   labels.values = values.astype(np.int32)
   return labels
 
 
-def frame_labels(path: os.PathLike, classes: Mapping[str, int], *, class_table: str,
-                 policy: RepairPolicy) -> Labels:
+def frame_labels(
+  path: os.PathLike,
+  classes: Mapping[str, int],
+  *,
+  class_table: str,
+  policy: RepairPolicy,
+) -> Labels:
   """One label name per line (MS-TCN `groundTruth` style), frame 0 first."""
   unknown: collections.Counter = collections.Counter()
   with open(path, encoding="utf-8") as f:
     lines = [l.strip() for l in f.read().splitlines()]
   while lines and not lines[-1]:
     lines.pop()
-  values = np.asarray([label_id(name, classes, f"{path}:{i + 1}", policy, unknown,
-                                class_table)
-                       for i, name in enumerate(lines)], np.int32)
+  values = np.asarray(
+    [
+      label_id(name, classes, f"{path}:{i + 1}", policy, unknown, class_table)
+      for i, name in enumerate(lines)
+    ],
+    np.int32,
+  )
   labels = Labels(values, 0, str(path))
   if unknown:
-    labels.repairs.append(("unknown_label", sum(unknown.values()),
-                           f"{path}: unknown labels {sorted(unknown)} left unscored"))
+    labels.repairs.append(
+      (
+        "unknown_label",
+        sum(unknown.values()),
+        f"{path}: unknown labels {sorted(unknown)} left unscored",
+      )
+    )
   return labels

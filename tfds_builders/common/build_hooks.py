@@ -75,8 +75,9 @@ class _SetAsideOnDelete:
     backup = epath.Path(self.folder + PREVIOUS_SUFFIX)
     if backup.exists():  # left by a crash after a rebuild had succeeded
       backup.rmtree()
-    logging.warning("Setting %s aside as %s until the rebuild succeeds",
-                    self.folder, backup)
+    logging.warning(
+      "Setting %s aside as %s until the rebuild succeeds", self.folder, backup
+    )
     epath.Path(self.folder).rename(backup)
 
 
@@ -100,8 +101,11 @@ class KeepPreviousBuild:
     folder = os.fspath(path)
     key = (type(path), folder)
     if key not in _KEEPING_PATHS:
-      _KEEPING_PATHS[key] = type(f"Keeping{type(path).__name__}", (
-          _SetAsideOnDelete, type(path)), {"folder": folder})
+      _KEEPING_PATHS[key] = type(
+        f"Keeping{type(path).__name__}",
+        (_SetAsideOnDelete, type(path)),
+        {"folder": folder},
+      )
     return _KEEPING_PATHS[key](folder)
 
   def download_and_prepare(self, **kwargs):
@@ -124,8 +128,9 @@ class KeepPreviousBuild:
       if path.exists():
         path.rmtree()
       backup.rename(path)
-      logging.warning("The rebuild of %s failed: the previous build was "
-                      "kept", self.data_dir)
+      logging.warning(
+        "The rebuild of %s failed: the previous build was kept", self.data_dir
+      )
       raise
     backup.rmtree()
     return result

@@ -20,6 +20,7 @@ def _data_error_hook(previous):
       sys.stderr.write(f"error: {value}\n")
     else:
       previous(kind, value, traceback)
+
   return hook
 
 

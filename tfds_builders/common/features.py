@@ -23,16 +23,18 @@ def load_feature_file(path: os.PathLike) -> np.ndarray:
       import torch  # pylint: disable=import-outside-toplevel
     except ImportError:
       raise DataError(
-          f"{path}: reading .pt features needs torch (pip install torch), or "
-          "convert them once to .npy next to it: python -c \"import sys, numpy, "
-          "torch; [numpy.save(p[:-3] + '.npy', torch.load(p).float().numpy()) "
-          "for p in sys.argv[1:]]\" <files>") from None
+        f"{path}: reading .pt features needs torch (pip install torch), or "
+        "convert them once to .npy next to it: python -c \"import sys, numpy, "
+        "torch; [numpy.save(p[:-3] + '.npy', torch.load(p).float().numpy()) "
+        "for p in sys.argv[1:]]\" <files>"
+      ) from None
     array = torch.load(path, map_location="cpu").float().numpy()
   else:
     raise DataError(f"{path}: features must be .npy or .pt files")
   if array.ndim != 2:
-    raise DataError(f"{path}: features must have shape (frames, dim), got "
-                    f"{array.shape}")
+    raise DataError(
+      f"{path}: features must have shape (frames, dim), got {array.shape}"
+    )
   return array
 
 
@@ -49,15 +51,20 @@ class LmdbViews:
   def env(self, path: str):
     if path not in self._envs:
       if not os.path.exists(os.path.join(path, "data.mdb")):
-        raise DataError(f"no LMDB environment at {path} (expected "
-                        f"{os.path.join(path, 'data.mdb')}): check the manual dir "
-                        "layout in the builder's README")
+        raise DataError(
+          f"no LMDB environment at {path} (expected "
+          f"{os.path.join(path, 'data.mdb')}): check the manual dir "
+          "layout in the builder's README"
+        )
       try:
         import lmdb  # pylint: disable=import-outside-toplevel
       except ImportError:
-        raise DataError("reading LMDB features needs the lmdb package: "
-                        "pip install lmdb") from None
-      self._envs[path] = lmdb.open(path, readonly=True, lock=False, readahead=False)
+        raise DataError(
+          "reading LMDB features needs the lmdb package: pip install lmdb"
+        ) from None
+      self._envs[path] = lmdb.open(
+        path, readonly=True, lock=False, readahead=False
+      )
     return self._envs[path]
 
   def close(self) -> None:
@@ -67,7 +74,9 @@ class LmdbViews:
       env.close()
     self._envs.clear()
 
-  def read(self, path: str, keys: Sequence[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
+  def read(
+    self, path: str, keys: Sequence[str], dim: int
+  ) -> tuple[np.ndarray, np.ndarray]:
     """(len(keys), dim) float32 features and the (len(keys),) mask of keys found."""
     out = np.zeros((len(keys), dim), np.float32)
     present = np.zeros(len(keys), bool)
@@ -78,9 +87,10 @@ class LmdbViews:
           continue
         if len(value) != 4 * dim:
           raise DataError(
-              f"{path}: key {key!r} holds {len(value)} bytes, a "
-              f"{len(value) / 4:g}-D float32 vector, but the config declares "
-              f"feature_dim={dim}; use a config with the data's dimension")
+            f"{path}: key {key!r} holds {len(value)} bytes, a "
+            f"{len(value) / 4:g}-D float32 vector, but the config declares "
+            f"feature_dim={dim}; use a config with the data's dimension"
+          )
         vector = np.frombuffer(value, np.float32)
         out[i] = vector
         present[i] = True

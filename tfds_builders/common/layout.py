@@ -17,12 +17,16 @@ from tfds_builders.common.errors import DataError
 from tfds_builders.common.features import LmdbViews
 
 # What each key field may hold when a layout is matched against a real key.
-_FIELD_PATTERNS = {"video": r"(?:assembly|disassembly|disassebly)_[^/]+",
-                   "recording": r"[^/]+", "frame": r"\d+"}
+_FIELD_PATTERNS = {
+  "video": r"(?:assembly|disassembly|disassebly)_[^/]+",
+  "recording": r"[^/]+",
+  "frame": r"\d+",
+}
 
 
-def key_pattern(key_format: str, patterns: dict | None = None,
-                **fixed: str) -> re.Pattern:
+def key_pattern(
+  key_format: str, patterns: dict | None = None, **fixed: str
+) -> re.Pattern:
   """A regex of the keys `key_format` makes; `fixed` fields are literal,
   `patterns` gives regexes of fields (else `_FIELD_PATTERNS`)."""
   patterns = {**_FIELD_PATTERNS, **(patterns or {})}
@@ -30,8 +34,11 @@ def key_pattern(key_format: str, patterns: dict | None = None,
   for literal, field, _, _ in string.Formatter().parse(key_format):
     parts.append(re.escape(literal))
     if field is not None:
-      parts.append(re.escape(fixed[field]) if field in fixed
-                   else patterns.get(field, r"[^/]+"))
+      parts.append(
+        re.escape(fixed[field])
+        if field in fixed
+        else patterns.get(field, r"[^/]+")
+      )
   return re.compile("".join(parts) + r"\Z")
 
 
@@ -41,30 +48,44 @@ def example_key(key_format: str, **fields: str) -> str:
   return key_format.replace("{frame:010d}", "<frame:010d>").format(**shown)
 
 
-def check_lmdb_layout(lmdb: LmdbViews, path: str, key_format: str, view: str,
-                      dim: int, config_name: str, fix: str,
-                      patterns: dict | None = None) -> None:
+def check_lmdb_layout(
+  lmdb: LmdbViews,
+  path: str,
+  key_format: str,
+  view: str,
+  dim: int,
+  config_name: str,
+  fix: str,
+  patterns: dict | None = None,
+) -> None:
   """The first key of the LMDB at `path` has `key_format`'s layout and a
   `dim`-D float32 value; else a DataError naming the file and the layout."""
   expected = example_key(key_format, view=view)
   with lmdb.env(path).begin() as txn:
     cursor = txn.cursor()
     if not cursor.first():
-      raise DataError(f"{path}: the LMDB is empty; config {config_name!r} "
-                      f"reads keys {expected!r}. {fix}")
+      raise DataError(
+        f"{path}: the LMDB is empty; config {config_name!r} "
+        f"reads keys {expected!r}. {fix}"
+      )
     key = bytes(cursor.key()).decode("utf-8", "replace")
     value = bytes(cursor.value())
   if not key_pattern(key_format, patterns, view=view).match(key):
-    raise DataError(f"{path}: key {key!r} is not in the layout {expected!r} "
-                    f"that config {config_name!r} reads. {fix}")
+    raise DataError(
+      f"{path}: key {key!r} is not in the layout {expected!r} "
+      f"that config {config_name!r} reads. {fix}"
+    )
   if len(value) != 4 * dim:
-    raise DataError(f"{path}: key {key!r} holds a {len(value) / 4:g}-D float32 "
-                    f"vector, but config {config_name!r} reads {dim}-D features. "
-                    f"{fix}")
+    raise DataError(
+      f"{path}: key {key!r} holds a {len(value) / 4:g}-D float32 "
+      f"vector, but config {config_name!r} reads {dim}-D features. "
+      f"{fix}"
+    )
 
 
-def last_frame(lmdb: LmdbViews, path: str, key_format: str,
-               **fields: str) -> int | None:
+def last_frame(
+  lmdb: LmdbViews, path: str, key_format: str, **fields: str
+) -> int | None:
   """The largest frame number of the keys `key_format` makes with `fields`
   (zero-padded numbers sort as text), or None if there is no such key."""
   prefix = key_format.split("{frame", 1)[0].format(**fields).encode("utf-8")
@@ -83,8 +104,9 @@ def last_frame(lmdb: LmdbViews, path: str, key_format: str,
   return int(match.group(1))
 
 
-def rows_of_frames(values: np.ndarray, frames, first_frame: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def rows_of_frames(
+  values: np.ndarray, frames, first_frame: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Rows of a per-frame array (row 0 = frame `first_frame`) for `frames`,
   and the mask of those it has (the others are zeros)."""
   rows = np.asarray(list(frames), np.int64) - first_frame

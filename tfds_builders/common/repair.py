@@ -44,6 +44,7 @@ class RepairPolicy:
     missing_view: "skip" or "error" for a recording without the features of
       the configured exo or ego view.
   """
+
   max_trim_frames: int = 30
   max_fill_frames: int = 0
   nan: str = "error"
@@ -52,20 +53,28 @@ class RepairPolicy:
   missing_view: str = "skip"
 
   def __post_init__(self):
-    choices = {"nan": ("error", "zero"), "unknown_label": ("error", "ignore"),
-               "empty": ("skip", "error"), "missing_view": ("skip", "error")}
+    choices = {
+      "nan": ("error", "zero"),
+      "unknown_label": ("error", "ignore"),
+      "empty": ("skip", "error"),
+      "missing_view": ("skip", "error"),
+    }
     for field, allowed in choices.items():
       if getattr(self, field) not in allowed:
-        raise ValueError(f"RepairPolicy.{field} must be one of {allowed}, "
-                         f"not {getattr(self, field)!r}")
+        raise ValueError(
+          f"RepairPolicy.{field} must be one of {allowed}, "
+          f"not {getattr(self, field)!r}"
+        )
     if self.max_trim_frames < 0 or self.max_fill_frames < 0:
       raise ValueError("RepairPolicy frame tolerances must be >= 0")
 
 
 def repair_fix(**fields) -> str:
   """How a user allows a repair: `'{"nan": "zero"}' in repair.json`."""
-  return (f"put {json.dumps(fields)} in {REPAIR_FILE} in the manual dir "
-          "(--manual_dir) and build again")
+  return (
+    f"put {json.dumps(fields)} in {REPAIR_FILE} in the manual dir "
+    "(--manual_dir) and build again"
+  )
 
 
 def read_repair_file(manual_dir: str, policy: RepairPolicy) -> RepairPolicy:
@@ -77,14 +86,18 @@ def read_repair_file(manual_dir: str, policy: RepairPolicy) -> RepairPolicy:
     with open(path, encoding="utf-8") as f:
       fields = json.load(f)
   except json.JSONDecodeError as e:
-    raise DataError(f"{path}: not valid JSON ({e}); write e.g. "
-                    '{"nan": "zero"}') from None
+    raise DataError(
+      f"{path}: not valid JSON ({e}); write e.g. {{\"nan\": \"zero\"}}"
+    ) from None
   known = [f.name for f in dataclasses.fields(RepairPolicy)]
   if not isinstance(fields, dict) or set(fields) - set(known):
-    unknown = (sorted(set(fields) - set(known)) if isinstance(fields, dict)
-               else fields)
-    raise DataError(f"{path}: {unknown!r} is not a RepairPolicy field; use an "
-                    f"object with some of {', '.join(known)}")
+    unknown = (
+      sorted(set(fields) - set(known)) if isinstance(fields, dict) else fields
+    )
+    raise DataError(
+      f"{path}: {unknown!r} is not a RepairPolicy field; use an "
+      f"object with some of {', '.join(known)}"
+    )
   try:
     return dataclasses.replace(policy, **fields)
   except (TypeError, ValueError) as e:  # a value of the wrong kind
@@ -98,21 +111,38 @@ class RepairLog:
     self.entries: list[dict] = []
 
   def add(self, split: str, video_id: str, kind: str, frames: int, detail: str):
-    log.warning("%s/%s: %s (%d frames): %s", split, video_id, kind, frames,
-                detail)
-    self.entries.append({"split": split, "video_id": video_id, "kind": kind,
-                         "frames": int(frames), "detail": detail})
+    log.warning(
+      "%s/%s: %s (%d frames): %s", split, video_id, kind, frames, detail
+    )
+    self.entries.append(
+      {
+        "split": split,
+        "video_id": video_id,
+        "kind": kind,
+        "frames": int(frames),
+        "detail": detail,
+      }
+    )
 
   def to_metadata(self) -> dict:
     order = {s: i for i, s in enumerate(SPLITS)}
-    entries = sorted(self.entries, key=lambda e: (
-        order.get(e["split"], len(order)), e["split"], e["video_id"], e["kind"],
-        e["detail"]))
+    entries = sorted(
+      self.entries,
+      key=lambda e: (
+        order.get(e["split"], len(order)),
+        e["split"],
+        e["video_id"],
+        e["kind"],
+        e["detail"],
+      ),
+    )
     counts: dict = {}
     for e in entries:
       c = counts.setdefault(e["kind"], {"videos": set(), "frames": 0})
       c["videos"].add((e["split"], e["video_id"]))
       c["frames"] += e["frames"]
-    counts = {k: {"videos": len(c["videos"]), "frames": c["frames"]}
-              for k, c in sorted(counts.items())}
+    counts = {
+      k: {"videos": len(c["videos"]), "frames": c["frames"]}
+      for k, c in sorted(counts.items())
+    }
     return {"counts": counts, "entries": entries}

@@ -33,14 +33,16 @@ def user_splits(split_dir: os.PathLike) -> dict[str, list[str]] | None:
     return None
   missing = [p for s, p in paths.items() if s not in found]
   if missing:
-    raise DataError(f"split lists: {missing} missing; give all four of "
-                    f"{list(SPLITS)} in {split_dir} or none (default splits)")
+    raise DataError(
+      f"split lists: {missing} missing; give all four of "
+      f"{list(SPLITS)} in {split_dir} or none (default splits)"
+    )
   return {s: read_split_list(p) for s, p in paths.items()}
 
 
-def hash_partition(ids: Iterable[str], fraction: float,
-                   group: Callable[[str], str] = lambda i: i
-                   ) -> tuple[list[str], list[str]]:
+def hash_partition(
+  ids: Iterable[str], fraction: float, group: Callable[[str], str] = lambda i: i
+) -> tuple[list[str], list[str]]:
   """Splits ids into two disjoint lists, the first with about `fraction` of the groups.
 
   Ids of one group (e.g. the videos of one recording) stay together. Order is
@@ -48,10 +50,14 @@ def hash_partition(ids: Iterable[str], fraction: float,
   in which ids are listed.
   """
   ids = sorted(set(ids))
-  groups = sorted({group(i) for i in ids},
-                  key=lambda g: (hashlib.sha1(g.encode()).hexdigest(), g))
-  first = set(groups[:int(round(fraction * len(groups)))])
-  return [i for i in ids if group(i) in first], [i for i in ids if group(i) not in first]
+  groups = sorted(
+    {group(i) for i in ids},
+    key=lambda g: (hashlib.sha1(g.encode()).hexdigest(), g),
+  )
+  first = set(groups[: int(round(fraction * len(groups)))])
+  return [i for i in ids if group(i) in first], [
+    i for i in ids if group(i) not in first
+  ]
 
 
 def check_disjoint(splits: Mapping[str, Sequence[str]], where: str):
@@ -67,5 +73,6 @@ def check_disjoint(splits: Mapping[str, Sequence[str]], where: str):
       shared = sorted(set(splits.get(held_out, ())) & set(ids))
       if shared:
         raise DataError(
-            f"{where}: {len(shared)} recordings are in both `{held_out}` and "
-            f"`{other}` (e.g. {shared[:3]}); held-out splits must be disjoint")
+          f"{where}: {len(shared)} recordings are in both `{held_out}` and "
+          f"`{other}` (e.g. {shared[:3]}); held-out splits must be disjoint"
+        )

@@ -31,10 +31,13 @@ from tfds_builders.common.splits import check_disjoint
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
-def example_features(feature_dim: int, storage_dtype: str) -> tfds.features.FeaturesDict:
+def example_features(
+  feature_dim: int, storage_dtype: str
+) -> tfds.features.FeaturesDict:
   """The fields every real-data example has (those of `synthetic_sync` and more)."""
   dtype = STORAGE_DTYPES[storage_dtype]
-  return tfds.features.FeaturesDict({
+  return tfds.features.FeaturesDict(
+    {
       "exo": tfds.features.Tensor(shape=(None, feature_dim), dtype=dtype),
       "ego": tfds.features.Tensor(shape=(None, feature_dim), dtype=dtype),
       "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
@@ -44,7 +47,8 @@ def example_features(feature_dim: int, storage_dtype: str) -> tfds.features.Feat
       "exo_view": tfds.features.Text(),
       "ego_view": tfds.features.Text(),
       "start_frame": tfds.features.Scalar(dtype=np.int32),
-  })
+    }
+  )
 
 
 @dataclasses.dataclass(eq=False)
@@ -60,6 +64,7 @@ class SyncConfig(tfds.core.BuilderConfig):
     dict of its fields, as `tfds build --config='{...}'` passes it); a
     `repair.json` in the manual dir overrides its fields.
   """
+
   feature_dim: int = 0
   storage_dtype: str = "float32"
   policy: RepairPolicy = RepairPolicy()
@@ -69,27 +74,33 @@ class SyncConfig(tfds.core.BuilderConfig):
       known = [f.name for f in dataclasses.fields(RepairPolicy)]
       unknown = sorted(set(self.policy) - set(known))
       if unknown:
-        raise ValueError(f"config {self.name!r}: policy field {unknown[0]!r} "
-                         f"is unknown; use some of {', '.join(known)}")
+        raise ValueError(
+          f"config {self.name!r}: policy field {unknown[0]!r} "
+          f"is unknown; use some of {', '.join(known)}"
+        )
       self.policy = RepairPolicy(**self.policy)
     if self.feature_dim <= 0:
       raise ValueError(f"config {self.name!r}: feature_dim must be set (> 0)")
     if self.storage_dtype not in STORAGE_DTYPES:
-      raise ValueError(f"storage_dtype must be one of {list(STORAGE_DTYPES)}, "
-                       f"not {self.storage_dtype!r}")
+      raise ValueError(
+        f"storage_dtype must be one of {list(STORAGE_DTYPES)}, "
+        f"not {self.storage_dtype!r}"
+      )
 
 
 @dataclasses.dataclass
 class Plan:
   """What a builder found in the manual dir: classes and recordings per split."""
+
   class_names: list[str]
   background_classes: list[str]
   splits: dict[str, list[Recording]]
   metadata: dict = dataclasses.field(default_factory=dict)
 
 
-class SyncFeatureBuilder(KeepPreviousBuild, BuildMessages,
-                         tfds.core.GeneratorBasedBuilder):
+class SyncFeatureBuilder(
+  KeepPreviousBuild, BuildMessages, tfds.core.GeneratorBasedBuilder
+):
   """Aligned exo/ego feature sequences from manually downloaded files.
 
   Subclasses implement `_plan(manual_dir)`; this class does the rest: fields,
@@ -106,12 +117,15 @@ class SyncFeatureBuilder(KeepPreviousBuild, BuildMessages,
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
     return self.dataset_info_from_configs(
-        features=example_features(config.feature_dim, config.storage_dtype),
-        supervised_keys=None,
-        metadata=tfds.core.MetadataDict({
-            "feature_dim": config.feature_dim,
-            "storage_dtype": config.storage_dtype,
-            "config": _jsonable(config)}),
+      features=example_features(config.feature_dim, config.storage_dtype),
+      supervised_keys=None,
+      metadata=tfds.core.MetadataDict(
+        {
+          "feature_dim": config.feature_dim,
+          "storage_dtype": config.storage_dtype,
+          "config": _jsonable(config),
+        }
+      ),
     )
 
   def _download_and_prepare(self, dl_manager, download_config=None):
@@ -119,8 +133,9 @@ class SyncFeatureBuilder(KeepPreviousBuild, BuildMessages,
     self._summary = {}
     with deterministic_serialization():
       super()._download_and_prepare(dl_manager, download_config)
-    self.info.metadata["summary"] = {s: self._summary[s] for s in SPLITS
-                                     if s in self._summary}
+    self.info.metadata["summary"] = {
+      s: self._summary[s] for s in SPLITS if s in self._summary
+    }
     self.info.metadata["repairs"] = self._repairs.to_metadata()
 
   @property
@@ -133,30 +148,53 @@ class SyncFeatureBuilder(KeepPreviousBuild, BuildMessages,
     self.info.metadata["policy"] = dataclasses.asdict(self._policy)
     plan = self._plan(manual_dir)
     if set(plan.splits) != set(SPLITS):
-      raise DataError(f"{self.name}: splits {sorted(plan.splits)} instead of "
-                      f"{list(SPLITS)}")
+      raise DataError(
+        f"{self.name}: splits {sorted(plan.splits)} instead of {list(SPLITS)}"
+      )
     for split, recordings in plan.splits.items():
       if not recordings:
-        raise DataError(f"{self.name}: split `{split}` lists no recording; check "
-                        f"the split lists in {manual_dir}")
+        raise DataError(
+          f"{self.name}: split `{split}` lists no recording; check "
+          f"the split lists in {manual_dir}"
+        )
       ids = [r.video_id for r in recordings]
       if len(set(ids)) != len(ids):
-        raise DataError(f"{self.name}: split `{split}` lists a video twice: "
-                        f"{[i for i, c in collections.Counter(ids).items() if c > 1][:3]}")
-    check_disjoint({s: sorted({r.recording_id for r in rs})
-                    for s, rs in plan.splits.items()}, f"{self.name} in {manual_dir}")
-    self.info.metadata.update({
+        raise DataError(
+          f"{self.name}: split `{split}` lists a video twice: "
+          f"{[i for i, c in collections.Counter(ids).items() if c > 1][:3]}"
+        )
+    check_disjoint(
+      {
+        s: sorted({r.recording_id for r in rs}) for s, rs in plan.splits.items()
+      },
+      f"{self.name} in {manual_dir}",
+    )
+    self.info.metadata.update(
+      {
         "class_names": list(plan.class_names),
         "background_classes": list(plan.background_classes),
-        **plan.metadata})
-    return {split: self._generate_examples(split, plan.splits[split],
-                                           {n: i for i, n in enumerate(plan.class_names)})
-            for split in SPLITS}
+        **plan.metadata,
+      }
+    )
+    return {
+      split: self._generate_examples(
+        split,
+        plan.splits[split],
+        {n: i for i, n in enumerate(plan.class_names)},
+      )
+      for split in SPLITS
+    }
 
-  def _generate_examples(self, split: str, recordings: Sequence[Recording],
-                         classes: Mapping[str, int]):
+  def _generate_examples(
+    self,
+    split: str,
+    recordings: Sequence[Recording],
+    classes: Mapping[str, int],
+  ):
     summary = self._summary.setdefault(
-        split, {"listed": len(recordings), "examples": 0, "skipped": 0, "frames": 0})
+      split,
+      {"listed": len(recordings), "examples": 0, "skipped": 0, "frames": 0},
+    )
     for recording in recordings:
       example = self._example(split, recording, len(classes))
       if example is None:
@@ -166,11 +204,17 @@ class SyncFeatureBuilder(KeepPreviousBuild, BuildMessages,
       summary["frames"] += int(len(example["labels"]))
       yield recording.video_id, example
     if not summary["examples"]:
-      reasons = [e["detail"] for e in self._repairs.entries if e["split"] == split]
-      raise DataError(f"split `{split}`: no example left, all {len(recordings)} "
-                      f"listed recordings were skipped: {reasons[:3]}")
+      reasons = [
+        e["detail"] for e in self._repairs.entries if e["split"] == split
+      ]
+      raise DataError(
+        f"split `{split}`: no example left, all {len(recordings)} "
+        f"listed recordings were skipped: {reasons[:3]}"
+      )
 
-  def _example(self, split: str, recording: Recording, num_classes: int) -> dict | None:
+  def _example(
+    self, split: str, recording: Recording, num_classes: int
+  ) -> dict | None:
     """One aligned example, or None if the policy skips the recording."""
     config = self.builder_config
     policy = self.policy
@@ -189,43 +233,62 @@ class SyncFeatureBuilder(KeepPreviousBuild, BuildMessages,
             report(kind, frames, detail)
           value = Stream(value.values, value.source, value.start)
         streams[name] = value
-      arrays, start = align(video_id, streams, policy, config.feature_dim, report,
-                            origin, step)
+      arrays, start = align(
+        video_id, streams, policy, config.feature_dim, report, origin, step
+      )
     except MissingData as e:
       field = "missing_view" if e.kind == "missing_view" else "empty"
       if getattr(policy, field) == "error":
-        raise MissingData(e.kind, f"{e}; {repair_fix(**{field: 'skip'})} to "
-                          "skip such recordings") from None
+        raise MissingData(
+          e.kind,
+          f"{e}; {repair_fix(**{field: 'skip'})} to skip such recordings",
+        ) from None
       report(f"skipped_{e.kind}", 0, str(e))
       return None
     length = len(arrays["exo"])
     dtype = STORAGE_DTYPES[config.storage_dtype]
     for view in VIEWS:
       source = streams[view].source
-      values = check_finite(video_id, view, source, arrays[view], policy, report,
-                            origin + step * start, step)
+      values = check_finite(
+        video_id,
+        view,
+        source,
+        arrays[view],
+        policy,
+        report,
+        origin + step * start,
+        step,
+      )
       values = np.asarray(values, dtype)
       if not np.isfinite(values).all():
-        raise DataError(f"{video_id}: {view} features from {source} exceed the "
-                        f"{config.storage_dtype} range; store them as float32")
+        raise DataError(
+          f"{video_id}: {view} features from {source} exceed the "
+          f"{config.storage_dtype} range; store them as float32"
+        )
       arrays[view] = values
     if "labels" not in arrays:
       arrays["labels"] = np.full(length, IGNORE_LABEL, np.int32)
     if "ego_labels" not in arrays:
       arrays["ego_labels"] = arrays["labels"]
     for name in ("labels", "ego_labels"):
-      bad = (arrays[name] != IGNORE_LABEL) & ((arrays[name] < 0) |
-                                              (arrays[name] >= num_classes))
+      bad = (arrays[name] != IGNORE_LABEL) & (
+        (arrays[name] < 0) | (arrays[name] >= num_classes)
+      )
       if bad.any():
-        raise DataError(f"{video_id}: {name} ({streams.get(name, streams['exo']).source}) "
-                        f"has ids outside 0..{num_classes - 1}")
+        raise DataError(
+          f"{video_id}: {name} ({streams.get(name, streams['exo']).source}) "
+          f"has ids outside 0..{num_classes - 1}"
+        )
     return {
-        "exo": arrays["exo"], "ego": arrays["ego"],
-        "labels": np.asarray(arrays["labels"], np.int32),
-        "ego_labels": np.asarray(arrays["ego_labels"], np.int32),
-        "video_id": video_id, "recording_id": recording.recording_id,
-        "exo_view": recording.exo_view, "ego_view": recording.ego_view,
-        "start_frame": np.int32(origin + step * start),
+      "exo": arrays["exo"],
+      "ego": arrays["ego"],
+      "labels": np.asarray(arrays["labels"], np.int32),
+      "ego_labels": np.asarray(arrays["ego_labels"], np.int32),
+      "video_id": video_id,
+      "recording_id": recording.recording_id,
+      "exo_view": recording.exo_view,
+      "ego_view": recording.ego_view,
+      "start_frame": np.int32(origin + step * start),
     }
 
 

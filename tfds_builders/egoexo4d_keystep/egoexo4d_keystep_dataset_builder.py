@@ -30,8 +30,10 @@ from tfds_builders.common.splits import hash_partition, user_splits
 from tfds_builders.common.sync_builder import Plan, SyncConfig
 from tfds_builders.common.sync_builder import SyncFeatureBuilder
 
-ANNOTATION_FILES = {"train": "annotations/keystep_train.json",
-                    "val": "annotations/keystep_val.json"}
+ANNOTATION_FILES = {
+  "train": "annotations/keystep_train.json",
+  "val": "annotations/keystep_val.json",
+}
 BACKGROUND = "background"
 
 
@@ -55,6 +57,7 @@ class EgoExo4DConfig(SyncConfig):
     test_fraction: default splits only: share of keystep_val takes that go to
       `test` (the rest is `validation`).
   """
+
   feature_dir: str = "features/omnivore_video"
   exo_camera: str = "best_exo"
   ego_camera: str = "aria"
@@ -77,15 +80,25 @@ class Builder(SyncFeatureBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [
-      EgoExo4DConfig(name="omnivore_best_exo", feature_dim=1536,
-                     description="Omnivore video features (1536-D, 1.875 steps/s); "
-                     "exo = each take's best_exo camera."),
-      EgoExo4DConfig(name="omnivore_best_exo_fp16", feature_dim=1536,
-                     storage_dtype="float16",
-                     description="As omnivore_best_exo, stored as float16."),
-      EgoExo4DConfig(name="omnivore_all_exo", feature_dim=1536, exo_camera="all",
-                     description="Omnivore video features; one example per exo "
-                     "camera of each take."),
+    EgoExo4DConfig(
+      name="omnivore_best_exo",
+      feature_dim=1536,
+      description="Omnivore video features (1536-D, 1.875 steps/s); "
+      "exo = each take's best_exo camera.",
+    ),
+    EgoExo4DConfig(
+      name="omnivore_best_exo_fp16",
+      feature_dim=1536,
+      storage_dtype="float16",
+      description="As omnivore_best_exo, stored as float16.",
+    ),
+    EgoExo4DConfig(
+      name="omnivore_all_exo",
+      feature_dim=1536,
+      exo_camera="all",
+      description="Omnivore video features; one example per exo "
+      "camera of each take.",
+    ),
   ]
   DEFAULT_CONFIG_NAME = "omnivore_best_exo"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -104,49 +117,79 @@ class Builder(SyncFeatureBuilder):
     config = self.builder_config
     takes = {}  # take_uid -> (annotation entry, public split, file)
     for part, relative in ANNOTATION_FILES.items():
-      path = require(os.path.join(manual_dir, relative), "keystep annotations",
-                     "Download them with `egoexo --parts annotations`.")
+      path = require(
+        os.path.join(manual_dir, relative),
+        "keystep annotations",
+        "Download them with `egoexo --parts annotations`.",
+      )
       with open(path, encoding="utf-8") as f:
         annotations = json.load(f).get("annotations")
       if not isinstance(annotations, dict):
-        raise DataError(f"{path}: expected {{'annotations': {{take_uid: {{...}}}}}}")
+        raise DataError(
+          f"{path}: expected {{'annotations': {{take_uid: {{...}}}}}}"
+        )
       for uid, take in sorted(annotations.items()):
         if config.scenarios and take.get("scenario") not in config.scenarios:
           continue
         takes[uid] = (take, part, path)
     class_names, step_classes, table = self._classes(manual_dir, takes)
-    feature_dir = require(os.path.join(manual_dir, config.feature_dir),
-                          "feature folder", "Download features with `egoexo "
-                          "--parts features/omnivore_video` or set feature_dir.")
-    best_exo = self._best_exo(manual_dir) if config.exo_camera == "best_exo" else {}
+    feature_dir = require(
+      os.path.join(manual_dir, config.feature_dir),
+      "feature folder",
+      "Download features with `egoexo "
+      "--parts features/omnivore_video` or set feature_dir.",
+    )
+    best_exo = (
+      self._best_exo(manual_dir) if config.exo_camera == "best_exo" else {}
+    )
 
-    names = {take.get("take_name", uid): uid for uid, (take, _, _) in takes.items()}
+    names = {
+      take.get("take_name", uid): uid for uid, (take, _, _) in takes.items()
+    }
     lists = user_splits(os.path.join(manual_dir, "splits"))
     if lists is None:
       sync, train = hash_partition(
-          [u for u, t in takes.items() if t[1] == "train"], config.sync_fraction)
+        [u for u, t in takes.items() if t[1] == "train"], config.sync_fraction
+      )
       test, validation = hash_partition(
-          [u for u, t in takes.items() if t[1] == "val"], config.test_fraction)
-      lists = {"train": train, "sync_pairs": sync, "validation": validation,
-               "test": test}
+        [u for u, t in takes.items() if t[1] == "val"], config.test_fraction
+      )
+      lists = {
+        "train": train,
+        "sync_pairs": sync,
+        "validation": validation,
+        "test": test,
+      }
     splits = {}
     for split, ids in lists.items():
       recordings = []
       for item in ids:
         uid = item if item in takes else names.get(item)
         if uid is None:
-          raise DataError(f"split `{split}`: take {item!r} has no keystep "
-                          f"annotation in {list(ANNOTATION_FILES.values())}"
-                          + (f" for scenarios {list(config.scenarios)}"
-                             if config.scenarios else ""))
-        recordings += self._recordings(uid, takes[uid], feature_dir, best_exo,
-                                       step_classes, table)
+          raise DataError(
+            f"split `{split}`: take {item!r} has no keystep "
+            f"annotation in {list(ANNOTATION_FILES.values())}"
+            + (
+              f" for scenarios {list(config.scenarios)}"
+              if config.scenarios
+              else ""
+            )
+          )
+        recordings += self._recordings(
+          uid, takes[uid], feature_dir, best_exo, step_classes, table
+        )
       splits[split] = recordings
-    return Plan(class_names, [BACKGROUND], splits, {
+    return Plan(
+      class_names,
+      [BACKGROUND],
+      splits,
+      {
         "fps": config.feature_fps,
         "feature_time_offset": config.feature_time_offset,
         "exo_camera": config.exo_camera,
-        "step_unique_ids": [None] + sorted(step_classes, key=step_classes.get)})
+        "step_unique_ids": [None] + sorted(step_classes, key=step_classes.get),
+      },
+    )
 
   def _classes(self, manual_dir: str, takes: dict):
     """Class 0 is background; then steps by step_unique_id (or step_ids.txt order)."""
@@ -162,16 +205,21 @@ class Builder(SyncFeatureBuilder):
         raise DataError(f"{table}: a step_unique_id appears twice")
     else:
       table = "the step ids of the annotations"
-      ids = sorted(steps, key=lambda s: (len(s), s))  # numeric order for numeric ids
+      ids = sorted(
+        steps, key=lambda s: (len(s), s)
+      )  # numeric order for numeric ids
     names = [steps.get(i, i) for i in ids]
     repeated = {n for n in names if names.count(n) > 1}
     names = [f"{n} [{i}]" if n in repeated else n for n, i in zip(names, ids)]
     return [BACKGROUND] + names, {i: k + 1 for k, i in enumerate(ids)}, table
 
   def _best_exo(self, manual_dir: str) -> dict[str, str]:
-    path = require(os.path.join(manual_dir, "takes.json"), "take metadata",
-                   "exo_camera='best_exo' reads each take's best_exo from it: "
-                   "download it with `egoexo --parts metadata`, or pick a camera.")
+    path = require(
+      os.path.join(manual_dir, "takes.json"),
+      "take metadata",
+      "exo_camera='best_exo' reads each take's best_exo from it: "
+      "download it with `egoexo --parts metadata`, or pick a camera.",
+    )
     with open(path, encoding="utf-8") as f:
       return {t["take_uid"]: t.get("best_exo") for t in json.load(f)}
 
@@ -181,8 +229,13 @@ class Builder(SyncFeatureBuilder):
     name = take.get("take_name", uid)
     ego = _camera_files(feature_dir, uid, config.ego_camera + "*")
     if config.exo_camera == "all":
-      cameras = sorted({c for c in _cameras(feature_dir, uid)
-                        if not c.startswith(config.ego_camera)})
+      cameras = sorted(
+        {
+          c
+          for c in _cameras(feature_dir, uid)
+          if not c.startswith(config.ego_camera)
+        }
+      )
     elif config.exo_camera == "best_exo":
       cameras = [best_exo.get(uid)]
     else:
@@ -190,68 +243,132 @@ class Builder(SyncFeatureBuilder):
     out = []
     for camera in cameras:
       video_id = f"{name}/{camera}" if config.exo_camera == "all" else name
-      out.append(Recording(video_id, uid, str(camera), config.ego_camera, _loader(
-          config, uid, video_id, camera, feature_dir, ego, take, annotation_path,
-          step_classes, table, self.policy)))
+      out.append(
+        Recording(
+          video_id,
+          uid,
+          str(camera),
+          config.ego_camera,
+          _loader(
+            config,
+            uid,
+            video_id,
+            camera,
+            feature_dir,
+            ego,
+            take,
+            annotation_path,
+            step_classes,
+            table,
+            self.policy,
+          ),
+        )
+      )
     return out
 
 
 def _cameras(feature_dir: str, uid: str) -> list[str]:
   """Camera ids with a feature file of the take."""
-  files = glob.glob(os.path.join(glob.escape(feature_dir), f"{glob.escape(uid)}_*.*"))
-  return [os.path.basename(f)[len(uid) + 1:].rsplit("_", 1)[0] for f in files]
+  files = glob.glob(
+    os.path.join(glob.escape(feature_dir), f"{glob.escape(uid)}_*.*")
+  )
+  return [os.path.basename(f)[len(uid) + 1 :].rsplit("_", 1)[0] for f in files]
 
 
 def _camera_files(feature_dir: str, uid: str, camera: str) -> list[str]:
   """Feature files of one camera of a take (.npy before .pt)."""
-  stem = os.path.join(glob.escape(feature_dir), f"{glob.escape(uid)}_{camera}_*")
+  stem = os.path.join(
+    glob.escape(feature_dir), f"{glob.escape(uid)}_{camera}_*"
+  )
   return sorted(glob.glob(stem + ".npy")) + sorted(glob.glob(stem + ".pt"))
 
 
-def _one_file(files: list[str], what: str, video_id: str, feature_dir: str) -> str:
+def _one_file(
+  files: list[str], what: str, video_id: str, feature_dir: str
+) -> str:
   stems = sorted({os.path.splitext(f)[0] for f in files})
   if not stems:
-    raise MissingData("missing_view", f"{video_id}: no {what} features in "
-                      f"{feature_dir}")
+    raise MissingData(
+      "missing_view", f"{video_id}: no {what} features in {feature_dir}"
+    )
   if len(stems) > 1:
-    raise DataError(f"{video_id}: several {what} feature files {stems}; set the "
-                    "camera id in the config")
+    raise DataError(
+      f"{video_id}: several {what} feature files {stems}; set the "
+      "camera id in the config"
+    )
   return files[0]
 
 
-def _loader(config, uid, video_id, camera, feature_dir, ego_files, take,
-            annotation_path, step_classes, table, policy):
+def _loader(
+  config,
+  uid,
+  video_id,
+  camera,
+  feature_dir,
+  ego_files,
+  take,
+  annotation_path,
+  step_classes,
+  table,
+  policy,
+):
   def load() -> Loaded:
     if camera is None:
-      raise MissingData("missing_view", f"{video_id}: takes.json gives no best_exo")
-    exo_path = _one_file(_camera_files(feature_dir, uid, glob.escape(camera)),
-                         f"exo {camera}", video_id, feature_dir)
-    ego_path = _one_file(ego_files, f"ego {config.ego_camera}*", video_id, feature_dir)
+      raise MissingData(
+        "missing_view", f"{video_id}: takes.json gives no best_exo"
+      )
+    exo_path = _one_file(
+      _camera_files(feature_dir, uid, glob.escape(camera)),
+      f"exo {camera}",
+      video_id,
+      feature_dir,
+    )
+    ego_path = _one_file(
+      ego_files, f"ego {config.ego_camera}*", video_id, feature_dir
+    )
     exo, ego = load_feature_file(exo_path), load_feature_file(ego_path)
     segments = []
     for number, segment in enumerate(take.get("segments", []), 1):
       try:
         start, end = float(segment["start_time"]), float(segment["end_time"])
       except (KeyError, TypeError, ValueError):
-        raise DataError(f"{annotation_path}: take {uid} segment {number} lacks "
-                        "numeric start_time/end_time") from None
+        raise DataError(
+          f"{annotation_path}: take {uid} segment {number} lacks "
+          "numeric start_time/end_time"
+        ) from None
       first = max(_step_at(start, config), 0)
       last = max(_step_at(end, config), first)
-      segments.append(Segment(first, last, str(segment.get("step_unique_id")),
-                              number))
+      segments.append(
+        Segment(first, last, str(segment.get("step_unique_id")), number)
+      )
     source = f"{annotation_path} take {uid}"
     length = max([len(exo), len(ego)] + [s.end for s in segments])
     if segments:  # frames no keystep covers are background (class 0)
-      labels = segments_to_labels(segments, step_classes, source=source,
-                                  class_table=table, policy=policy,
-                                  start=0, length=length, gap_label=0)
+      labels = segments_to_labels(
+        segments,
+        step_classes,
+        source=source,
+        class_table=table,
+        policy=policy,
+        start=0,
+        length=length,
+        gap_label=0,
+      )
     else:
       labels = Labels(np.zeros(length, np.int32), 0, source)
-    return Loaded({"exo": Stream(exo, exo_path), "ego": Stream(ego, ego_path),
-                   "labels": labels})
+    return Loaded(
+      {
+        "exo": Stream(exo, exo_path),
+        "ego": Stream(ego, ego_path),
+        "labels": labels,
+      }
+    )
+
   return load
 
 
 def _step_at(seconds: float, config: EgoExo4DConfig) -> int:
   """First feature step whose time (offset + i / fps) is at or after `seconds`."""
-  return math.ceil((seconds - config.feature_time_offset) * config.feature_fps - 1e-6)
+  return math.ceil(
+    (seconds - config.feature_time_offset) * config.feature_fps - 1e-6
+  )

@@ -32,7 +32,15 @@ from tfds_builders.common.sync_builder import Plan, SyncConfig
 from tfds_builders.common.sync_builder import SyncFeatureBuilder
 
 LABEL_FORMATS = ("auto", "segments", "frames")
-DIMS = (64, 256, 512, 768, 1024, 1536, 2048)  # one ready-made config per common size
+DIMS = (
+  64,
+  256,
+  512,
+  768,
+  1024,
+  1536,
+  2048,
+)  # one ready-made config per common size
 
 
 @dataclasses.dataclass(eq=False)
@@ -49,6 +57,7 @@ class FeatureFolderConfig(SyncConfig):
       background; frames no segment covers get the first of them (or -100,
       unscored, if there is none).
   """
+
   exo_view: str = "exo"
   ego_view: str = "ego"
   label_format: str = "auto"
@@ -61,11 +70,18 @@ class FeatureFolderConfig(SyncConfig):
     self.background_classes = tuple(self.background_classes)
 
 
-def config_for(manual_dir: str, name: str = "custom", **kwargs) -> FeatureFolderConfig:
+def config_for(
+  manual_dir: str, name: str = "custom", **kwargs
+) -> FeatureFolderConfig:
   """A config whose feature_dim is read from the folder's first exo feature file."""
   exo_view = kwargs.get("exo_view", "exo")
-  files = sorted(glob.glob(os.path.join(glob.escape(manual_dir), "features",
-                                        glob.escape(exo_view), "*.npy")))
+  files = sorted(
+    glob.glob(
+      os.path.join(
+        glob.escape(manual_dir), "features", glob.escape(exo_view), "*.npy"
+      )
+    )
+  )
   if not files:
     raise DataError(f"no features/{exo_view}/*.npy in {manual_dir}")
   dim = int(load_feature_file(files[0]).shape[1])
@@ -78,9 +94,15 @@ class Builder(SyncFeatureBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [
-      FeatureFolderConfig(name=f"d{dim}{suffix}", feature_dim=dim, storage_dtype=dtype,
-                          description=f"{dim}-D features stored as {dtype}.")
-      for dim in DIMS for suffix, dtype in (("", "float32"), ("_fp16", "float16"))]
+    FeatureFolderConfig(
+      name=f"d{dim}{suffix}",
+      feature_dim=dim,
+      storage_dtype=dtype,
+      description=f"{dim}-D features stored as {dtype}.",
+    )
+    for dim in DIMS
+    for suffix, dtype in (("", "float32"), ("_fp16", "float16"))
+  ]
   DEFAULT_CONFIG_NAME = "d1024"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Lay out your data in the manual dir (see tfds_builders/feature_folder/README.md):
@@ -94,40 +116,61 @@ class Builder(SyncFeatureBuilder):
 
   def _plan(self, manual_dir: str) -> Plan:
     config = self.builder_config
-    table = require(os.path.join(manual_dir, "classes.txt"), "class table",
-                    "List the class names, one per line (id = line number) or "
-                    "`<id> <name>`.")
+    table = require(
+      os.path.join(manual_dir, "classes.txt"),
+      "class table",
+      "List the class names, one per line (id = line number) or `<id> <name>`.",
+    )
     class_names = read_class_table(table)
     classes = {n: i for i, n in enumerate(class_names)}
     background = [b for b in config.background_classes if b in classes]
     gap_label = classes[background[0]] if background else IGNORE_LABEL
     lists = user_splits(os.path.join(manual_dir, "splits"))
     if lists is None:
-      raise DataError(f"no split lists: write {os.path.join(manual_dir, 'splits')}"
-                      f"/<split>.txt for the splits {list(SPLITS)}, one video "
-                      "per line")
-    splits = {split: [self._recording(manual_dir, split, video, classes, table,
-                                      gap_label) for video in ids]
-              for split, ids in lists.items()}
-    return Plan(class_names, background, splits, {
-        "exo_view": config.exo_view, "ego_view": config.ego_view})
+      raise DataError(
+        f"no split lists: write {os.path.join(manual_dir, 'splits')}"
+        f"/<split>.txt for the splits {list(SPLITS)}, one video "
+        "per line"
+      )
+    splits = {
+      split: [
+        self._recording(manual_dir, split, video, classes, table, gap_label)
+        for video in ids
+      ]
+      for split, ids in lists.items()
+    }
+    return Plan(
+      class_names,
+      background,
+      splits,
+      {"exo_view": config.exo_view, "ego_view": config.ego_view},
+    )
 
   def _recording(self, manual_dir, split, video, classes, table, gap_label):
     config = self.builder_config
-    features = {name: os.path.join(manual_dir, "features", view, f"{video}.npy")
-                for name, view in (("exo", config.exo_view), ("ego", config.ego_view))}
-    label_files = {"labels": os.path.join(manual_dir, "labels", f"{video}.txt"),
-                   "ego_labels": os.path.join(manual_dir, f"{config.ego_view}_labels",
-                                              f"{video}.txt")}
+    features = {
+      name: os.path.join(manual_dir, "features", view, f"{video}.npy")
+      for name, view in (("exo", config.exo_view), ("ego", config.ego_view))
+    }
+    label_files = {
+      "labels": os.path.join(manual_dir, "labels", f"{video}.txt"),
+      "ego_labels": os.path.join(
+        manual_dir, f"{config.ego_view}_labels", f"{video}.txt"
+      ),
+    }
     if split != "sync_pairs" and not os.path.exists(label_files["labels"]):
-      raise DataError(f"{video}: no label file {label_files['labels']}; only "
-                      "sync_pairs videos may be unlabeled")
+      raise DataError(
+        f"{video}: no label file {label_files['labels']}; only "
+        "sync_pairs videos may be unlabeled"
+      )
 
     def load() -> Loaded:
       streams = {}
       for name, path in features.items():
         if not os.path.exists(path):
-          raise MissingData("missing_view", f"{video}: no {name} features {path}")
+          raise MissingData(
+            "missing_view", f"{video}: no {name} features {path}"
+          )
         streams[name] = Stream(load_feature_file(path), path)
       for name, path in label_files.items():
         if os.path.exists(path):
@@ -146,5 +189,12 @@ class Builder(SyncFeatureBuilder):
     segments = parse_segments(path)
     if not segments:
       return Labels(np.zeros(0, np.int32), 0, path)
-    return segments_to_labels(segments, classes, source=path, class_table=table,
-                              policy=self.policy, start=0, gap_label=gap_label)
+    return segments_to_labels(
+      segments,
+      classes,
+      source=path,
+      class_table=table,
+      policy=self.policy,
+      start=0,
+      gap_label=gap_label,
+    )

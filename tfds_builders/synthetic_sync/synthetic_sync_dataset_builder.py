@@ -33,8 +33,9 @@ class SyntheticSyncConfig(tfds.core.BuilderConfig):
   params: synthetic.SyntheticConfig = synthetic.DEFAULT
 
 
-class Builder(KeepPreviousBuild, BuildMessages,
-              tfds.core.GeneratorBasedBuilder):
+class Builder(
+  KeepPreviousBuild, BuildMessages, tfds.core.GeneratorBasedBuilder
+):
   """Procedural multi-step activities rendered by an exo and an ego camera.
 
   A failed forced rebuild keeps the previous build (KeepPreviousBuild)."""
@@ -42,12 +43,16 @@ class Builder(KeepPreviousBuild, BuildMessages,
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [
-      SyntheticSyncConfig(
-          name="default", params=synthetic.DEFAULT,
-          description="Main benchmark: D=64, 1000-2000 frames per video (~125 MB)."),
-      SyntheticSyncConfig(
-          name="tiny", params=synthetic.TINY,
-          description="For tests: D=16, 150-350 frames per video (~1 MB)."),
+    SyntheticSyncConfig(
+      name="default",
+      params=synthetic.DEFAULT,
+      description="Main benchmark: D=64, 1000-2000 frames per video (~125 MB).",
+    ),
+    SyntheticSyncConfig(
+      name="tiny",
+      params=synthetic.TINY,
+      description="For tests: D=16, 150-350 frames per video (~1 MB).",
+    ),
   ]
   DEFAULT_CONFIG_NAME = "default"
 
@@ -55,17 +60,19 @@ class Builder(KeepPreviousBuild, BuildMessages,
     params = self.builder_config.params
     d = params.feature_dim
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "exo": tfds.features.Tensor(shape=(None, d), dtype=np.float32),
-            "ego": tfds.features.Tensor(shape=(None, d), dtype=np.float32),
-            "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-            "ego_labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-            "video_id": tfds.features.Text(),
-            "task_id": tfds.features.Scalar(dtype=np.int32),
-            "jitter": tfds.features.Scalar(dtype=np.int32),
-        }),
-        supervised_keys=None,
-        metadata=tfds.core.MetadataDict(synthetic.metadata(params)),
+      features=tfds.features.FeaturesDict(
+        {
+          "exo": tfds.features.Tensor(shape=(None, d), dtype=np.float32),
+          "ego": tfds.features.Tensor(shape=(None, d), dtype=np.float32),
+          "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+          "ego_labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+          "video_id": tfds.features.Text(),
+          "task_id": tfds.features.Scalar(dtype=np.int32),
+          "jitter": tfds.features.Scalar(dtype=np.int32),
+        }
+      ),
+      supervised_keys=None,
+      metadata=tfds.core.MetadataDict(synthetic.metadata(params)),
     )
 
   def _download_and_prepare(self, dl_manager, download_config=None):
