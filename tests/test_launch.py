@@ -361,7 +361,7 @@ def test_slurm_job_tasks_get_what_jax_distributed_needs(fake_slurm):
   """Runs the job script for real (fake srun): the task's environment makes
   exo2ego_jax.runtime.distributed join process 1 of 2 at gpu007 with 2 GPUs."""
   probe = (
-    "import os; from exo2ego_jax import distributed; "
+    "import os; from exo2ego_jax.runtime import distributed; "
     "print(distributed.requested(), distributed.cluster_args(), "
     "os.environ['JAX_COORDINATOR_ADDRESS'], "
     "os.environ['JAX_LOCAL_DEVICE_IDS'])"
