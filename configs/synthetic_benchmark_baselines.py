@@ -9,13 +9,13 @@ independently: no synchronization), DTW-aligned teacher pseudo-labels
 (timestamps not trusted) and synchronized teacher pseudo-labels (the simplest
 use of synchronization), and distill_kl (Hinton's softened-KL distillation,
 the worked example of docs/methods.md). Tables and figure go to
-workdirs/synthetic_benchmark/baselines/. About 22 minutes for the three
-seeds on 2 CPU cores on top of the main study (12 new runs), plus 3 runs of
-distill_kl.
-Expected (mean of seeds 0-2, ego test F1@25 / Edit): uda_adversarial and
-uda_entropy about 5.3 / 11 (exo-only 5.3 / 10.9: no synchronization, no
-transfer), align_pseudo_label 47.1 / 39.8, sync_pseudo_label 48.1 / 40.8
-(distill_model 49.3 / 43.5).
+workdirs/synthetic_benchmark/baselines/. About 25 minutes for the 15 new
+runs (three seeds) on 2 CPU cores on top of the main study.
+Expected (mean of seeds 0-2, ego test F1@25 / Edit; docs/results.md):
+uda_adversarial 3.2 / 8.5 and uda_entropy 5.4 / 12.2 (exo-only 5.1 / 11.1:
+no synchronization, no transfer), align_pseudo_label 48.6 / 41.7,
+sync_pseudo_label 48.7 / 42.3, distill_kl 49.7 / 43.7 (distill_model
+49.3 / 43.3).
 """
 
 from configs import synthetic_benchmark
