@@ -256,7 +256,7 @@ def fmt(value: float, digits: int = 0) -> str:
   return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN -> n/a
 
 
-def table(results: dict, sizes, jax_convs, ceiling: float) -> str:
+def table(results: dict, sizes, jax_convs, ceiling: float, steps=STEPS) -> str:
   """Markdown: one row per size, step and JAX convolution, JAX and PyTorch
   side by side; times, frames/s and FLOP/s from the median step, (best)
   from the fastest."""
@@ -271,7 +271,7 @@ def table(results: dict, sizes, jax_convs, ceiling: float) -> str:
   lines = [head, "|" + "---|" * head.count(" |")]
   for size in sizes:
     feature_dim, window, batch = size
-    for kind in STEPS:
+    for kind in steps:
       torch_r = results.get(("torch", kind, size))
       torch_ms = median_ms(torch_r)
       # The model's FLOPs: the step with XLA's direct convolution.
@@ -354,6 +354,14 @@ def main() -> None:
     help="JAX implementations of the 5-tap convolutions to time (default: all)",
   )
   parser.add_argument(
+    "--steps",
+    nargs="+",
+    default=list(STEPS),
+    choices=STEPS,
+    help="steps to time: a supervised train step, a distillation step "
+    "(default: both)",
+  )
+  parser.add_argument(
     "--quick",
     action="store_true",
     help=f"smoke run: sizes {' '.join(QUICK_SIZES)}, "
@@ -408,7 +416,7 @@ def main() -> None:
   jax_convs = args.jax_convs if "jax" in frameworks else []
   results = {}
   for size in sizes:
-    for kind in STEPS:
+    for kind in args.steps:
       for framework, conv in variants:
         text = "x".join(map(str, size))
         name = f"jax:{conv}" if conv else framework
@@ -444,7 +452,7 @@ def main() -> None:
     + f"Step times: median (best) of {repeats} steps after {warmup} "
     "warm-up steps.\n"
   )
-  print(table(results, sizes, jax_convs, ceiling["flops_per_s"]))
+  print(table(results, sizes, jax_convs, ceiling["flops_per_s"], args.steps))
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ def test_winograd_c2f_tcn_has_the_same_gradients_in_float64():
         )
         return jnp.mean(out["logits"] ** 2)
 
-      return jax.grad(loss)(variables["params"])
+      return jax.jit(jax.grad(loss))(variables["params"])
 
     want, got = grads("xla"), grads("winograd")
     scale = max(float(jnp.abs(w).max()) for w in jax.tree.leaves(want))
