@@ -59,69 +59,41 @@ def run(
   end; a loop that ends without preemption releases `preemption` (Ctrl-C
   then stops at once).
   """
+
+  def steps(state) -> Outcome:
+    if start_step < end_step and distributed.any_process(
+      preemption.requested
+    ):  # during setup: nothing new to save
+      return Outcome(state, preempted_at=start_step, saved=False)
+    pending = []  # log entries since the last flush
+    for step in range(start_step + 1, end_step + 1):
+      checkpoints.fault_point("train_step")
+      state, entry = train_step(state, step)
+      pending.append(entry)
+      evaluating = evaluate_now(step)
+      preempted = distributed.any_process(preemption.requested)
+      save_now = (
+        evaluating
+        or preempted
+        or bool(checkpoint_every and step % checkpoint_every == 0)
+      )
+      if log_now(step) or (flush_before_save and save_now):
+        flush(step, pending)  # never checkpoint a state that went non-finite
+        pending = []
+      if evaluating:
+        ckpt.save(step, state, evaluate(step, state))
+        if stop_after_evaluation and stop_after_evaluation(step):
+          return Outcome(state, stopped_early=step)
+      elif save_now:
+        ckpt.save(step, state)
+      if preempted:  # the last step too: results are left to the re-run
+        return Outcome(state, preempted_at=step, saved=True)
+    return Outcome(state)
+
   try:
-    outcome = _steps(
-      state,
-      start_step,
-      end_step,
-      train_step,
-      ckpt,
-      preemption,
-      log_now,
-      flush,
-      evaluate_now,
-      evaluate,
-      checkpoint_every,
-      flush_before_save,
-      stop_after_evaluation,
-    )
+    outcome = steps(state)
   finally:
     ckpt.close()
   if outcome.preempted_at is None:
     preemption.release()  # all is saved: Ctrl-C now stops at once
   return outcome
-
-
-def _steps(
-  state,
-  start_step,
-  end_step,
-  train_step,
-  ckpt,
-  preemption,
-  log_now,
-  flush,
-  evaluate_now,
-  evaluate,
-  checkpoint_every,
-  flush_before_save,
-  stop_after_evaluation,
-) -> Outcome:
-  if start_step < end_step and distributed.any_process(
-    preemption.requested
-  ):  # during setup: nothing new to save
-    return Outcome(state, preempted_at=start_step, saved=False)
-  pending = []  # log entries since the last flush
-  for step in range(start_step + 1, end_step + 1):
-    checkpoints.fault_point("train_step")
-    state, entry = train_step(state, step)
-    pending.append(entry)
-    evaluating = evaluate_now(step)
-    preempted = distributed.any_process(preemption.requested)
-    save_now = (
-      evaluating
-      or preempted
-      or bool(checkpoint_every and step % checkpoint_every == 0)
-    )
-    if log_now(step) or (flush_before_save and save_now):
-      flush(step, pending)  # never checkpoint a state that went non-finite
-      pending = []
-    if evaluating:
-      ckpt.save(step, state, evaluate(step, state))
-      if stop_after_evaluation and stop_after_evaluation(step):
-        return Outcome(state, stopped_early=step)
-    elif save_now:
-      ckpt.save(step, state)
-    if preempted:  # the last step too: results are left to the re-run
-      return Outcome(state, preempted_at=step, saved=True)
-  return Outcome(state)
