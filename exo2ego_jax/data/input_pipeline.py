@@ -242,6 +242,18 @@ class RandomWindow(grain.transforms.RandomMap):
     length = example[self.views[0]].shape[0]
     span = min(length, self.max_frames * chunk)
     start = int(rng.integers(0, length - span + 1))
+    return self._window(example, start, start + span, chunk, rng)
+
+  def _window(
+    self,
+    example: dict,
+    start: int,
+    stop: int,
+    chunk: int,
+    rng: np.random.Generator,
+  ) -> dict:
+    """Frames [start, stop) in chunks of `chunk`, the student's view
+    shifted by this recording's (or window's) synchronization offset."""
     shift, shift_view = 0, None
     if self.sync_offset is not None:
       shift = self.sync_offset.draw(int(example["index"]), rng)
@@ -249,7 +261,7 @@ class RandomWindow(grain.transforms.RandomMap):
     window = make_window(
       example,
       start,
-      start + span,
+      stop,
       chunk,
       self.max_frames,
       self.views,
@@ -283,24 +295,7 @@ class ConsecutiveWindow(RandomWindow):
       chunk = max(
         zoomed_chunk(rng, chunk), -(-(stop - start) // self.max_frames)
       )
-    shift, shift_view = 0, None
-    if self.sync_offset is not None:
-      shift = self.sync_offset.draw(int(example["index"]), rng)
-      shift_view = self.sync_offset.view
-    window = make_window(
-      example,
-      start,
-      stop,
-      chunk,
-      self.max_frames,
-      self.views,
-      self.label_key,
-      shift,
-      shift_view,
-      self.ignore_classes,
-    )
-    window["index"] = np.int32(example["index"])
-    return window
+    return self._window(example, start, stop, chunk, rng)
 
 
 def consecutive_starts(
