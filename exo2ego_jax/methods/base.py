@@ -154,6 +154,20 @@ class Method:
     del state, mask
     return features
 
+  def train_forward(
+    self, params: dict, state: dict, batch: dict
+  ) -> tuple[dict, dict, jax.Array]:
+    """The trained C2F-TCN on the batch's view in training mode: its
+    outputs, the BatchNorm updates and the ensemble probabilities."""
+    mask = batch["mask"]
+    variables = {"params": params, "batch_stats": state["batch_stats"]}
+    x = self.adapt(state, batch[self.train_view], mask)
+    outputs, updates = self.model.apply(
+      variables, x, mask, train=True, mutable=["batch_stats"]
+    )
+    probs = c2f_tcn.ensemble_probs(outputs, self.ensemble_weights)
+    return outputs, updates, probs
+
   def predict_probs(
     self, state: dict, features: jax.Array, mask: jax.Array
   ) -> jax.Array:

@@ -101,12 +101,7 @@ class Distillation(base.Method):
     self, params: dict, state: dict, batch: dict
   ) -> tuple[jax.Array, tuple[dict, dict]]:
     mask = batch["mask"]
-    variables = {"params": params, "batch_stats": state["batch_stats"]}
-    x = self.adapt(state, batch[self.train_view], mask)
-    outputs, updates = self.model.apply(
-      variables, x, mask, train=True, mutable=["batch_stats"]
-    )
-    probs = c2f_tcn.ensemble_probs(outputs, self.ensemble_weights)
+    outputs, updates, probs = self.train_forward(params, state, batch)
     teacher = self.model.apply(
       state["frozen"]["teacher"], batch["exo"], mask, train=False
     )

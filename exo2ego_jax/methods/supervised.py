@@ -8,7 +8,6 @@ import jax
 
 from exo2ego_jax.methods import base
 from exo2ego_jax.methods import registry
-from exo2ego_jax.models import c2f_tcn
 from exo2ego_jax.training import losses
 
 
@@ -21,12 +20,7 @@ class Supervised(base.Method):
     self, params: dict, state: dict, batch: dict
   ) -> tuple[jax.Array, tuple[dict, dict]]:
     mask = batch["mask"]
-    variables = {"params": params, "batch_stats": state["batch_stats"]}
-    x = self.adapt(state, batch[self.train_view], mask)
-    outputs, updates = self.model.apply(
-      variables, x, mask, train=True, mutable=["batch_stats"]
-    )
-    probs = c2f_tcn.ensemble_probs(outputs, self.ensemble_weights)
+    outputs, updates, probs = self.train_forward(params, state, batch)
     loss, logs = losses.supervised_loss(
       probs, batch["labels"], mask, self.smooth_weight, self.smooth_average
     )
