@@ -114,6 +114,25 @@ def get_config() -> ml_collections.ConfigDict:
   # Sakoe-Chiba band radius as a fraction of the longer sequence (None: none).
   config.pseudo_labels.band_fraction = config_dict.placeholder(float)
 
+  # Self-synchronization (exo2ego_jax/sync): estimate each synchronized
+  # recording's clock t_exo = rate * t_ego + offset from the teacher's (and,
+  # with rounds > 1, the previous round's student's) outputs and train on
+  # the re-synchronized pairs. Modes that train on synchronized pairs only.
+  config.sync = ml_collections.ConfigDict()
+  config.sync.estimate = False  # off: the recorded timestamps are trusted
+  # Rounds of estimate-then-distill; round R > 1 first trains round R - 1
+  # in <workdir>/round<R-1> and estimates with its student.
+  config.sync.rounds = 1
+  config.sync.max_offset = 450  # frames searched each way
+  config.sync.max_rate = 0.005  # |rate - 1| searched with a student
+  config.sync.first_round_max_rate = 0.0  # ... and with the teacher
+  config.sync.rate_steps = 21  # rates tried in that range
+  config.sync.min_overlap = 0.5  # of the shorter stream, at any offset
+  config.sync.min_frames = 64  # shorter ego streams keep their timestamps
+  # Robust z-score of the correlation peak under which a recording keeps
+  # its timestamps (counted and logged).
+  config.sync.min_confidence = 2.0
+
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 1e-5  # reference: Adam, lr 1e-5, wd 1e-4
   config.optim.weight_decay = 1e-4  # L2 added to the gradient (PyTorch Adam)

@@ -43,7 +43,7 @@ from exo2ego_jax.data.constants import SPLITS
 #: Label 0 is the only background class.
 BACKGROUND_CLASSES: tuple[str, ...] = ("background",)
 
-JITTER_MODES: tuple[str, ...] = ("none", "fixed", "random")
+JITTER_MODES: tuple[str, ...] = ("none", "fixed", "random", "clock")
 
 _VERBS: tuple[str, ...] = (
   "position",
@@ -142,6 +142,16 @@ class SyntheticConfig:
   # Synchronization jitter of the sync_pairs split: ego frame t shows timeline frame t + offset.
   jitter_mode: str = "none"
   jitter_frames: int = 0
+  # jitter_mode="clock": a rig's clocks. Ego frame t shows timeline instant
+  # rate * (t + frames dropped before t) + offset, with offset uniform in
+  # [-clock_offset, clock_offset] frames, rate uniform in
+  # [1 - clock_rate, 1 + clock_rate], and clock_drop_runs runs of 1 to
+  # clock_drop_frames missing ego frames at random places; each recording
+  # stores that instant per ego frame as `ego_time`.
+  clock_offset: int = 0
+  clock_rate: float = 0.0
+  clock_drop_runs: int = 0
+  clock_drop_frames: int = 0
 
   def __post_init__(self):
     # Accept lists (e.g. from the JSON metadata) but store tuples, so the config stays hashable.
@@ -155,6 +165,20 @@ class SyntheticConfig:
       raise ValueError(f"jitter_frames must be >= 0, got {self.jitter_frames}")
     if self.jitter_mode == "none" and self.jitter_frames:
       raise ValueError("jitter_frames is set but jitter_mode is 'none'")
+    clock = (
+      self.clock_offset,
+      self.clock_rate,
+      self.clock_drop_runs,
+      self.clock_drop_frames,
+    )
+    if self.jitter_mode != "clock" and any(clock):
+      raise ValueError("clock_* parameters need jitter_mode 'clock'")
+    if self.jitter_mode == "clock" and self.jitter_frames:
+      raise ValueError("jitter_mode 'clock' uses clock_*, not jitter_frames")
+    if min(clock) < 0 or self.clock_rate >= 0.5:
+      raise ValueError("clock_* must be >= 0 and clock_rate < 0.5")
+    if self.clock_drop_runs and not self.clock_drop_frames:
+      raise ValueError("clock_drop_runs needs clock_drop_frames >= 1")
     if not 1 <= self.num_actions <= len(_VERBS) * len(_OBJECTS):
       raise ValueError(
         f"num_actions must be in [1, {len(_VERBS) * len(_OBJECTS)}]"
@@ -203,6 +227,16 @@ TINY = SyntheticConfig(
 
 #: The main benchmark (about 140 MB of float32 features, about 125 MB on disk).
 DEFAULT = SyntheticConfig()
+
+#: The clock sweep (self-synchronization study): the default world whose
+#: sync_pairs ego clocks start up to 300 frames (10 s at 30 fps) apart ...
+CLOCK_OFFSET = SyntheticConfig(jitter_mode="clock", clock_offset=300)
+#: ... also run up to 0.3% fast or slow ...
+CLOCK_RATE = dataclasses.replace(CLOCK_OFFSET, clock_rate=0.003)
+#: ... and also drop 3 runs of 1 to 8 frames per recording.
+CLOCK_DROPS = dataclasses.replace(
+  CLOCK_RATE, clock_drop_runs=3, clock_drop_frames=8
+)
 
 
 def _check_split(split: str) -> str:
@@ -556,6 +590,22 @@ def _jitter(cfg: SyntheticConfig, split: str, rng: np.random.Generator) -> int:
   return int(rng.integers(-cfg.jitter_frames, cfg.jitter_frames + 1))
 
 
+def _clock(
+  cfg: SyntheticConfig, split: str, length: int, rng: np.random.Generator
+) -> np.ndarray:
+  """The timeline instant (float frames) each ego frame shows."""
+  frames = np.arange(length, dtype=np.float64)
+  if split != "sync_pairs" or cfg.jitter_mode != "clock":
+    return frames
+  offset = rng.uniform(-cfg.clock_offset, cfg.clock_offset)
+  rate = 1.0 + rng.uniform(-cfg.clock_rate, cfg.clock_rate)
+  dropped = np.zeros(length)
+  for _ in range(cfg.clock_drop_runs):
+    at = int(rng.integers(0, length))
+    dropped[at:] += int(rng.integers(1, cfg.clock_drop_frames + 1))
+  return rate * (frames + dropped) + offset
+
+
 def video_id(split: str, index: int) -> str:
   """Unique recording id, e.g. ``sync_pairs_0007``."""
   return f"{_check_split(split)}_{index:04d}"
@@ -586,8 +636,13 @@ def generate_video(
   exo = _style(exo_rng, _render(w.exo_mlp, z), cfg.exo_style)
   exo += exo_rng.normal(0.0, cfg.exo_noise, size=exo.shape)
 
-  offset = _jitter(cfg, split, streams[_STREAM_JITTER])
-  shown = np.clip(np.arange(t) + offset, 0, t - 1)
+  if cfg.jitter_mode == "clock":
+    ego_time = _clock(cfg, split, t, streams[_STREAM_JITTER])
+    offset = int(np.rint(ego_time[0]))
+    shown = np.clip(np.rint(ego_time), 0, t - 1).astype(np.int64)
+  else:
+    offset = _jitter(cfg, split, streams[_STREAM_JITTER])
+    shown = np.clip(np.arange(t) + offset, 0, t - 1)
   ego_rng = streams[_STREAM_EGO]
   action_durations = [e - s for lab, s, e, _ in segments if lab]
   z_ego = _ego_latent(
@@ -600,7 +655,7 @@ def generate_video(
   ego = _style(ego_rng, _render(w.ego_mlp, z_ego), cfg.ego_style)
   ego += ego_rng.normal(0.0, cfg.ego_noise, size=ego.shape)
 
-  return {
+  example = {
     "exo": exo.astype(np.float32),
     "ego": ego.astype(np.float32),
     "labels": labels,
@@ -609,6 +664,9 @@ def generate_video(
     "task_id": np.int32(task_id),
     "jitter": np.int32(offset),
   }
+  if cfg.jitter_mode == "clock":
+    example["ego_time"] = ego_time.astype(np.float32)
+  return example
 
 
 def generate_split(
@@ -636,5 +694,7 @@ def metadata(cfg: SyntheticConfig) -> dict[str, Any]:
     "generation": {
       k: list(v) if isinstance(v, tuple) else v
       for k, v in dataclasses.asdict(cfg).items()
+      # Other modes record no clock parameters (their metadata as before).
+      if cfg.jitter_mode == "clock" or not k.startswith("clock_")
     },
   }

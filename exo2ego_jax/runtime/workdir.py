@@ -30,6 +30,15 @@ ADDED_FIELDS = {
   "loss.smooth_average": "valid_pairs",
   "early_stopping_patience": 0,
   "model.bn_unbiased_var": False,
+  "sync.estimate": False,
+  "sync.rounds": 1,
+  "sync.max_offset": 450,
+  "sync.max_rate": 0.005,
+  "sync.first_round_max_rate": 0.0,
+  "sync.rate_steps": 21,
+  "sync.min_overlap": 0.5,
+  "sync.min_frames": 64,
+  "sync.min_confidence": 2.0,
 }
 
 

@@ -69,7 +69,8 @@ def method_config(
 def point_name(point: dict) -> str:
   """A sweep point as a row and folder name, e.g. train_fraction=0.5."""
   return ",".join(
-    f"{key.rsplit('.', 1)[-1]}={value}" for key, value in point.items()
+    f"{key.rsplit('.', 1)[-1]}={value}".replace("/", "_")
+    for key, value in point.items()
   )
 
 

@@ -41,6 +41,7 @@ from exo2ego_jax.runtime import run_log
 from exo2ego_jax.runtime import sharding as sharding_lib
 from exo2ego_jax.runtime import workdir as workdir_lib
 from exo2ego_jax.models import c2f_tcn
+from exo2ego_jax.sync import resync
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def build_mode(
       f"{', '.join(registry.names(where=lambda m: m.trains_on_sync_pairs))}"
     )
   offset_mode = added_option(config, "data.sync_offset_mode")
+  resync.check_config(config, method)
   if offset_mode not in input_pipeline.OFFSET_MODES:
     raise ValueError(
       f"config.data.sync_offset_mode={offset_mode!r} is "
@@ -407,6 +409,12 @@ def _run(
   # ----- Input pipeline. -----
   per_process_batch = config.data.batch_size // jax.process_count()
   train_source = sources[config.data.train_split]
+  # With config.sync.estimate: the pairs re-synchronized by estimated clocks
+  # (the deliberate offset, if any, applied to the recordings first).
+  train_source = resync.synced_source(
+    mode, frozen, train_source, config, workdir, train_and_evaluate
+  )
+  estimated = resync.options(config)["estimate"]
   # E.g. with teacher pseudo-labels, made once.
   train_source = mode.train_source(frozen, train_source, config, workdir)
   offset = added_option(config, "data.sync_offset")
@@ -433,7 +441,7 @@ def _run(
         view=config.data.view,
         seed=config.seed,
       )
-      if offset
+      if offset and not estimated
       else None
     ),
     windows=added_option(config, "data.windows"),

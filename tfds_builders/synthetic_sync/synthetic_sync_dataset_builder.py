@@ -53,15 +53,38 @@ class Builder(
       params=synthetic.TINY,
       description="For tests: D=16, 150-350 frames per video (~1 MB).",
     ),
+    # The clock sweep of the self-synchronization study: the default world
+    # (train, validation and test as in "default", plus `ego_time`), its
+    # sync_pairs recorded by rigs whose clocks disagree.
+    SyntheticSyncConfig(
+      name="clock_offset",
+      params=synthetic.CLOCK_OFFSET,
+      description="default, sync_pairs ego clocks offset by up to 300 "
+      "frames (10 s at 30 fps).",
+    ),
+    SyntheticSyncConfig(
+      name="clock_rate",
+      params=synthetic.CLOCK_RATE,
+      description="clock_offset plus a rate error of up to 0.3%.",
+    ),
+    SyntheticSyncConfig(
+      name="clock_drops",
+      params=synthetic.CLOCK_DROPS,
+      description="clock_rate plus 3 runs of up to 8 dropped ego frames.",
+    ),
   ]
   DEFAULT_CONFIG_NAME = "default"
 
   def _info(self) -> tfds.core.DatasetInfo:
     params = self.builder_config.params
     d = params.feature_dim
+    clock = {}
+    if params.jitter_mode == "clock":  # the true map of each ego frame
+      clock["ego_time"] = tfds.features.Tensor(shape=(None,), dtype=np.float32)
     return self.dataset_info_from_configs(
       features=tfds.features.FeaturesDict(
         {
+          **clock,
           "exo": tfds.features.Tensor(shape=(None, d), dtype=np.float32),
           "ego": tfds.features.Tensor(shape=(None, d), dtype=np.float32),
           "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
