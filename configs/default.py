@@ -132,6 +132,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Robust z-score of the correlation peak under which a recording keeps
   # its timestamps (counted and logged).
   config.sync.min_confidence = 2.0
+  # Rounds > 1: the previous round's students are cross-fitted over this
+  # many folds of the recordings (each estimates the fold it never saw).
+  config.sync.folds = 2
+  # Set by the run itself on a cross-fitting student: the fold it leaves out.
+  config.sync.holdout = config_dict.placeholder(int)
 
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 1e-5  # reference: Adam, lr 1e-5, wd 1e-4

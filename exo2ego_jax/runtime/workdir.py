@@ -39,6 +39,8 @@ ADDED_FIELDS = {
   "sync.min_overlap": 0.5,
   "sync.min_frames": 64,
   "sync.min_confidence": 2.0,
+  "sync.folds": 2,
+  "sync.holdout": None,
 }
 
 

@@ -102,6 +102,35 @@ def candidate_rates(settings: Settings) -> np.ndarray:
   )
 
 
+def local_matches(
+  exo: np.ndarray,
+  ego: np.ndarray,
+  clock: clock_lib.Clock,
+  window: int = 128,
+  search: int = 64,
+) -> list[tuple[int, int]]:
+  """(ego frame, exo frame) pairs: the centre of each ego window of
+  `window` frames (half overlapping) and the centre of the exo window that
+  correlates best with it within `search` frames of where `clock` puts it.
+  What a plot of the estimated map draws as points around its line."""
+  x, y = standardized(exo), standardized(ego)
+  if len(x) < window or len(y) < window:
+    return []
+  exo_windows = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)
+  matches = []
+  for start in range(0, len(y) - window + 1, window // 2):
+    expected = int(np.rint(clock.exo_time(start)))
+    lo = max(0, expected - search)
+    hi = min(len(x) - window, expected + search)
+    if hi < lo:
+      continue
+    candidates = exo_windows[lo : hi + 1]  # (n, D, window)
+    scores = np.einsum("ndw,wd->n", candidates, y[start : start + window])
+    best = lo + int(np.argmax(scores))
+    matches.append((start + window // 2, best + window // 2))
+  return matches
+
+
 def estimate(
   exo: np.ndarray,
   ego: np.ndarray,

@@ -8,10 +8,14 @@ frames outside the two streams' overlap dropped (`ResyncedSource`).
 Round 1 estimates from the frozen teacher's outputs on both streams (the
 offset only unless config.sync.first_round_max_rate > 0: the teacher's ego
 outputs are weak, and a rate search gives them more ways to be wrong).
-With config.sync.rounds = R > 1 the run first trains round R - 1 in
-`<workdir>/round<R-1>` (itself a complete, resumable run), then estimates
-again with that round's student on the ego stream (the teacher on the exo
-stream), rate included, and trains from the teacher again on the new pairs.
+With config.sync.rounds = R > 1 the run first trains round R - 1 (each a
+complete, resumable run in its own folder), then estimates again with that
+round's students on the ego stream (the teacher on the exo stream), rate
+included, and trains from the teacher again on the new pairs. The
+students are cross-fitted (config.sync.folds = K): the recordings are dealt
+into K folds, student k (`<workdir>/round<R-1>_fold<k>`) trains on the
+other folds only and estimates fold k, because a student trained on a
+recording reproduces the pairing it was trained on, wrong or right.
 
 A synchronization error put in on purpose (config.data.sync_offset,
 "fixed" or "per_video") is applied to the recording before estimation,
@@ -57,6 +61,8 @@ DEFAULTS = {
   "min_overlap": 0.5,
   "min_frames": 64,
   "min_confidence": 2.0,
+  "folds": 2,
+  "holdout": None,
 }
 
 
@@ -87,8 +93,8 @@ def check_config(config: ml_collections.ConfigDict, method) -> None:
       "per_window config.data.sync_offset changes within a recording: use "
       "sync_offset_mode 'fixed' or 'per_video'"
     )
-  if int(opts["rounds"]) < 1:
-    raise ValueError("config.sync.rounds must be >= 1")
+  if int(opts["rounds"]) < 1 or int(opts["folds"]) < 1:
+    raise ValueError("config.sync.rounds and config.sync.folds must be >= 1")
   if opts["max_offset"] < 0 or not 0 <= opts["max_rate"] < 0.5:
     raise ValueError(
       "config.sync.max_offset must be >= 0 and config.sync.max_rate in [0, 0.5)"
@@ -252,50 +258,63 @@ def summary(entries: list[dict], chunk: int) -> dict:
 
 
 def estimate_clocks(
-  mode, frozen: dict, source, shifts: dict, config, student_state
+  mode, frozen: dict, source, shifts: dict, config, indices, student_of
 ) -> list[dict]:
-  """One entry per recording: the estimate, and its error against the
-  true map when the recording carries one."""
+  """One entry per recording of `indices`: the estimate (from the teacher's
+  exo outputs against `student_of[i]`'s ego outputs, the teacher's where
+  None), and its error against the true map when the recording has one."""
   from exo2ego_jax.methods import pseudo_labels
 
   opts = options(config)
-  first_round = student_state is None
   teacher = pseudo_labels.teacher_predictor(mode, frozen["teacher"])
-  ego_predict = (
-    teacher if first_round else student_predictor(mode, student_state)
-  )
+  predictors = {}  # one compiled predictor per student
   num_classes = mode.model.num_classes
-  entries = []
+  entries = {}
+  by_student = {}
+  for i in indices:
+    by_student.setdefault(id(student_of[i]), []).append(i)
   group = 16
-  for start in range(0, len(source), group):
-    indices = range(start, min(start + group, len(source)))
-    raw = [source[i] for i in indices]
-    truths = [true_time(e, shifts.get(i, 0)) for i, e in zip(indices, raw)]
-    examples = [shifted(e, shifts.get(i, 0)) for i, e in zip(indices, raw)]
-    exo = frame_outputs(
-      teacher,
-      num_classes,
-      [np.asarray(e["exo"], np.float32) for e in examples],
-      config,
-    )
-    ego_inputs = [np.asarray(e["ego"], np.float32) for e in examples]
-    ego = frame_outputs(ego_predict, num_classes, ego_inputs, config)
-    for k, (i, example) in enumerate(zip(indices, examples)):
-      found = estimator.estimate(
-        exo[k], ego[k], settings(opts, first_round), ego_inputs[k]
+  for key, members in by_student.items():
+    student = student_of[members[0]]
+    if key not in predictors:
+      predictors[key] = (
+        teacher if student is None else student_predictor(mode, student)
       )
-      entry = {
-        "index": i,
-        "video_id": evaluator.decode_id(example["video_id"]),
-        "rate": found.rate,
-        "offset": found.offset,
-        "confidence": round(found.confidence, 3),
-        "fallback": found.fallback,
-      }
-      if truths[k] is not None:
-        entry.update(scored(found, *truths[k], len(example["exo"])))
-      entries.append(entry)
-  return entries
+    for start in range(0, len(members), group):
+      chunk_indices = members[start : start + group]
+      raw = [source[i] for i in chunk_indices]
+      truths = [
+        true_time(e, shifts.get(i, 0)) for i, e in zip(chunk_indices, raw)
+      ]
+      examples = [
+        shifted(e, shifts.get(i, 0)) for i, e in zip(chunk_indices, raw)
+      ]
+      exo = frame_outputs(
+        teacher,
+        num_classes,
+        [np.asarray(e["exo"], np.float32) for e in examples],
+        config,
+      )
+      ego_inputs = [np.asarray(e["ego"], np.float32) for e in examples]
+      ego = frame_outputs(predictors[key], num_classes, ego_inputs, config)
+      for k, (i, example) in enumerate(zip(chunk_indices, examples)):
+        found = estimator.estimate(
+          exo[k], ego[k], settings(opts, student is None), ego_inputs[k]
+        )
+        entry = {
+          "index": i,
+          "video_id": evaluator.decode_id(example["video_id"]),
+          "rate": found.rate,
+          "offset": found.offset,
+          "confidence": round(found.confidence, 3),
+          "fallback": found.fallback,
+          # Local evidence around the estimate (the points of its plot).
+          "matches": estimator.local_matches(exo[k], ego[k], found.clock),
+        }
+        if truths[k] is not None:
+          entry.update(scored(found, *truths[k], len(example["exo"])))
+        entries[i] = entry
+  return [entries[i] for i in indices]
 
 
 def scored(
@@ -341,6 +360,64 @@ def student_predictor(mode, state: dict):
   return predict
 
 
+def folds_of(count: int, folds: int, seed: int) -> np.ndarray:
+  """The fold (0..folds-1) of each recording: a seeded permutation dealt
+  round-robin, so every fold holds every kind of recording."""
+  order = np.random.default_rng([seed, 0xF01D]).permutation(count)
+  fold = np.empty(count, np.int64)
+  fold[order] = np.arange(count) % max(folds, 1)
+  return fold
+
+
+class SubsetSource:
+  """The recordings `indices` of a source."""
+
+  def __init__(self, source, indices):
+    self.source, self.indices = source, list(indices)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, index: int) -> dict:
+    return self.source[self.indices[index]]
+
+
+def earlier_students(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  frozen: dict,
+  fold: np.ndarray,
+  train_round: Callable[[ml_collections.ConfigDict, str], dict],
+) -> dict:
+  """{fold: state} of the previous round's students, trained (or reused)
+  first. With config.sync.folds = K > 1 (and no holdout of its own) there
+  is one student per fold, trained on the other folds' recordings, so no
+  recording is estimated by a student that was trained on it (a student
+  repeats the pairing it was trained on, right or wrong)."""
+  from exo2ego_jax.runtime import frozen as frozen_lib
+
+  opts = options(config)
+  rounds = int(opts["rounds"])
+  crossed = int(opts["folds"]) > 1 and opts["holdout"] is None
+  students = {}
+  for k in sorted(set(fold.tolist())) if crossed else [None]:
+    earlier = ml_collections.ConfigDict(config.to_dict())
+    earlier.sync.rounds = rounds - 1
+    folder = previous_round(workdir, rounds)
+    if crossed:
+      earlier.sync.holdout = k
+      folder += f"_fold{k}"
+    log.info("sync: training round %d in %s", rounds - 1, folder)
+    train_round(earlier, folder)
+    restored = frozen_lib.restore(folder, None, "student")
+    students[k] = {
+      "params": restored["params"],
+      "batch_stats": restored["batch_stats"],
+      "frozen": frozen,
+    }
+  return students
+
+
 def synced_source(
   mode,
   frozen: dict,
@@ -351,38 +428,36 @@ def synced_source(
 ):
   """`source` re-synchronized by the run's clock estimates (computed once,
   kept in the workdir); `source` itself when config.sync.estimate is off.
-  `train_round(config, workdir)` trains (or re-reports) an earlier round."""
+  With config.sync.holdout = k, only the recordings outside fold k (a
+  cross-fitting student's). `train_round(config, workdir)` trains (or
+  re-reports) an earlier round."""
   opts = options(config)
   if not opts["estimate"]:
     return source
   shifts = draw_shifts(source, config)
+  fold = folds_of(len(source), int(opts["folds"]), config.seed)
+  holdout = opts["holdout"]
+  kept = [
+    i for i in range(len(source)) if holdout is None or fold[i] != holdout
+  ]
   path = os.path.join(workdir, FILENAME)
   if os.path.exists(path):
     with open(path) as f:
       entries = json.load(f)["recordings"]
   else:
-    student_state = None
-    rounds = int(opts["rounds"])
-    if rounds > 1:
-      earlier = ml_collections.ConfigDict(config.to_dict())
-      earlier.sync.rounds = rounds - 1
-      earlier_dir = previous_round(workdir, rounds)
-      log.info("sync: training round %d in %s", rounds - 1, earlier_dir)
-      train_round(earlier, earlier_dir)
-      from exo2ego_jax.runtime import frozen as frozen_lib
-
-      restored = frozen_lib.restore(earlier_dir, None, "student")
-      student_state = {
-        "params": restored["params"],
-        "batch_stats": restored["batch_stats"],
-        "frozen": frozen,
-      }
+    students = {}
+    if int(opts["rounds"]) > 1:
+      students = earlier_students(config, workdir, frozen, fold, train_round)
+    student_of = {
+      i: students.get(fold[i] if len(students) > 1 else None) for i in kept
+    }
     entries = estimate_clocks(
-      mode, frozen, source, shifts, config, student_state
+      mode, frozen, source, shifts, config, kept, student_of
     )
     record = {
-      "round": rounds,
-      "estimated_by": "teacher" if student_state is None else "student",
+      "round": int(opts["rounds"]),
+      "estimated_by": "student" if students else "teacher",
+      "cross_fitted": len(students) > 1,
       "summary": summary(entries, config.data.chunk_size),
       "recordings": entries,
     }
@@ -403,4 +478,5 @@ def synced_source(
   clocks = {
     e["index"]: clock_lib.Clock(e["rate"], e["offset"]) for e in entries
   }
-  return ResyncedSource(source, shifts, clocks)
+  resynced = ResyncedSource(source, shifts, clocks)
+  return resynced if holdout is None else SubsetSource(resynced, kept)
