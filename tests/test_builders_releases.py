@@ -148,8 +148,8 @@ def test_release_exo_with_own_ego_extraction(tmp_path, ego_format):
 @pytest.mark.parametrize(
   "config",
   [
-    "dinov2_vitg14_c10119_hmc84358933_npy_fp16",
-    "dinov2_vitg14_c10119_hmc84358933_lmdb",
+    "dinov2_vitg14_c10119_hmc84358933_npy",
+    "dinov2_vitg14_c10119_hmc84358933_lmdb_fp16",
   ],
 )
 def test_registered_release_configs_build_and_train_one_epoch(tmp_path, config):
@@ -158,11 +158,17 @@ def test_registered_release_configs_build_and_train_one_epoch(tmp_path, config):
   _build(config, tmp_path / "d", manual)
   name = f"assembly101_sync/{config}"
   records = _records(name, tmp_path / "d")
-  r = records["train"][f"assembly_{RECORDINGS[0]}"]
-  assert r["exo"].shape == (14, 1536) and r["ego"].shape == (14, 1536)
-  assert r["exo"].dtype == (np.float16 if "fp16" in config else np.float32)
-  if ego_format == "lmdb":
-    return  # the same examples as npy from here on; one training is enough
+  dtype = np.float16 if "fp16" in config else np.float32
+  rec = RECORDINGS[0]
+  r = records["train"][f"assembly_{rec}"]
+  assert r["exo"].dtype == r["ego"].dtype == dtype
+  for view in (EXO, EGO):
+    np.testing.assert_array_equal(
+      r["exo" if view == EXO else "ego"],
+      np.stack([_vec(rec, view, f, 1536) for f in range(6, 20)]).astype(dtype),
+    )
+  if ego_format == "npy":
+    return  # trained in test_video.py, extracted from monochrome videos
 
   cfg = synthetic_exo.get_config()
   cfg.dataset.name, cfg.dataset.data_dir = name, str(tmp_path / "d")
@@ -248,15 +254,28 @@ def test_ego_lmdb_named_by_view_is_refused(tmp_path):
   )
 
 
+@pytest.mark.parametrize("ego_format", ["npy", "lmdb"])
 @pytest.mark.parametrize("ego_frames", [FRAMES + 31, FRAMES - 31])
-def test_ego_video_of_another_length_is_refused(tmp_path, ego_frames):
-  manual = _manual(tmp_path / "m", ego_frames=ego_frames)
-  message = _refused(tmp_path, _tiny("npy"), manual)
-  path = manual / "ego_features" / EGO / f"{RECORDINGS[0]}.npy"
-  assert str(path) in message and "max_trim_frames=30" in message
+def test_ego_video_of_another_length_is_refused(
+  tmp_path, ego_frames, ego_format
+):
+  manual = _manual(tmp_path / "m", ego_frames=ego_frames, ego_format=ego_format)
+  message = _refused(tmp_path, _tiny(ego_format), manual)
+  ego_dir = manual / "ego_features" / EGO
+  video = f"assembly_{RECORDINGS[0]}"
+  if ego_format == "npy":
+    named = f"ego features {ego_dir / RECORDINGS[0]}.npy end at"
+  else:  # the LMDB and the first key of the recording's annotated range
+    named = f"ego features {ego_dir} keys '{RECORDINGS[0]}_0000000006.jpg'..."
+  assert message.startswith(f"{video}: {named}")
+  assert (
+    f"end at frame {ego_frames} but the exo release "
+    f"{manual / RELEASE_LMDB} at frame {FRAMES}: 31 frames apart, more than "
+    "max_trim_frames=30." in message
+  )
   # Within the policy (a few frames apart) it builds.
-  ok = _manual(tmp_path / "ok", ego_frames=FRAMES + 3)
-  _build(_tiny("npy"), tmp_path / "d_ok", ok)
+  ok = _manual(tmp_path / "ok", ego_frames=FRAMES + 3, ego_format=ego_format)
+  _build(_tiny(ego_format), tmp_path / "d_ok", ok)
 
 
 def test_egoexo4d_pt_files_named_as_the_downloader_names_them(tmp_path):
