@@ -11,11 +11,11 @@ vectors per view with the release's key names; for the configs of the official
 DINOv2 release, its exo LMDB `DINOv2_features/lmdb_fullImg` with the TSM key
 layout and an ego extraction in the npy or LMDB layout `extract_features`
 writes; Ego-Exo4D: `annotations/keystep_{train,val}.json`, `takes.json`,
-`features/omnivore_video/<take_uid>_<cam_id>_<stream_id>.pt` as downloaded, or
-`.npy` where torch is not installed) at the real feature dimension of a
-registered config (default: the DINOv2 1024-D float16 one of Assembly101, the
-1536-D Omnivore one of Ego-Exo4D), with a few recordings and few frames. It
-then runs, as a user would,
+`features/{omnivore_video,maws_clip_2b}/<take_uid>_<cam_id>_<stream_id>.pt`
+as downloaded, or `.npy` where torch is not installed) at the real feature
+dimension and sampling of a registered config (default: the DINOv2 1024-D
+float16 one of Assembly101, the 1536-D Omnivore one of Ego-Exo4D), with a few
+recordings and few frames. It then runs, as a user would,
 
   tfds build tfds_builders/<name> --config <config> --manual_dir <dir> \
     --data_dir <dir> --file_format=array_record
@@ -264,9 +264,7 @@ def expected_assembly101(dim: int) -> dict:
 # Ego-Exo4D: keystep JSON, takes.json and per-take, per-camera feature files.
 
 
-EGOEXO_STEPS = (
-  20  # feature steps per camera (about 10.7 s at 30/16 steps per second)
-)
+EGOEXO_SECONDS = 20 * 16 / 30  # length of every take's features (10.7 s)
 EGOEXO_CAMERAS = ("cam01_0", "cam02_0", "aria01_rgb")
 # take name -> (public split, best_exo, segments (start s, end s, step_unique_id, step_name))
 EGOEXO_TAKES = {
@@ -283,10 +281,17 @@ EGOEXO_TAKES = {
     [(0.0, 1.5, 4013, "Stir the pot"), (6.0, 10.0, 4002, "Swab nose")],
   ),
 }
-EGOEXO_FPS, EGOEXO_OFFSET = (
-  30 / 16,
-  16 / 30,
-)  # Omnivore: 32-frame windows every 16 frames
+# feature folder -> (steps per second, time of step 0 in seconds) of the
+# release: Omnivore, 32-frame windows every 16 frames (step time: the window's
+# centre); MAWS CLIP 2B, one feature per frame (step time: the frame's).
+EGOEXO_SAMPLING = {
+  "features/omnivore_video": (30 / 16, 16 / 30),
+  "features/maws_clip_2b": (30.0, 0.0),
+}
+
+
+def _egoexo_steps(feature_dir: str) -> int:
+  return round(EGOEXO_SECONDS * EGOEXO_SAMPLING[feature_dir][0])
 
 
 def _take_uid(name: str) -> str:
@@ -302,12 +307,15 @@ def _egoexo_features(dim: int, name: str, camera: str, step: int) -> np.ndarray:
   )
 
 
-def write_egoexo4d(root: str, dim: int, file_type: str = "pt"):
+def write_egoexo4d(
+  root: str, dim: int, feature_dir: str, file_type: str = "pt"
+):
   """The Ego-Exo4D download layout: one `torch.save`d (steps, D) tensor per
   take and camera, and the extraction's yaml beside them (as `ego4d`'s
   extract_features writes them); `file_type="npy"`: as after converting."""
   os.makedirs(os.path.join(root, "annotations"))
-  features = os.path.join(root, "features", "omnivore_video")
+  features = os.path.join(root, feature_dir)
+  steps = _egoexo_steps(feature_dir)
   os.makedirs(features)
   for part in ("train", "val"):
     annotations = {}
@@ -345,18 +353,22 @@ def write_egoexo4d(root: str, dim: int, file_type: str = "pt"):
           "take_uid": _take_uid(name),
           "take_name": name,
           "best_exo": best,
-          "duration_sec": EGOEXO_STEPS * 16 / 30,
+          "duration_sec": EGOEXO_SECONDS,
         }
         for name, (_, best, _) in EGOEXO_TAKES.items()
       ],
       f,
     )
   with open(os.path.join(features, "config.yaml"), "w") as f:
-    f.write("inference_config:\n  fps: 30\n  frame_window: 32\n  stride: 16\n")
+    window = 32 if "omnivore" in feature_dir else 1
+    f.write(
+      f"inference_config:\n  fps: 30\n  frame_window: {window}\n"
+      f"  stride: {round(30 / EGOEXO_SAMPLING[feature_dir][0])}\n"
+    )
   for name in EGOEXO_TAKES:
     for camera in EGOEXO_CAMERAS:
       values = np.stack(
-        [_egoexo_features(dim, name, camera, t) for t in range(EGOEXO_STEPS)]
+        [_egoexo_features(dim, name, camera, t) for t in range(steps)]
       )
       path = os.path.join(features, f"{_take_uid(name)}_{camera}")
       if file_type == "pt":
@@ -367,27 +379,27 @@ def write_egoexo4d(root: str, dim: int, file_type: str = "pt"):
         np.save(path + ".npy", values)
 
 
-def expected_egoexo4d(dim: int, exo_camera: str) -> dict:
-  """{video_id: (public split, exo, ego, label names)}: step t is at offset + t / fps.
+def expected_egoexo4d(dim: int, exo_camera: str, feature_dir: str) -> dict:
+  """{video_id: (public split, exo, ego, label names)}: step t is at offset +
+  t / fps (a step at a segment's start belongs to it).
 
   `exo_camera` "best_exo" gives one example per take (video_id = take name),
   "all" one per exo camera (`<take name>/<cam_id>`).
   """
+  fps, offset = EGOEXO_SAMPLING[feature_dir]
+  steps = _egoexo_steps(feature_dir)
   out = {}
   for name, (part, best, segments) in EGOEXO_TAKES.items():
     labels = []
-    for t in range(EGOEXO_STEPS):
-      time_s = EGOEXO_OFFSET + t / EGOEXO_FPS
+    for t in range(steps):
+      time_s = offset + t / fps + 1e-9  # not below a start it equals
       labels.append(
         next(
           (step for s, e, _, step in segments if s <= time_s < e), "background"
         )
       )
     ego = np.stack(
-      [
-        _egoexo_features(dim, name, "aria01_rgb", t)
-        for t in range(EGOEXO_STEPS)
-      ]
+      [_egoexo_features(dim, name, "aria01_rgb", t) for t in range(steps)]
     )
     if exo_camera == "all":
       cameras = {
@@ -397,7 +409,7 @@ def expected_egoexo4d(dim: int, exo_camera: str) -> dict:
       cameras = {name: f"{best if exo_camera == 'best_exo' else exo_camera}_0"}
     for video, camera in cameras.items():
       exo = np.stack(
-        [_egoexo_features(dim, name, camera, t) for t in range(EGOEXO_STEPS)]
+        [_egoexo_features(dim, name, camera, t) for t in range(steps)]
       )
       out[video] = (part, exo, ego, labels)
   return out
@@ -600,8 +612,24 @@ def check_builder(
       layout = "one LMDB per view"
     expected = expected_assembly101(dim)
   else:
-    write_egoexo4d(manual_dir, config.feature_dim, file_type)
-    expected = expected_egoexo4d(config.feature_dim, config.exo_camera)
+    _check(
+      config.feature_dir in EGOEXO_SAMPLING,
+      f"{config_name}: feature_dir {config.feature_dir!r} is not a release "
+      f"this check knows ({sorted(EGOEXO_SAMPLING)})",
+    )
+    fps, offset = EGOEXO_SAMPLING[config.feature_dir]
+    _check(
+      (config.feature_fps, config.feature_time_offset) == (fps, offset),
+      f"{config_name}: feature_fps {config.feature_fps}, feature_time_offset "
+      f"{config.feature_time_offset}; the release {config.feature_dir} has "
+      f"{fps} and {offset}",
+    )
+    write_egoexo4d(
+      manual_dir, config.feature_dim, config.feature_dir, file_type
+    )
+    expected = expected_egoexo4d(
+      config.feature_dim, config.exo_camera, config.feature_dir
+    )
     layout = f".{file_type} features"
   build_seconds = run_tfds_build(
     tfds_cmd, name, config_name, manual_dir, data_dir
