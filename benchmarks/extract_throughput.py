@@ -11,6 +11,9 @@ with random weights of `--model` (a released DINOv2 size: the weights do not
 change the time). One warm-up video of one batch compiles the backbone first.
 Prints the backend and, for the timed video, frames/s end to end and of the
 decoding and preprocessing alone. Needs the `video` extra (PyAV, Pillow).
+On the project's busy 2-core "Intel(R) Xeon(R) Processor" (CPU backend):
+vit_small 3.6 frames/s (32 frames), vit_large 0.54 (16), vit_giant2 0.19 (8,
+--batch_size 4; 1.1B parameters, 4.5 GB of memory); on a GPU: not measured.
 """
 
 import argparse
