@@ -1,7 +1,8 @@
 """Public releases as users download them: Assembly101's official DINOv2
-features (exo LMDB) with the user's own ego extraction (npy or LMDB), built
-with array_record (no TensorFlow), read back and trained on for one epoch;
-inputs of the wrong layout, backbone or length refused naming the file."""
+features (exo LMDB) with the user's own ego extraction (npy or LMDB), and
+Ego-Exo4D's Omnivore and MAWS CLIP `.pt` files, built with array_record (no
+TensorFlow), read back and trained on for one epoch; inputs of the wrong
+layout, backbone or length refused naming the file."""
 
 import os
 
@@ -126,43 +127,38 @@ def _tiny(ego_format, **kwargs):
   )
 
 
-@pytest.mark.parametrize("ego_format", ["npy", "lmdb"])
-def test_release_exo_with_own_ego_extraction(tmp_path, ego_format):
-  manual = _manual(tmp_path / "m", ego_format=ego_format)
-  builder = _build(_tiny(ego_format), tmp_path / "d", manual)
-  assert builder.info.metadata["ego_format"] == ego_format
-  records = _records(f"assembly101_sync/tiny_{ego_format}", tmp_path / "d")
-  for video, (split, segments) in VIDEOS.items():
-    r, rec = records[split][video], video.split("_", 1)[1]
-    frames = range(segments[0][0], segments[-1][1])
-    # Annotation frame f is key frame f of the release and row f - 1 of an
-    # ego npy (both count the video's frames from 1).
-    np.testing.assert_array_equal(r["exo"], [_vec(rec, EXO, f) for f in frames])
-    np.testing.assert_array_equal(r["ego"], [_vec(rec, EGO, f) for f in frames])
-    np.testing.assert_array_equal(
-      r["labels"], [l for s, e, l in segments for _ in range(s, e)]
-    )
-    assert r["start_frame"] == frames[0] and r["ego_view"] == EGO.encode()
-
-
 @pytest.mark.parametrize(
   "config",
   [
-    "dinov2_vitg14_c10119_hmc84358933_npy_fp16",
-    "dinov2_vitg14_c10119_hmc84358933_lmdb",
+    "dinov2_vitg14_c10119_hmc84358933_npy",
+    "dinov2_vitg14_c10119_hmc84358933_lmdb_fp16",
   ],
 )
 def test_registered_release_configs_build_and_train_one_epoch(tmp_path, config):
   ego_format = "lmdb" if "_lmdb" in config else "npy"
   manual = _manual(tmp_path / "m", dim=1536, ego_format=ego_format)
-  _build(config, tmp_path / "d", manual)
   name = f"assembly101_sync/{config}"
+  builder = _build(config, tmp_path / "d", manual)
+  assert builder.info.metadata["ego_format"] == ego_format
   records = _records(name, tmp_path / "d")
-  r = records["train"][f"assembly_{RECORDINGS[0]}"]
-  assert r["exo"].shape == (14, 1536) and r["ego"].shape == (14, 1536)
-  assert r["exo"].dtype == (np.float16 if "fp16" in config else np.float32)
-  if ego_format == "lmdb":
-    return  # the same examples as npy from here on; one training is enough
+  dtype = np.float16 if "fp16" in config else np.float32
+  for video, (split, segments) in VIDEOS.items():
+    r, rec = records[split][video], video.split("_", 1)[1]
+    frames = range(segments[0][0], segments[-1][1])
+    # Annotation frame f is key frame f of the release and row f - 1 of an
+    # ego npy (both count the video's frames from 1).
+    for key, view in (("exo", EXO), ("ego", EGO)):
+      assert r[key].dtype == dtype
+      np.testing.assert_array_equal(
+        r[key],
+        np.stack([_vec(rec, view, f, 1536) for f in frames]).astype(dtype),
+      )
+    np.testing.assert_array_equal(
+      r["labels"], [l for s, e, l in segments for _ in range(s, e)]
+    )
+    assert r["start_frame"] == frames[0] and r["ego_view"] == EGO.encode()
+  if ego_format == "npy":
+    return  # trained in test_video.py, extracted from monochrome videos
 
   cfg = synthetic_exo.get_config()
   cfg.dataset.name, cfg.dataset.data_dir = name, str(tmp_path / "d")
@@ -248,15 +244,28 @@ def test_ego_lmdb_named_by_view_is_refused(tmp_path):
   )
 
 
+@pytest.mark.parametrize("ego_format", ["npy", "lmdb"])
 @pytest.mark.parametrize("ego_frames", [FRAMES + 31, FRAMES - 31])
-def test_ego_video_of_another_length_is_refused(tmp_path, ego_frames):
-  manual = _manual(tmp_path / "m", ego_frames=ego_frames)
-  message = _refused(tmp_path, _tiny("npy"), manual)
-  path = manual / "ego_features" / EGO / f"{RECORDINGS[0]}.npy"
-  assert str(path) in message and "max_trim_frames=30" in message
+def test_ego_video_of_another_length_is_refused(
+  tmp_path, ego_frames, ego_format
+):
+  manual = _manual(tmp_path / "m", ego_frames=ego_frames, ego_format=ego_format)
+  message = _refused(tmp_path, _tiny(ego_format), manual)
+  ego_dir = manual / "ego_features" / EGO
+  video = f"assembly_{RECORDINGS[0]}"
+  if ego_format == "npy":
+    named = f"ego features {ego_dir / RECORDINGS[0]}.npy end at"
+  else:  # the LMDB and the first key of the recording's annotated range
+    named = f"ego features {ego_dir} keys '{RECORDINGS[0]}_0000000006.jpg'..."
+  assert message.startswith(f"{video}: {named}")
+  assert (
+    f"end at frame {ego_frames} but the exo release "
+    f"{manual / RELEASE_LMDB} at frame {FRAMES}: 31 frames apart, more than "
+    "max_trim_frames=30." in message
+  )
   # Within the policy (a few frames apart) it builds.
-  ok = _manual(tmp_path / "ok", ego_frames=FRAMES + 3)
-  _build(_tiny("npy"), tmp_path / "d_ok", ok)
+  ok = _manual(tmp_path / "ok", ego_frames=FRAMES + 3, ego_format=ego_format)
+  _build(_tiny(ego_format), tmp_path / "d_ok", ok)
 
 
 def test_egoexo4d_pt_files_named_as_the_downloader_names_them(tmp_path):
@@ -305,3 +314,43 @@ def test_egoexo4d_pt_files_named_as_the_downloader_names_them(tmp_path):
   cfg.progress = False
   results = trainer.train_and_evaluate(cfg, str(tmp_path / "run"))
   assert np.isfinite(results["validation"]["mof"])
+
+
+def test_egoexo4d_maws_clip_features_at_30_fps(tmp_path):
+  """`features/maws_clip_2b/<take_uid>_<cam_id>_<stream_id>.pt`, float16
+  (2048-D, one per frame, as ego4d's MAWS extraction saves them), read by
+  the registered config: step i is frame i, at i / 30 s."""
+  torch = pytest.importorskip("torch")
+  import test_builders_real as real  # pylint: disable=g-import-not-at-top
+  from tfds_builders import egoexo4d_keystep  # pylint: disable=g-import-not-at-top
+
+  manual = real._egoexo_manual(tmp_path / "m")  # pylint: disable=protected-access
+  for npy in (manual / "features" / "omnivore_video").glob("*.npy"):
+    os.remove(npy)
+  features = manual / "features" / "maws_clip_2b"
+  os.makedirs(features)
+  written = {}
+  for i, uid in enumerate(sorted(real.TAKES)):
+    for j, camera in enumerate(("cam01_0", "cam02_0", "aria01_rgb")):
+      rng = np.random.default_rng([i, j])
+      values = torch.from_numpy(rng.standard_normal((100, 2048))).half()
+      torch.save(values, features / f"{uid}_{camera}.pt")
+      written[uid, camera[:5]] = values.numpy()
+  config = "maws_clip_2b_best_exo_fp16"
+  builder = egoexo4d_keystep.Builder(
+    config=config, data_dir=str(tmp_path / "d"), file_format="array_record"
+  )
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
+  )
+  assert builder.info.metadata["fps"] == 30.0
+  records = _records(f"egoexo4d_keystep/{config}", tmp_path / "d")
+  every = {vid: r for split in records.values() for vid, r in split.items()}
+  r = every["georgiatech_covid_01_1"]  # uid-1, best_exo cam02
+  assert r["exo"].dtype == r["ego"].dtype == np.float16
+  np.testing.assert_array_equal(r["exo"], written["uid-1", "cam02"])
+  np.testing.assert_array_equal(r["ego"], written["uid-1", "aria0"])
+  # Keysteps [1, 2) s and [2, 3) s: frames 30..59 and 60..89.
+  np.testing.assert_array_equal(
+    r["labels"], [0] * 30 + [1] * 30 + [2] * 30 + [0] * 10
+  )

@@ -2,16 +2,19 @@ r"""Checks that `tfds build --manual_dir` works for the real-data builders.
 
   pip install -e ".[build]"      # `tfds build` needs TensorFlow (the `build` extra)
   python tfds_builders/check_cli_build.py [--workdir DIR] [--tfds PATH] \
-    [--assembly101_config NAME] [--egoexo4d_config NAME]
+    [--assembly101_config NAME ...] [--egoexo4d_config NAME ...] [--all]
 
 For `assembly101_sync` and `egoexo4d_keystep` it writes a small manual dir in
 the public layout (Assembly101: `coarse-annotations/` with `actions.csv`,
 tab-separated `coarse_labels/` and `coarse_splits/`, one LMDB of raw float32
-vectors per view with the release's key names; Ego-Exo4D:
-`annotations/keystep_{train,val}.json`, `takes.json`,
-`features/omnivore_video/<take_uid>_<cam_id>_<stream_id>.npy`) at the real
-feature dimension of a registered config (default: the DINOv2 1024-D float16
-one of Assembly101, the 1536-D Omnivore one of Ego-Exo4D), with a few
+vectors per view with the release's key names; for the configs of the official
+DINOv2 release, its exo LMDB `DINOv2_features/lmdb_fullImg` with the TSM key
+layout and an ego extraction in the npy or LMDB layout `extract_features`
+writes; Ego-Exo4D: `annotations/keystep_{train,val}.json`, `takes.json`,
+`features/{omnivore_video,maws_clip_2b}/<take_uid>_<cam_id>_<stream_id>.pt`
+as downloaded, or `.npy` where torch is not installed) at the real feature
+dimension and sampling of a registered config (default: the DINOv2 1024-D
+float16 one of Assembly101, the 1536-D Omnivore one of Ego-Exo4D), with a few
 recordings and few frames. It then runs, as a user would,
 
   tfds build tfds_builders/<name> --config <config> --manual_dir <dir> \
@@ -19,14 +22,21 @@ recordings and few frames. It then runs, as a user would,
 
 reads every split back (`exo2ego_jax.data.datasets.open_dataset`, i.e.
 `tfds.data_source`) and checks the splits, the (T, D) shapes and dtypes, and
-the features and labels of every recording against what was written. Prints a
-summary per builder; exits with status 1 and a message naming the problem on
-any failure. Takes well under a minute (mostly TensorFlow's start-up in `tfds`).
+the features and labels of every recording against what was written. With a
+release config it also gives `tfds build` three bad inputs (an exo LMDB in
+another key layout, ego features of another backbone's dimension, an ego
+video 31 frames longer than its exo partner) and checks that each fails with
+one last line `error: <file>: ...`. `--all` checks every registered config of
+both builders. Prints a summary per config; exits with status 1 and a message
+naming the problem on any failure. Takes about 6 s per build (mostly
+TensorFlow's start-up in `tfds`).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import importlib.util
 import json
 import os
 import shutil
@@ -78,13 +88,13 @@ A101_RECORDINGS = [
   "nusar-2021_action_both_9013-c14a_9013_user_id_2021-02-03_100000",
   "nusar-2021_action_both_9014-a30_9014_user_id_2021-02-04_132852",
 ]
-A101_FRAMES = 48  # feature frames 0..47 of every recording
+A101_FRAMES = 48  # feature frames 0..47 (releases: the video's frames 1..48)
 # video (annotation name) -> (public split list, segments (start, end, class), end exclusive).
 # Both videos of a recording are frame ranges of one recording, so they share its features.
 A101_VIDEOS = {
   f"assembly_{A101_RECORDINGS[0]}": ("train", [(6, 18, 0), (18, 30, 2)]),
   f"disassembly_{A101_RECORDINGS[0]}": ("train", [(31, 40, 3), (40, 46, 1)]),
-  f"assembly_{A101_RECORDINGS[1]}": ("train", [(0, 24, 1)]),
+  f"assembly_{A101_RECORDINGS[1]}": ("train", [(1, 24, 1)]),
   f"assembly_{A101_RECORDINGS[2]}": ("val", [(4, 16, 2), (16, 40, 1)]),
   f"assembly_{A101_RECORDINGS[3]}": ("val", [(10, 45, 0)]),
 }
@@ -99,7 +109,16 @@ A101_LAYOUTS = {  # feature_type -> (dim, LMDB folder, key of (video, recording,
     "DINOv2_features",
     lambda video, rec, view, frame: f"{video}_{frame:010d}.jpg",
   ),
+  # The official DINOv2_features.zip: exo only, TSM keys, frames from 1.
+  "dinov2_vitg14": (
+    1536,
+    "DINOv2_features/lmdb_fullImg",
+    lambda video, rec, view, frame: f"{rec}/{view}/{view}_{frame:010d}.jpg",
+  ),
 }
+# Where the release configs read the user's ego extraction (README's recipe:
+# extract_features --out <manual_dir>/ego_features --view <ego view>).
+A101_EGO_DIR = "ego_features"
 
 
 def _a101_features(
@@ -110,11 +129,20 @@ def _a101_features(
   )
 
 
-def write_assembly101(root: str, feature_type: str):
-  """The public Assembly101 layout, default splits (no splits/ folder)."""
+def _write_lmdb(path: str, items) -> None:
+  """An LMDB environment at `path` of (key, float32 vector) items."""
   import lmdb  # pylint: disable=import-outside-toplevel
 
-  dim, folder, key = A101_LAYOUTS[feature_type]
+  os.makedirs(path)
+  env = lmdb.open(path, map_size=1 << 30)
+  with env.begin(write=True) as txn:
+    for key, vector in items:
+      txn.put(key.encode(), vector.tobytes())
+  env.close()
+
+
+def _write_a101_annotations(root: str) -> None:
+  """coarse-annotations/ of the public layout, default splits (no splits/)."""
   annotations = os.path.join(root, "coarse-annotations")
   os.makedirs(os.path.join(annotations, "coarse_labels"))
   os.makedirs(os.path.join(annotations, "coarse_splits"))
@@ -142,19 +170,79 @@ def write_assembly101(root: str, feature_type: str):
         "w",
       ) as f:
         f.writelines(lines)
+
+
+def write_assembly101(root: str, feature_type: str):
+  """The public Assembly101 layout: annotations and one LMDB per view."""
+  dim, folder, key = A101_LAYOUTS[feature_type]
+  _write_a101_annotations(root)
   for view in (A101_EXO, A101_EGO):
-    path = os.path.join(root, folder, view)
-    os.makedirs(path)
-    env = lmdb.open(path, map_size=1 << 30)
-    with env.begin(write=True) as txn:
-      for video in A101_VIDEOS:
-        recording = video.split("_", 1)[1]
-        for frame in range(A101_FRAMES):
-          txn.put(
-            key(video, recording, view, frame).encode(),
-            _a101_features(dim, recording, view, frame).tobytes(),
-          )
-    env.close()
+    _write_lmdb(
+      os.path.join(root, folder, view),
+      [
+        (
+          key(video, video.split("_", 1)[1], view, frame),
+          _a101_features(dim, video.split("_", 1)[1], view, frame),
+        )
+        for video in A101_VIDEOS
+        for frame in range(A101_FRAMES)
+      ],
+    )
+
+
+def write_assembly101_release(
+  root: str,
+  ego_format: str,
+  exo_layout: str = "dinov2_vitg14",
+  ego_dim: int | None = None,
+  ego_extra_frames: int = 0,
+):
+  """The official DINOv2 release's exo LMDB (frames 1..A101_FRAMES, as its
+  jpg names count them) and an ego extraction of every recording as
+  `extract_features --format npy|lmdb` writes it for `<recording>.mp4`.
+
+  Bad inputs for the refusal checks: `exo_layout` another layout's keys (in
+  the release's folder), `ego_dim` another backbone's dimension,
+  `ego_extra_frames` an ego video that many frames longer.
+  """
+  # extract_features's own key function: the builder must read what it writes.
+  from exo2ego_jax.backbone.features import lmdb_key  # pylint: disable=import-outside-toplevel
+
+  dim, folder, _ = A101_LAYOUTS["dinov2_vitg14"]
+  key = A101_LAYOUTS[exo_layout][2]
+  ego_dim = ego_dim or dim
+  _write_a101_annotations(root)
+  recordings = sorted({v.split("_", 1)[1]: v for v in A101_VIDEOS}.items())
+  frames = range(1, A101_FRAMES + 1)
+  _write_lmdb(
+    os.path.join(root, folder),
+    [
+      (key(video, rec, A101_EXO, f), _a101_features(dim, rec, A101_EXO, f))
+      for rec, video in recordings
+      for f in frames
+    ],
+  )
+  ego_dir = os.path.join(root, A101_EGO_DIR, A101_EGO)
+  ego_frames = range(1, A101_FRAMES + ego_extra_frames + 1)
+  if ego_format == "lmdb":
+    _write_lmdb(
+      ego_dir,
+      [
+        (
+          lmdb_key(rec, f - 1).decode(),
+          _a101_features(ego_dim, rec, A101_EGO, f),
+        )
+        for rec, _ in recordings
+        for f in ego_frames
+      ],
+    )
+    return
+  os.makedirs(ego_dir)
+  for rec, _ in recordings:  # row i: the video's frame i + 1
+    np.save(
+      os.path.join(ego_dir, f"{rec}.npy"),
+      np.stack([_a101_features(ego_dim, rec, A101_EGO, f) for f in ego_frames]),
+    )
 
 
 def expected_assembly101(dim: int) -> dict:
@@ -176,9 +264,7 @@ def expected_assembly101(dim: int) -> dict:
 # Ego-Exo4D: keystep JSON, takes.json and per-take, per-camera feature files.
 
 
-EGOEXO_STEPS = (
-  20  # feature steps per camera (about 10.7 s at 30/16 steps per second)
-)
+EGOEXO_SECONDS = 20 * 16 / 30  # length of every take's features (10.7 s)
 EGOEXO_CAMERAS = ("cam01_0", "cam02_0", "aria01_rgb")
 # take name -> (public split, best_exo, segments (start s, end s, step_unique_id, step_name))
 EGOEXO_TAKES = {
@@ -195,10 +281,17 @@ EGOEXO_TAKES = {
     [(0.0, 1.5, 4013, "Stir the pot"), (6.0, 10.0, 4002, "Swab nose")],
   ),
 }
-EGOEXO_FPS, EGOEXO_OFFSET = (
-  30 / 16,
-  16 / 30,
-)  # Omnivore: 32-frame windows every 16 frames
+# feature folder -> (steps per second, time of step 0 in seconds) of the
+# release: Omnivore, 32-frame windows every 16 frames (step time: the window's
+# centre); MAWS CLIP 2B, one feature per frame (step time: the frame's).
+EGOEXO_SAMPLING = {
+  "features/omnivore_video": (30 / 16, 16 / 30),
+  "features/maws_clip_2b": (30.0, 0.0),
+}
+
+
+def _egoexo_steps(feature_dir: str) -> int:
+  return round(EGOEXO_SECONDS * EGOEXO_SAMPLING[feature_dir][0])
 
 
 def _take_uid(name: str) -> str:
@@ -214,10 +307,15 @@ def _egoexo_features(dim: int, name: str, camera: str, step: int) -> np.ndarray:
   )
 
 
-def write_egoexo4d(root: str, dim: int):
-  """The Ego-Exo4D download layout (features as .npy, as after converting the .pt)."""
+def write_egoexo4d(
+  root: str, dim: int, feature_dir: str, file_type: str = "pt"
+):
+  """The Ego-Exo4D download layout: one `torch.save`d (steps, D) tensor per
+  take and camera, and the extraction's yaml beside them (as `ego4d`'s
+  extract_features writes them); `file_type="npy"`: as after converting."""
   os.makedirs(os.path.join(root, "annotations"))
-  features = os.path.join(root, "features", "omnivore_video")
+  features = os.path.join(root, feature_dir)
+  steps = _egoexo_steps(feature_dir)
   os.makedirs(features)
   for part in ("train", "val"):
     annotations = {}
@@ -255,43 +353,53 @@ def write_egoexo4d(root: str, dim: int):
           "take_uid": _take_uid(name),
           "take_name": name,
           "best_exo": best,
-          "duration_sec": EGOEXO_STEPS * 16 / 30,
+          "duration_sec": EGOEXO_SECONDS,
         }
         for name, (_, best, _) in EGOEXO_TAKES.items()
       ],
       f,
     )
+  with open(os.path.join(features, "config.yaml"), "w") as f:
+    window = 32 if "omnivore" in feature_dir else 1
+    f.write(
+      f"inference_config:\n  fps: 30\n  frame_window: {window}\n"
+      f"  stride: {round(30 / EGOEXO_SAMPLING[feature_dir][0])}\n"
+    )
   for name in EGOEXO_TAKES:
     for camera in EGOEXO_CAMERAS:
-      np.save(
-        os.path.join(features, f"{_take_uid(name)}_{camera}.npy"),
-        np.stack(
-          [_egoexo_features(dim, name, camera, t) for t in range(EGOEXO_STEPS)]
-        ),
+      values = np.stack(
+        [_egoexo_features(dim, name, camera, t) for t in range(steps)]
       )
+      path = os.path.join(features, f"{_take_uid(name)}_{camera}")
+      if file_type == "pt":
+        import torch  # pylint: disable=import-outside-toplevel
+
+        torch.save(torch.from_numpy(values), path + ".pt")
+      else:
+        np.save(path + ".npy", values)
 
 
-def expected_egoexo4d(dim: int, exo_camera: str) -> dict:
-  """{video_id: (public split, exo, ego, label names)}: step t is at offset + t / fps.
+def expected_egoexo4d(dim: int, exo_camera: str, feature_dir: str) -> dict:
+  """{video_id: (public split, exo, ego, label names)}: step t is at offset +
+  t / fps (a step at a segment's start belongs to it).
 
   `exo_camera` "best_exo" gives one example per take (video_id = take name),
   "all" one per exo camera (`<take name>/<cam_id>`).
   """
+  fps, offset = EGOEXO_SAMPLING[feature_dir]
+  steps = _egoexo_steps(feature_dir)
   out = {}
   for name, (part, best, segments) in EGOEXO_TAKES.items():
     labels = []
-    for t in range(EGOEXO_STEPS):
-      time_s = EGOEXO_OFFSET + t / EGOEXO_FPS
+    for t in range(steps):
+      time_s = offset + t / fps + 1e-9  # not below a start it equals
       labels.append(
         next(
           (step for s, e, _, step in segments if s <= time_s < e), "background"
         )
       )
     ego = np.stack(
-      [
-        _egoexo_features(dim, name, "aria01_rgb", t)
-        for t in range(EGOEXO_STEPS)
-      ]
+      [_egoexo_features(dim, name, "aria01_rgb", t) for t in range(steps)]
     )
     if exo_camera == "all":
       cameras = {
@@ -301,7 +409,7 @@ def expected_egoexo4d(dim: int, exo_camera: str) -> dict:
       cameras = {name: f"{best if exo_camera == 'best_exo' else exo_camera}_0"}
     for video, camera in cameras.items():
       exo = np.stack(
-        [_egoexo_features(dim, name, camera, t) for t in range(EGOEXO_STEPS)]
+        [_egoexo_features(dim, name, camera, t) for t in range(steps)]
       )
       out[video] = (part, exo, ego, labels)
   return out
@@ -326,10 +434,10 @@ def _registered_config(name: str, config_name: str):
   return configs[config_name]
 
 
-def run_tfds_build(
+def _tfds_build(
   tfds_cmd: str, name: str, config: str, manual_dir: str, data_dir: str
-) -> float:
-  """Runs `tfds build` in the repository root; returns its wall time in seconds."""
+) -> tuple[subprocess.CompletedProcess, float]:
+  """Runs `tfds build` in the repository root; returns it and its wall time."""
   cmd = [
     tfds_cmd,
     "build",
@@ -347,7 +455,14 @@ def run_tfds_build(
   result = subprocess.run(
     cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False
   )
-  seconds = time.perf_counter() - start
+  return result, time.perf_counter() - start
+
+
+def run_tfds_build(
+  tfds_cmd: str, name: str, config: str, manual_dir: str, data_dir: str
+) -> float:
+  """Runs `tfds build`, which must succeed; returns its wall time in seconds."""
+  result, seconds = _tfds_build(tfds_cmd, name, config, manual_dir, data_dir)
   if result.returncode:
     tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
     raise CheckError(
@@ -462,19 +577,26 @@ def check_built(name: str, config, data_dir: str, expected: dict) -> dict:
   return counts
 
 
+def _torch_available() -> bool:
+  return importlib.util.find_spec("torch") is not None
+
+
 def check_builder(
-  name: str, config_name: str, tfds_cmd: str, workdir: str
+  name: str, config_name: str, tfds_cmd: str, workdir: str, file_type: str
 ) -> dict:
   """Writes the manual dir, runs `tfds build`, checks the result; returns a summary."""
+  from tfds_builders.assembly101_sync import Assembly101ReleaseConfig  # pylint: disable=import-outside-toplevel
+
   start = time.perf_counter()
   config = _registered_config(name, config_name)
-  root = os.path.join(workdir, name)
+  root = os.path.join(workdir, name, config_name)
   if os.path.exists(root):
     shutil.rmtree(root)
   manual_dir, data_dir = (
     os.path.join(root, "manual"),
     os.path.join(root, "data"),
   )
+  layout = ""
   if name == "assembly101_sync":
     dim = A101_LAYOUTS[config.feature_type][0]
     _check(
@@ -482,23 +604,117 @@ def check_builder(
       f"{config_name}: feature_dim "
       f"{config.feature_dim}, the public {config.feature_type} release has {dim}",
     )
-    write_assembly101(manual_dir, config.feature_type)
+    if isinstance(config, Assembly101ReleaseConfig):
+      write_assembly101_release(manual_dir, config.ego_format)
+      layout = f"release exo LMDB + ego {config.ego_format}"
+    else:
+      write_assembly101(manual_dir, config.feature_type)
+      layout = "one LMDB per view"
     expected = expected_assembly101(dim)
   else:
-    write_egoexo4d(manual_dir, config.feature_dim)
-    expected = expected_egoexo4d(config.feature_dim, config.exo_camera)
+    _check(
+      config.feature_dir in EGOEXO_SAMPLING,
+      f"{config_name}: feature_dir {config.feature_dir!r} is not a release "
+      f"this check knows ({sorted(EGOEXO_SAMPLING)})",
+    )
+    fps, offset = EGOEXO_SAMPLING[config.feature_dir]
+    _check(
+      (config.feature_fps, config.feature_time_offset) == (fps, offset),
+      f"{config_name}: feature_fps {config.feature_fps}, feature_time_offset "
+      f"{config.feature_time_offset}; the release {config.feature_dir} has "
+      f"{fps} and {offset}",
+    )
+    write_egoexo4d(
+      manual_dir, config.feature_dim, config.feature_dir, file_type
+    )
+    expected = expected_egoexo4d(
+      config.feature_dim, config.exo_camera, config.feature_dir
+    )
+    layout = f".{file_type} features"
   build_seconds = run_tfds_build(
     tfds_cmd, name, config_name, manual_dir, data_dir
   )
   counts = check_built(name, config, data_dir, expected)
   return {
     "config": config_name,
+    "layout": layout,
     "feature_dim": config.feature_dim,
     "storage_dtype": config.storage_dtype,
     "records": counts,
     "build_s": build_seconds,
     "total_s": time.perf_counter() - start,
   }
+
+
+def check_refusals(config_name: str, tfds_cmd: str, workdir: str) -> list[str]:
+  """Bad inputs to a release config of assembly101_sync: `tfds build` must
+  fail with a last line `error: <file>: ...` naming the bad file. Returns
+  those lines."""
+  config = _registered_config("assembly101_sync", config_name)
+  ego_dir = os.path.join(A101_EGO_DIR, A101_EGO)
+  first = sorted(v.split("_", 1)[1] for v in A101_VIDEOS)[0]
+  ego_file = (
+    ego_dir if config.ego_format == "lmdb" else f"{ego_dir}/{first}.npy"
+  )
+  exo_lmdb = A101_LAYOUTS["dinov2_vitg14"][1]
+  cases = {  # name -> (writer arguments, bad file, start of the message after it)
+    "exo LMDB in the paper's key layout": (
+      dict(exo_layout="dinov2"),
+      exo_lmdb,
+      ": key 'assembly_",
+    ),
+    "ego features of another backbone (1024-D)": (
+      dict(ego_dim=1024),
+      ego_file,
+      ": key " if config.ego_format == "lmdb" else ": 1024-D ego features",
+    ),
+    "ego video 31 frames longer than its exo partner": (
+      dict(ego_extra_frames=31),
+      ego_file,
+      "",  # the message starts with the video, then names the file
+    ),
+  }
+  lines = []
+  for case, (kwargs, bad, start) in cases.items():
+    root = os.path.join(workdir, "refusals", case.split()[0] + str(len(lines)))
+    if os.path.exists(root):
+      shutil.rmtree(root)
+    manual_dir = os.path.join(root, "manual")
+    write_assembly101_release(manual_dir, config.ego_format, **kwargs)
+    result, _ = _tfds_build(
+      tfds_cmd,
+      "assembly101_sync",
+      config_name,
+      manual_dir,
+      os.path.join(root, "data"),
+    )
+    output = (result.stdout + result.stderr).strip().splitlines()
+    last = output[-1] if output else ""
+    path = os.path.join(manual_dir, bad)
+    _check(
+      result.returncode != 0,
+      f"{config_name}, {case}: `tfds build` succeeded; it must refuse",
+    )
+    if start:
+      ok = last.startswith(f"error: {path}{start}")
+    else:
+      ok = last.startswith("error: ") and f" {path} " in last
+    _check(
+      ok and "max_trim_frames" in last
+      if kwargs.get("ego_extra_frames")
+      else ok,
+      f"{config_name}, {case}: the last line of `tfds build` is {last!r}, "
+      f"expected `error: ...` naming {path}",
+    )
+    built = glob.glob(
+      os.path.join(root, "data", "**", "dataset_info.json"), recursive=True
+    )
+    _check(
+      not built,
+      f"{config_name}, {case}: a refused build left a dataset: {built}",
+    )
+    lines.append(f"{case}: {last}")
+  return lines
 
 
 def main():
@@ -514,13 +730,27 @@ def main():
   )
   parser.add_argument(
     "--assembly101_config",
-    default="dinov2_c10119_hmc84358933_fp16",
-    help="registered assembly101_sync config to build",
+    action="append",
+    help="registered assembly101_sync config to build (repeatable; default "
+    "dinov2_c10119_hmc84358933_fp16)",
   )
   parser.add_argument(
     "--egoexo4d_config",
-    default="omnivore_best_exo",
-    help="registered egoexo4d_keystep config to build",
+    action="append",
+    help="registered egoexo4d_keystep config to build (repeatable; default "
+    "omnivore_best_exo)",
+  )
+  parser.add_argument(
+    "--all",
+    action="store_true",
+    help="build every registered config of both builders",
+  )
+  parser.add_argument(
+    "--egoexo4d_files",
+    choices=("pt", "npy"),
+    default="pt" if _torch_available() else "npy",
+    help="Ego-Exo4D feature files as downloaded (.pt, needs torch; the "
+    "default where torch is installed) or converted (.npy)",
   )
   args = parser.parse_args()
   tfds_cmd = shutil.which(args.tfds)
@@ -529,28 +759,55 @@ def main():
       f"FAILED: no `{args.tfds}` command found; install the build extra "
       "(pip install -e \".[build]\") or pass --tfds"
     )
+  if args.all:
+    from tfds_builders import assembly101_sync, egoexo4d_keystep  # pylint: disable=import-outside-toplevel
+
+    builds = [
+      ("assembly101_sync", c.name)
+      for c in assembly101_sync.Builder.BUILDER_CONFIGS
+    ] + [
+      ("egoexo4d_keystep", c.name)
+      for c in egoexo4d_keystep.Builder.BUILDER_CONFIGS
+    ]
+  else:
+    builds = [
+      ("assembly101_sync", c)
+      for c in args.assembly101_config or ["dinov2_c10119_hmc84358933_fp16"]
+    ] + [
+      ("egoexo4d_keystep", c)
+      for c in args.egoexo4d_config or ["omnivore_best_exo"]
+    ]
   workdir = args.workdir or tempfile.mkdtemp(prefix="check_cli_build_")
   os.makedirs(workdir, exist_ok=True)
   failed = False
-  for name, config in (
-    ("assembly101_sync", args.assembly101_config),
-    ("egoexo4d_keystep", args.egoexo4d_config),
-  ):
+  release = None
+  for name, config in builds:
     print(f"{name}:", flush=True)
     try:
-      s = check_builder(name, config, tfds_cmd, workdir)
+      s = check_builder(name, config, tfds_cmd, workdir, args.egoexo4d_files)
     except Exception as e:  # pylint: disable=broad-except
       failed = True
       kind = "" if isinstance(e, CheckError) else f"{type(e).__name__}: "
       print(f"  FAILED: {kind}{e}", flush=True)
       continue
+    if s["layout"].startswith("release") and release is None:
+      release = config
     records = ", ".join(f"{k} {v}" for k, v in s["records"].items())
     print(
-      f"  ok: config {s['config']}, D={s['feature_dim']} {s['storage_dtype']}; "
-      f"records: {records}; tfds build {s['build_s']:.1f} s, total "
-      f"{s['total_s']:.1f} s",
+      f"  ok: config {s['config']} ({s['layout']}), D={s['feature_dim']} "
+      f"{s['storage_dtype']}; records: {records}; tfds build "
+      f"{s['build_s']:.1f} s, total {s['total_s']:.1f} s",
       flush=True,
     )
+  if release is not None:  # once: the checks do not depend on the dtype
+    print(f"assembly101_sync bad inputs ({release}):", flush=True)
+    try:
+      for line in check_refusals(release, tfds_cmd, workdir):
+        print(f"  refused: {line}", flush=True)
+    except Exception as e:  # pylint: disable=broad-except
+      failed = True
+      kind = "" if isinstance(e, CheckError) else f"{type(e).__name__}: "
+      print(f"  FAILED: {kind}{e}", flush=True)
   if failed:
     print(f"FAILED; the manual and data dirs are in {workdir}")
     sys.exit(1)

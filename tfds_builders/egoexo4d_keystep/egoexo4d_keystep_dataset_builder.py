@@ -99,13 +99,26 @@ class Builder(SyncFeatureBuilder):
       description="Omnivore video features; one example per exo "
       "camera of each take.",
     ),
+    # The release's MAWS CLIP 2B image features: one per frame (a 1-frame
+    # window, stride 1, at 30 fps), 2048-D, computed in float16, so float16
+    # storage keeps them exactly (README.md gives the sources).
+    EgoExo4DConfig(
+      name="maws_clip_2b_best_exo_fp16",
+      feature_dir="features/maws_clip_2b",
+      feature_dim=2048,
+      feature_fps=30.0,
+      feature_time_offset=0.0,
+      storage_dtype="float16",
+      description="MAWS CLIP 2B image features (2048-D, 30 steps/s, "
+      "float16); exo = each take's best_exo camera.",
+    ),
   ]
   DEFAULT_CONFIG_NAME = "omnivore_best_exo"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Use the Ego-Exo4D download dir as the manual dir (see
   tfds_builders/egoexo4d_keystep/README.md):
     egoexo -o <manual_dir> --parts annotations metadata features/omnivore_video
-  so that it holds:
+  (or features/maws_clip_2b for the maws_clip_2b configs) so that it holds:
     annotations/keystep_train.json, annotations/keystep_val.json
     takes.json                                  (for exo_camera="best_exo")
     features/omnivore_video/<take_uid>_<cam_id>_<stream_id>.pt (or .npy)
