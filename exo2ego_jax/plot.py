@@ -1,8 +1,16 @@
 r"""Draws a run's predictions as segmentation bars and reports its worst
-classes.
+classes; or, with --clocks, the clocks a run estimated.
 
   python -m exo2ego_jax.plot --workdir workdirs/my_run \
       [--split test] [--view ego] [--videos 6] [--video_ids a,b] [--worst 5]
+  python -m exo2ego_jax.plot --workdir workdirs/my_run --clocks \
+      [--videos 6] [--video_ids a,b] [--out DIR]
+
+--clocks reads <workdir>/sync_estimates.json (a run with
+config.sync.estimate) and writes <workdir>/sync/clocks.png (or into --out):
+per recording, exo frame against ego frame with the local matches as
+points, the estimated line t_exo = rate * t_ego + offset (dashed where the
+recording kept its timestamps) and the true line where the dataset knows it.
 
 Reads the predictions that `python -m exo2ego_jax.evaluate` (and the
 benchmark) write under <workdir>/eval/<split>_<view>/predictions, or scores
@@ -38,13 +46,56 @@ _VIDEO_IDS = flags.DEFINE_list(
   "video_ids", None, "Draw these recordings instead of the first --videos."
 )
 _WORST = flags.DEFINE_integer("worst", 5, "Classes in the confusion report.")
+_CLOCKS = flags.DEFINE_bool(
+  "clocks", False, "Draw the run's estimated clocks instead."
+)
 _OUT = flags.DEFINE_string(
   "out", None, "Output folder (default: <workdir>/eval/<split>_<view>)."
 )
 
 
+def plot_clocks(workdir: str, videos: int, video_ids, out: str | None):
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+
+  from exo2ego_jax.evaluation import plots  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.sync import resync  # pylint: disable=g-import-not-at-top
+
+  path = os.path.join(workdir, resync.FILENAME)
+  if not os.path.exists(path):
+    raise ValueError(
+      f"{path} is missing: --clocks draws the clocks of a run trained with "
+      "--config.sync.estimate=True"
+    )
+  with open(path) as f:
+    entries = json.load(f)["recordings"]
+  if video_ids:
+    known = {e["video_id"]: e for e in entries}
+    missing = [v for v in video_ids if v not in known]
+    if missing:
+      raise ValueError(
+        f"{path} has no recording {', '.join(missing)}: use ids it lists"
+      )
+    entries = [known[v] for v in video_ids]
+  else:
+    entries = entries[:videos]
+  target = os.path.join(out or os.path.join(workdir, "sync"), "clocks.png")
+  plots.clock_maps(target, entries)
+  for e in entries:
+    print(
+      f"{e['video_id']}: t_exo = {e['rate']:.5f} t_ego + {e['offset']:.1f}"
+      f" (confidence {e['confidence']:.2f}"
+      + (f", {e['fallback']}: timestamps kept" if e["fallback"] else "")
+      + ")"
+    )
+  print(f"wrote {target}")
+
+
 def main(argv):
   del argv
+  if _CLOCKS.value:
+    plot_clocks(_WORKDIR.value, _VIDEOS.value, _VIDEO_IDS.value, _OUT.value)
+    return
   result = run_report.plot_run(
     _WORKDIR.value,
     _SPLIT.value,

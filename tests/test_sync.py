@@ -265,3 +265,24 @@ def test_a_run_estimates_clocks_in_two_rounds(
   again = trainer.train_and_evaluate(config, workdir)
   assert again["best_step"] == results["best_step"]
   assert open(os.path.join(workdir, resync.FILENAME)).read() == before
+  # The estimated clocks drawn, and the error table of the study's runs.
+  from exo2ego_jax import plot  # pylint: disable=g-import-not-at-top
+
+  plot.plot_clocks(workdir, 3, None, str(tmp_path / "figs"))
+  assert os.path.getsize(tmp_path / "figs" / "clocks.png") > 0
+  with pytest.raises(ValueError, match="has no recording nope"):
+    plot.plot_clocks(workdir, 3, ["nope"], str(tmp_path / "figs"))
+  import sys  # pylint: disable=g-import-not-at-top
+
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+  import sync_error  # pylint: disable=g-import-not-at-top
+
+  os.makedirs(tmp_path / "study" / "seed0")
+  os.rename(workdir, tmp_path / "study" / "seed0" / "run")
+  found = sync_error.groups(str(tmp_path / "study"))
+  assert sorted(found) == [("", 1), ("", 2)]
+  # Round 1 pools both students' halves: every recording once.
+  assert sorted(e["index"] for e in found[("", 1)]) == list(range(8))
+  _, figures = sync_error.table(found)
+  assert figures[" round2"]["recordings"] == 8
+  assert 0 <= figures[" round2"]["offsets_within_4"] <= 1

@@ -210,3 +210,49 @@ def sweep_curves(
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def clock_maps(path: str, entries: Sequence[Mapping], columns: int = 3) -> None:
+  """One panel per recording of a run's sync_estimates.json: the local
+  matches (ego frame, exo frame) as points, the estimated clock as a line
+  (dashed where the estimate fell back to the timestamps) and, where the
+  dataset knows it, the true clock's line."""
+  rows = max(1, math.ceil(len(entries) / columns))
+  fig, axes = plt.subplots(
+    rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False
+  )
+  for ax, entry in zip(axes.flat, entries):
+    matches = np.asarray(entry.get("matches") or np.zeros((0, 2)))
+    end = max([1.0] + [float(m) for m in matches.reshape(-1)])
+    t = np.array([0.0, end])
+    if len(matches):
+      ax.plot(matches[:, 0], matches[:, 1], ".", color="gray", label="matches")
+    style = "--" if entry["fallback"] else "-"
+    ax.plot(
+      t,
+      entry["rate"] * t + entry["offset"],
+      style,
+      label=f"estimated: {entry['rate']:.4f} t + {entry['offset']:.0f}",
+    )
+    if "true_rate" in entry:
+      ax.plot(
+        t,
+        entry["true_rate"] * t + entry["true_offset"],
+        ":",
+        color="black",
+        label=f"true: {entry['true_rate']:.4f} t + {entry['true_offset']:.0f}",
+      )
+    note = f" ({entry['fallback']})" if entry["fallback"] else ""
+    ax.set_title(
+      f"{entry['video_id']}, confidence {entry['confidence']:.1f}{note}",
+      fontsize=8,
+    )
+    ax.set_xlabel("ego frame")
+    ax.set_ylabel("exo frame")
+    ax.legend(fontsize=6)
+  for ax in list(axes.flat)[len(entries) :]:
+    ax.axis("off")
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
