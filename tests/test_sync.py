@@ -274,7 +274,9 @@ def test_a_run_estimates_clocks_in_two_rounds(
     plot.plot_clocks(workdir, 3, ["nope"], str(tmp_path / "figs"))
   import sys  # pylint: disable=g-import-not-at-top
 
-  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+  sys.path.insert(
+    0, os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+  )
   import sync_error  # pylint: disable=g-import-not-at-top
 
   os.makedirs(tmp_path / "study" / "seed0")

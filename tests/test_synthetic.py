@@ -209,7 +209,17 @@ def test_builder_name_and_configs(built):
 
   assert builder.name == "synthetic_sync"
   assert Builder.DEFAULT_CONFIG_NAME == "default"
-  assert {c.name for c in Builder.BUILDER_CONFIGS} == {"default", "tiny"}
+  assert {c.name for c in Builder.BUILDER_CONFIGS} == {
+    "default",
+    "tiny",
+    "clock_offset",
+    "clock_rate",
+    "clock_drops",
+  }
+  # Only the clock configs carry each ego frame's true instant.
+  for config in Builder.BUILDER_CONFIGS:
+    features = Builder(config=config.name, data_dir="/nonexistent").info
+    assert ("ego_time" in features.features) == config.name.startswith("clock_")
 
 
 def test_builder_reads_back_with_data_source(built):
