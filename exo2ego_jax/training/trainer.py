@@ -39,6 +39,7 @@ from exo2ego_jax.methods import base as methods_base
 from exo2ego_jax.methods import registry
 from exo2ego_jax.runtime import run_log
 from exo2ego_jax.runtime import sharding as sharding_lib
+from exo2ego_jax.runtime import time_profile
 from exo2ego_jax.runtime import workdir as workdir_lib
 from exo2ego_jax.models import c2f_tcn
 
@@ -325,9 +326,11 @@ def train_and_evaluate(
 
   The workdir is locked for the duration; SIGTERM or Ctrl-C makes the run
   save its state and return early with results["preempted"] set (and
-  results["signal"] naming it).
+  results["signal"] naming it). results["profile"]: where this call's time
+  went (runtime/time_profile.py).
   """
   distributed.initialize()  # multi-host runs only; see distributed.py
+  profile = time_profile.RunProfile()
   created = not os.path.exists(workdir)
   os.makedirs(workdir, exist_ok=True)
   # Multi-host: the hosts share the workdir, and process 0 locks it for all.
@@ -338,7 +341,7 @@ def train_and_evaluate(
   )
   try:
     with lock, workdir_lib.PreemptionFlag() as preemption:
-      return _run(config, workdir, allow_config_change, preemption)
+      return _run(config, workdir, allow_config_change, preemption, profile)
   except BaseException:
     # A start refused by the checks leaves no empty workdir behind.
     if (
@@ -350,6 +353,8 @@ def train_and_evaluate(
         os.remove(os.path.join(workdir, name))
       os.rmdir(workdir)
     raise
+  finally:
+    profile.close()
 
 
 def _check_finite(
@@ -382,14 +387,17 @@ def _run(
   workdir: str,
   allow_config_change: bool,
   preemption,
+  profile: time_profile.RunProfile,
 ) -> dict:
   # ----- Setup: workdir, dataset, checks before any compute. -----
-  info, sources = datasets.open_dataset(
-    config.dataset.name, config.dataset.data_dir
-  )
+  with profile.part("dataset"):
+    info, sources = datasets.open_dataset(
+      config.dataset.name, config.dataset.data_dir
+    )
   mode = build_mode(config, info)
   loaded = {}
-  frozen = load_frozen(config, info, mode, loaded)
+  with profile.part("checkpoints"):
+    frozen = load_frozen(config, info, mode, loaded)
   workdir_lib.check_same_config(workdir, config.to_json(), allow_config_change)
   if jax.process_index() == 0:
     workdir_lib.write_atomic(
@@ -408,7 +416,8 @@ def _run(
   per_process_batch = config.data.batch_size // jax.process_count()
   train_source = sources[config.data.train_split]
   # E.g. with teacher pseudo-labels, made once.
-  train_source = mode.train_source(frozen, train_source, config, workdir)
+  with profile.part("pseudo_labels"):
+    train_source = mode.train_source(frozen, train_source, config, workdir)
   offset = added_option(config, "data.sync_offset")
   train_ds = input_pipeline.train_dataset(
     train_source,
@@ -461,6 +470,7 @@ def _run(
   ckpt = checkpoints.RunCheckpoints(
     workdir, config.best_metric, unsaved=(frozen_lib.STATE_KEY,)
   )
+  ckpt.save = profile.timed("checkpoints", ckpt.save)
   if ckpt.unsaved:
     try:
       frozen_lib.check_or_record(
@@ -479,7 +489,8 @@ def _run(
       ).items()
       if config.best_metric in r
     }
-    restored = ckpt.restore_latest(checkpoints.abstract_like(state), recorded)
+    with profile.part("checkpoints"):
+      restored = ckpt.restore_latest(checkpoints.abstract_like(state), recorded)
     state = jax.device_put(dict(state, **restored), replicated)
   start_step = int(state["step"])
   if jax.process_index() == 0:
@@ -500,6 +511,7 @@ def _run(
     out_shardings=(replicated, replicated),
   )
 
+  @profile.timed("evaluation")
   def evaluate(state: dict, split: str, view: str) -> dict:
     summary = evaluator.evaluate_split(
       make_predict_fn(mode, state, parallel),
@@ -532,8 +544,10 @@ def _run(
   t0 = time.time()
   split = config.data.train_split
 
+  @profile.timed("train_steps")
   def step_fn(state: dict, step: int) -> tuple[dict, tuple]:
-    batch = next(batches)
+    with profile.part("input_wait"):
+      batch = next(batches)
     indices = batch.pop("index")
     global_batch = {k: parallel.from_process_rows(v) for k, v in batch.items()}
     if step == start_step + 1:
@@ -542,6 +556,7 @@ def _run(
     report.step(step)
     return state, (step, indices, logs)
 
+  @profile.timed("train_steps")
   def flush(step: int, pending: list) -> None:
     """Checks the pending steps are finite, then logs their mean."""
     host = jax.device_get([logs for _, _, logs in pending])
@@ -626,15 +641,20 @@ def _run(
       "signal": preemption.signal,
       "saved": outcome.saved,
       "workdir": os.path.abspath(workdir),
+      "profile": dict(
+        profile.seconds(), trained_steps=outcome.preempted_at - start_step
+      ),
     }
   stopped_early = outcome.stopped_early or stopped_early
+  trained_steps = (stopped_early or total_steps) - start_step
 
   # ----- Results of the best checkpoint on the validation split. -----
-  best_step, best = checkpoints.restore_state(
-    workdir,
-    target=checkpoints.abstract_like(state),
-    optional=(frozen_lib.STATE_KEY,),
-  )
+  with profile.part("checkpoints"):
+    best_step, best = checkpoints.restore_state(
+      workdir,
+      target=checkpoints.abstract_like(state),
+      optional=(frozen_lib.STATE_KEY,),
+    )
   state = jax.device_put(dict(state, **best), replicated)
   results = {
     "mode": config.mode,
@@ -647,11 +667,26 @@ def _run(
       state, config.data.eval_split, config.data.eval_view
     ),
   }
+  # results.json keeps the profile of the call that trained the run; a
+  # re-report (nothing trained) returns its own.
+  this_call = dict(profile.seconds(), trained_steps=trained_steps)
+  stored = this_call if trained_steps else _stored_profile(workdir)
+  if stored is not None:
+    results["profile"] = stored
   if jax.process_index() == 0:
     workdir_lib.write_atomic(
       os.path.join(workdir, "results.json"), json.dumps(results, indent=2)
     )
-  return results
+  return dict(results, profile=this_call)
+
+
+def _stored_profile(workdir: str) -> dict | None:
+  """The profile in the run's results.json (None: none, or unreadable)."""
+  try:
+    with open(os.path.join(workdir, "results.json")) as f:
+      return json.load(f).get("profile")
+  except (OSError, ValueError):
+    return None
 
 
 def evaluate_run(
