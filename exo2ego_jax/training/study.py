@@ -198,6 +198,7 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
     scores[reference] = []
   predictions, seconds, profiles = {}, {}, {}
   start = time.time()
+  profiles.update(train_as_members(bench, rows))
   runs = [(seed, *row) for seed in bench.seeds for row in rows]
   for i, (seed, row, method, point) in enumerate(runs, 1):
     config, workdir = method_config(bench, method, seed, point)
@@ -338,6 +339,40 @@ PROFILE_TITLE = (
   "Where the time went (seconds; docs/performance.md; runs that trained "
   "no step were reused):"
 )
+
+
+def train_as_members(bench: ml_collections.ConfigDict, rows) -> dict:
+  """With bench.members = S > 1: trains the seeds of each row that have no
+  workdir yet, S at a time, as members of one program
+  (training/members.py), rows in order (teachers first). The study's loop
+  then re-reports them as finished runs; runs started before are left to it
+  (it resumes them). Returns {name: profile} of each program."""
+  size = int(bench.get("members", 1) or 1)
+  if size < 1:
+    raise ValueError(f"config.members={size} must be >= 1 (1: no members)")
+  if size == 1:
+    return {}
+  from exo2ego_jax.training import members
+
+  profiles = {}
+  for row, method, point in rows:
+    fresh = []
+    for seed in bench.seeds:
+      config, workdir = method_config(bench, method, seed, point)
+      if not os.path.exists(workdir):
+        fresh.append((seed, config, workdir))
+    for i in range(0, len(fresh), size):
+      group = fresh[i : i + size]
+      seeds = [seed for seed, _, _ in group]
+      log.info("%s seeds %s: training as members of one program", row, seeds)
+      results = members.train_members(
+        [c for _, c, _ in group], [w for _, _, w in group]
+      )
+      if results[0].get("preempted"):  # the study continues when run again
+        errors.end_of_stopped_run(results[0])
+      name = f"{row}/members " + ",".join(f"seed{seed}" for seed in seeds)
+      profiles[name] = results[0]["profile"]
+  return profiles
 
 
 def run_profile(run: dict, testing: dict, seconds: float) -> dict:
