@@ -59,4 +59,8 @@ def get_config():
   # Progress of each run on stderr (a bar on a terminal, else a line a
   # minute); the study's own line per run is always shown.
   config.progress = True
+  # Seeds trained at once as members of one compiled program (1: one run
+  # after another). Members equal separate runs to float32 rounding, not
+  # bit for bit: docs/performance.md.
+  config.members = 1
   return config

@@ -132,6 +132,7 @@ def _results(workdir: str) -> dict:
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
   results.pop("workdir")
+  results.pop("profile", None)  # seconds: they differ between any two runs
   return results
 
 

@@ -371,3 +371,21 @@ def test_benchmark_sweep_writes_curve_and_reuses_plain_runs(
   assert (
     "distill_model train_fraction=0.5" in (study_dir / "results.md").read_text()
   )
+  # The time profile: every run's, and a total that adds up to the study's
+  # time.
+  profile = results["profile"]
+  assert list(profile["runs"]) == [
+    "exo_only/seed0",
+    "distill_model train_fraction=0.5/seed0",
+    "distill_model train_fraction=1.0/seed0",
+  ]
+  steps = [p["trained_steps"] for p in profile["runs"].values()]
+  assert steps == [4, 4, 4]
+  total = profile["total"]
+  assert total["trained_steps"] == sum(steps)
+  assert abs(total["wall"] - results["total_seconds"]) < 0.1
+  for run in [*profile["runs"].values(), total]:
+    assert run["test_evaluation"] > 0 and run["other"] >= 0
+    parts = sum(v for k, v in run.items() if k not in ("wall", "trained_steps"))
+    assert abs(parts - run["wall"]) < 0.01
+  assert "| total |" in (study_dir / "results.md").read_text()

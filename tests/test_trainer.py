@@ -46,13 +46,34 @@ def test_supervised_training_lowers_the_loss(teacher_dir):
   assert results["mode"] == "exo_supervised" and results["total_steps"] == 8
   assert 1 <= results["best_step"] <= 8
   assert 0.0 <= results["validation"]["mof"] <= 100.0
+  _check_profile(results["profile"], trained_steps=8)
+
+
+def _check_profile(profile, trained_steps):
+  """Where a run's time went: non-negative parts that add up to its wall
+  time; a run that trained has compiled, stepped and evaluated."""
+  assert profile["trained_steps"] == trained_steps
+  seconds = {k: v for k, v in profile.items() if k != "trained_steps"}
+  assert all(v >= 0 for v in seconds.values())
+  parts = sum(v for k, v in seconds.items() if k != "wall")
+  assert parts <= seconds["wall"] + 0.01
+  assert seconds["evaluation"] > 0 and seconds["dataset"] > 0
+  if trained_steps:
+    assert seconds["train_steps"] > 0 and seconds["compile"] > 0
+    assert "input_wait" in seconds and "checkpoints" in seconds
 
 
 def test_rerunning_a_finished_run_reuses_it(teacher_dir, make_config):
   before = os.path.getmtime(os.path.join(teacher_dir, "metrics.jsonl"))
+  with open(os.path.join(teacher_dir, "results.json")) as f:
+    trained_profile = json.load(f)["profile"]
   step, state = checkpoints.restore_state(teacher_dir, checkpoints.LATEST)
-  trainer.train_and_evaluate(make_config(num_epochs=4), teacher_dir)
+  again = trainer.train_and_evaluate(make_config(num_epochs=4), teacher_dir)
   assert os.path.getmtime(os.path.join(teacher_dir, "metrics.jsonl")) == before
+  # The re-report returns its own profile; results.json keeps the training's.
+  _check_profile(again["profile"], trained_steps=0)
+  with open(os.path.join(teacher_dir, "results.json")) as f:
+    assert json.load(f)["profile"] == trained_profile
   step2, state2 = checkpoints.restore_state(teacher_dir, checkpoints.LATEST)
   assert step == step2 == 8
   _assert_trees_equal(state["params"], state2["params"])

@@ -46,6 +46,14 @@ class DataParallel:
     )
 
   @property
+  def member_batch(self) -> jax.sharding.NamedSharding:
+    """Batches of several members (training/members.py): the member axis
+    whole on every device, the batch axis after it split."""
+    return jax.sharding.NamedSharding(
+      self.mesh, jax.sharding.PartitionSpec(None, DATA_AXIS)
+    )
+
+  @property
   def size(self) -> int:
     return self.mesh.devices.size
 
@@ -60,6 +68,11 @@ class DataParallel:
     """A global batch from this process's own rows (each host passes its
     share, in process order)."""
     return jax.make_array_from_process_local_data(self.batch, rows)
+
+  def from_member_rows(self, rows: np.ndarray) -> jax.Array:
+    """A global (members, batch, ...) array from this process's rows of
+    every member's batch."""
+    return jax.make_array_from_process_local_data(self.member_batch, rows)
 
   def from_shared_batch(self, batch: np.ndarray) -> jax.Array:
     """A global batch from one that every process holds in full: each

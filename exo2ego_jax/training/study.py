@@ -16,6 +16,7 @@ import numpy as np
 from exo2ego_jax.runtime import config_help
 from exo2ego_jax.runtime import errors
 from exo2ego_jax.runtime import run_log
+from exo2ego_jax.runtime import time_profile
 from exo2ego_jax.runtime import workdir as workdir_lib
 # JAX, TFDS and matplotlib (trainer, datasets, plots, ...) are imported
 # where they are used, so that `benchmark --help` answers at once.
@@ -196,8 +197,9 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
   scores: dict = {row: [] for row, _, _ in rows}
   if bench.teacher_reference_view:
     scores[reference] = []
-  predictions, seconds = {}, {}
+  predictions, seconds, profiles = {}, {}, {}
   start = time.time()
+  profiles.update(train_as_members(bench, rows))
   runs = [(seed, *row) for seed in bench.seeds for row in rows]
   for i, (seed, row, method, point) in enumerate(runs, 1):
     config, workdir = method_config(bench, method, seed, point)
@@ -210,20 +212,26 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
     run = trainer.train_and_evaluate(config, workdir)
     if run.get("preempted"):  # the study continues when run again
       errors.end_of_stopped_run(run)
-    summary = trainer.evaluate_run(
-      config, workdir, bench.test_split, view=bench.test_view
-    )
-    scores[row].append({m: summary[m] for m in METRICS})
-    if row == bench.teacher and bench.teacher_reference_view:
-      ref = trainer.evaluate_run(
-        config,
-        workdir,
-        bench.test_split,
-        view=bench.teacher_reference_view,
-        write_predictions=False,
+    testing = time_profile.RunProfile()
+    with testing.part("test_evaluation"):
+      summary = trainer.evaluate_run(
+        config, workdir, bench.test_split, view=bench.test_view
       )
-      scores[reference].append({m: ref[m] for m in METRICS})
+      if row == bench.teacher and bench.teacher_reference_view:
+        ref = trainer.evaluate_run(
+          config,
+          workdir,
+          bench.test_split,
+          view=bench.teacher_reference_view,
+          write_predictions=False,
+        )
+        scores[reference].append({m: ref[m] for m in METRICS})
+    testing.close()
+    scores[row].append({m: summary[m] for m in METRICS})
     seconds[f"{row}/seed{seed}"] = round(time.time() - t0, 1)
+    profiles[f"{row}/seed{seed}"] = run_profile(
+      run, testing.seconds(), time.time() - t0
+    )
     print(
       f"{row} seed {seed} on {test}: "
       + " ".join(
@@ -260,6 +268,10 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
     "seconds_per_run": seconds,
     "total_seconds": round(time.time() - start, 1),
   }
+  results["profile"] = study_profile(profiles, results["total_seconds"])
+  profile_markdown = time_profile.markdown_table(
+    dict(profiles, total=results["profile"]["total"])
+  )
   sweep = bench.sweep if any(point for _, _, point in rows) else None
   if sweep:
     curve = {
@@ -287,7 +299,8 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
   with open(os.path.join(out, "results.md"), "w") as f:
     f.write(
       f"Scored on {test} ({last_summary['background_policy']}), mean "
-      f"± std over seeds {list(bench.seeds)}.\n\n{markdown}\n"
+      f"± std over seeds {list(bench.seeds)}.\n\n{markdown}\n\n"
+      f"{PROFILE_TITLE}\n\n{profile_markdown}\n"
     )
   if sweep:
     plots.sweep_curves(
@@ -313,6 +326,7 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
     find_labels(last_config, bench.test_split, bench.test_view, video_id),
   )
   print(markdown)
+  print(f"\n{PROFILE_TITLE}\n\n{profile_markdown}", flush=True)
   log.info(
     "study done in %s; results in %s (tensorboard --logdir %s)",
     run_log.duration(results["total_seconds"]),
@@ -320,6 +334,69 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
     bench.workdir,
   )
   return results
+
+
+PROFILE_TITLE = (
+  "Where the time went (seconds; docs/performance.md; runs that trained "
+  "no step were reused):"
+)
+
+
+def train_as_members(bench: ml_collections.ConfigDict, rows) -> dict:
+  """With bench.members = S > 1: trains the seeds of each row that have no
+  workdir yet, S at a time, as members of one program
+  (training/members.py), rows in order (teachers first). The study's loop
+  then re-reports them as finished runs; runs started before are left to it
+  (it resumes them). Returns {name: profile} of each program."""
+  size = int(bench.get("members", 1) or 1)
+  if size < 1:
+    raise ValueError(f"config.members={size} must be >= 1 (1: no members)")
+  if size == 1:
+    return {}
+  from exo2ego_jax.training import members
+
+  profiles = {}
+  for row, method, point in rows:
+    fresh = []
+    for seed in bench.seeds:
+      config, workdir = method_config(bench, method, seed, point)
+      if not os.path.exists(workdir):
+        fresh.append((seed, config, workdir))
+    for i in range(0, len(fresh), size):
+      group = fresh[i : i + size]
+      seeds = [seed for seed, _, _ in group]
+      log.info("%s seeds %s: training as members of one program", row, seeds)
+      results = members.train_members(
+        [c for _, c, _ in group], [w for _, _, w in group]
+      )
+      if results[0].get("preempted"):  # the study continues when run again
+        errors.end_of_stopped_run(results[0])
+      name = f"{row}/members " + ",".join(f"seed{seed}" for seed in seeds)
+      profiles[name] = results[0]["profile"]
+  return profiles
+
+
+def run_profile(run: dict, testing: dict, seconds: float) -> dict:
+  """One run's profile in the study: the training call's parts (an old run
+  re-reported from before profiles: all "other"), its test scoring, and the
+  study's own time around them as "other"; "wall" is `seconds`."""
+  trained = run.get("profile") or {"trained_steps": 0}
+  combined = time_profile.add(trained, testing)
+  combined.setdefault("trained_steps", 0)
+  gap = max(0.0, seconds - combined.get("wall", 0.0))
+  combined["other"] = round(combined.get("other", 0.0) + gap, 3)
+  combined["wall"] = round(combined.get("wall", 0.0) + gap, 3)
+  return combined
+
+
+def study_profile(runs: dict, total_seconds: float) -> dict:
+  """The study's profile: each run's, and their sum with the study's own
+  time between runs (tables, the first imports) as "other"."""
+  total = time_profile.add(*runs.values())
+  gap = max(0.0, total_seconds - total.get("wall", 0.0))
+  total["other"] = round(total.get("other", 0.0) + gap, 3)
+  total["wall"] = round(total.get("wall", 0.0) + gap, 3)
+  return {"runs": runs, "total": total}
 
 
 def study_progress(

@@ -39,6 +39,7 @@ from exo2ego_jax.methods import base as methods_base
 from exo2ego_jax.methods import registry
 from exo2ego_jax.runtime import run_log
 from exo2ego_jax.runtime import sharding as sharding_lib
+from exo2ego_jax.runtime import time_profile
 from exo2ego_jax.runtime import workdir as workdir_lib
 from exo2ego_jax.models import c2f_tcn
 from exo2ego_jax.sync import resync
@@ -327,9 +328,11 @@ def train_and_evaluate(
 
   The workdir is locked for the duration; SIGTERM or Ctrl-C makes the run
   save its state and return early with results["preempted"] set (and
-  results["signal"] naming it).
+  results["signal"] naming it). results["profile"]: where this call's time
+  went (runtime/time_profile.py).
   """
   distributed.initialize()  # multi-host runs only; see distributed.py
+  profile = time_profile.RunProfile()
   created = not os.path.exists(workdir)
   os.makedirs(workdir, exist_ok=True)
   # Multi-host: the hosts share the workdir, and process 0 locks it for all.
@@ -340,18 +343,111 @@ def train_and_evaluate(
   )
   try:
     with lock, workdir_lib.PreemptionFlag() as preemption:
-      return _run(config, workdir, allow_config_change, preemption)
+      return _run(config, workdir, allow_config_change, preemption, profile)
   except BaseException:
-    # A start refused by the checks leaves no empty workdir behind.
-    if (
-      created
-      and jax.process_index() == 0
-      and set(os.listdir(workdir)) <= {".lock"}
-    ):
-      for name in os.listdir(workdir):
-        os.remove(os.path.join(workdir, name))
-      os.rmdir(workdir)
+    if created:
+      remove_if_empty(workdir)
     raise
+  finally:
+    profile.close()
+
+
+def make_evaluate(
+  config: ml_collections.ConfigDict,
+  info: datasets.DatasetInfo,
+  sources: dict,
+  mode: methods_base.Method,
+  parallel: sharding_lib.DataParallel,
+):
+  """(state, split, view) -> the split's summary (no per-video list)."""
+
+  def evaluate(state: dict, split: str, view: str) -> dict:
+    summary = evaluator.evaluate_split(
+      make_predict_fn(mode, state, parallel),
+      sources[split],
+      view=view,
+      chunk_sizes=eval_chunk_sizes(config),
+      max_frames=config.data.max_frames,
+      batch_size=config.data.eval_batch_size,
+      class_names=info.class_names,
+      background_classes=info.background_classes,
+      background_policy=config.background_policy,
+    )
+    summary.pop("per_video")
+    return summary
+
+  return evaluate
+
+
+def log_training(
+  workdir: str,
+  config: ml_collections.ConfigDict,
+  sources: dict,
+  report: run_log.RunReport,
+  step: int,
+  pending: list,
+  *,
+  steps_per_epoch: int,
+  seconds: float,
+) -> None:
+  """Checks the pending (step, batch indices, host logs) are finite, then
+  logs their mean at `step` (`seconds`: since the run started or resumed)."""
+  host = [logs for _, _, logs in pending]
+  _check_finite(
+    workdir,
+    [(s, i, bool(l["finite"])) for s, i, l in pending],
+    sources,
+    config.data.train_split,
+    config.skip_nonfinite_batches,
+  )
+  kept = [l for l in host if l["finite"]]  # skipped steps: not averaged
+  mean = {
+    k: float(np.mean([l[k] for l in kept])) if kept else None
+    for k in host[0]
+    if k != "finite"
+  }
+  mean["skipped"] = len(host) - len(kept)
+  rate = report.trained(step, mean)
+  append_jsonl(
+    workdir,
+    dict(
+      mean,
+      step=step,
+      split="train",
+      epoch=step / steps_per_epoch,
+      seconds_since_resume=round(seconds, 2),
+      steps_per_second=rate and round(rate, 3),
+    ),
+  )
+
+
+def log_evaluation(
+  workdir: str,
+  config: ml_collections.ConfigDict,
+  report: run_log.RunReport,
+  step: int,
+  summary: dict,
+) -> dict:
+  """Logs a validation summary; returns the metric best/ is chosen by."""
+  append_jsonl(
+    workdir,
+    dict(
+      summary,
+      step=step,
+      split=config.data.eval_split,
+      view=config.data.eval_view,
+    ),
+  )
+  report.evaluated(step, config.data.eval_split, config.data.eval_view, summary)
+  return {config.best_metric: summary[config.best_metric]}
+
+
+def remove_if_empty(workdir: str) -> None:
+  """A start refused by the checks leaves no empty workdir behind."""
+  if jax.process_index() == 0 and set(os.listdir(workdir)) <= {".lock"}:
+    for name in os.listdir(workdir):
+      os.remove(os.path.join(workdir, name))
+    os.rmdir(workdir)
 
 
 def _check_finite(
@@ -379,34 +475,16 @@ def _check_finite(
     )
 
 
-def _run(
+def training_data(
   config: ml_collections.ConfigDict,
+  info: datasets.DatasetInfo,
+  sources: dict,
+  mode: methods_base.Method,
+  frozen: dict,
   workdir: str,
-  allow_config_change: bool,
-  preemption,
-) -> dict:
-  # ----- Setup: workdir, dataset, checks before any compute. -----
-  info, sources = datasets.open_dataset(
-    config.dataset.name, config.dataset.data_dir
-  )
-  mode = build_mode(config, info)
-  loaded = {}
-  frozen = load_frozen(config, info, mode, loaded)
-  workdir_lib.check_same_config(workdir, config.to_json(), allow_config_change)
-  if jax.process_index() == 0:
-    workdir_lib.write_atomic(
-      os.path.join(workdir, "config.json"), config.to_json(indent=2)
-    )
-
-  # ----- Device mesh: data parallel over every device of every host. -----
-  parallel = sharding_lib.data_parallel()
-  replicated = parallel.replicated
-  parallel.check_divides("config.data.batch_size", config.data.batch_size)
-  parallel.check_divides(
-    "config.data.eval_batch_size", config.data.eval_batch_size
-  )
-
-  # ----- Input pipeline. -----
+  profile: time_profile.RunProfile,
+):
+  """The run's training batches (a grain MapDataset, one element a step)."""
   per_process_batch = config.data.batch_size // jax.process_count()
   train_source = sources[config.data.train_split]
   # With config.sync.estimate: the pairs re-synchronized by estimated clocks
@@ -416,7 +494,8 @@ def _run(
   )
   estimated = resync.options(config)["estimate"]
   # E.g. with teacher pseudo-labels, made once.
-  train_source = mode.train_source(frozen, train_source, config, workdir)
+  with profile.part("pseudo_labels"):
+    train_source = mode.train_source(frozen, train_source, config, workdir)
   offset = added_option(config, "data.sync_offset")
   train_ds = input_pipeline.train_dataset(
     train_source,
@@ -453,6 +532,43 @@ def _run(
   )
   # E.g. unlabeled target windows, drawn independently (domain adaptation).
   train_ds = mode.training_windows(train_ds, sources, config, per_process_batch)
+  return train_ds
+
+
+def _run(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  allow_config_change: bool,
+  preemption,
+  profile: time_profile.RunProfile,
+) -> dict:
+  # ----- Setup: workdir, dataset, checks before any compute. -----
+  with profile.part("dataset"):
+    info, sources = datasets.open_dataset(
+      config.dataset.name, config.dataset.data_dir
+    )
+  mode = build_mode(config, info)
+  loaded = {}
+  with profile.part("checkpoints"):
+    frozen = load_frozen(config, info, mode, loaded)
+  workdir_lib.check_same_config(workdir, config.to_json(), allow_config_change)
+  if jax.process_index() == 0:
+    workdir_lib.write_atomic(
+      os.path.join(workdir, "config.json"), config.to_json(indent=2)
+    )
+
+  # ----- Device mesh: data parallel over every device of every host. -----
+  parallel = sharding_lib.data_parallel()
+  replicated = parallel.replicated
+  parallel.check_divides("config.data.batch_size", config.data.batch_size)
+  parallel.check_divides(
+    "config.data.eval_batch_size", config.data.eval_batch_size
+  )
+
+  # ----- Input pipeline. -----
+  train_ds = training_data(
+    config, info, sources, mode, frozen, workdir, profile
+  )
   total_steps = len(train_ds)
   mode = mode.for_run_length(total_steps)
   steps_per_epoch = max(1, total_steps // config.num_epochs)
@@ -469,6 +585,7 @@ def _run(
   ckpt = checkpoints.RunCheckpoints(
     workdir, config.best_metric, unsaved=(frozen_lib.STATE_KEY,)
   )
+  ckpt.save = profile.timed("checkpoints", ckpt.save)
   if ckpt.unsaved:
     try:
       frozen_lib.check_or_record(
@@ -487,7 +604,8 @@ def _run(
       ).items()
       if config.best_metric in r
     }
-    restored = ckpt.restore_latest(checkpoints.abstract_like(state), recorded)
+    with profile.part("checkpoints"):
+      restored = ckpt.restore_latest(checkpoints.abstract_like(state), recorded)
     state = jax.device_put(dict(state, **restored), replicated)
   start_step = int(state["step"])
   if jax.process_index() == 0:
@@ -508,20 +626,9 @@ def _run(
     out_shardings=(replicated, replicated),
   )
 
-  def evaluate(state: dict, split: str, view: str) -> dict:
-    summary = evaluator.evaluate_split(
-      make_predict_fn(mode, state, parallel),
-      sources[split],
-      view=view,
-      chunk_sizes=eval_chunk_sizes(config),
-      max_frames=config.data.max_frames,
-      batch_size=config.data.eval_batch_size,
-      class_names=info.class_names,
-      background_classes=info.background_classes,
-      background_policy=config.background_policy,
-    )
-    summary.pop("per_video")
-    return summary
+  evaluate = profile.timed(
+    "evaluation", make_evaluate(config, info, sources, mode, parallel)
+  )
 
   # ----- Train loop (training/loop.py): this run's step, logs, evaluation.
   batches = iter(
@@ -538,10 +645,11 @@ def _run(
     write_events=jax.process_index() == 0,
   )
   t0 = time.time()
-  split = config.data.train_split
 
+  @profile.timed("train_steps")
   def step_fn(state: dict, step: int) -> tuple[dict, tuple]:
-    batch = next(batches)
+    with profile.part("input_wait"):
+      batch = next(batches)
     indices = batch.pop("index")
     global_batch = {k: parallel.from_process_rows(v) for k, v in batch.items()}
     if step == start_step + 1:
@@ -550,51 +658,24 @@ def _run(
     report.step(step)
     return state, (step, indices, logs)
 
+  @profile.timed("train_steps")
   def flush(step: int, pending: list) -> None:
     """Checks the pending steps are finite, then logs their mean."""
     host = jax.device_get([logs for _, _, logs in pending])
-    _check_finite(
+    log_training(
       workdir,
-      [(s, i, bool(l["finite"])) for (s, i, _), l in zip(pending, host)],
+      config,
       sources,
-      split,
-      config.skip_nonfinite_batches,
-    )
-    kept = [l for l in host if l["finite"]]  # skipped steps: not averaged
-    mean = {
-      k: float(np.mean([l[k] for l in kept])) if kept else None
-      for k in host[0]
-      if k != "finite"
-    }
-    mean["skipped"] = len(host) - len(kept)
-    rate = report.trained(step, mean)
-    append_jsonl(
-      workdir,
-      dict(
-        mean,
-        step=step,
-        split="train",
-        epoch=step / steps_per_epoch,
-        seconds_since_resume=round(time.time() - t0, 2),
-        steps_per_second=rate and round(rate, 3),
-      ),
+      report,
+      step,
+      [(s, i, l) for (s, i, _), l in zip(pending, host)],
+      steps_per_epoch=steps_per_epoch,
+      seconds=time.time() - t0,
     )
 
   def evaluate_step(step: int, state: dict) -> dict:
     summary = evaluate(state, config.data.eval_split, config.data.eval_view)
-    append_jsonl(
-      workdir,
-      dict(
-        summary,
-        step=step,
-        split=config.data.eval_split,
-        view=config.data.eval_view,
-      ),
-    )
-    report.evaluated(
-      step, config.data.eval_split, config.data.eval_view, summary
-    )
-    return {config.best_metric: summary[config.best_metric]}
+    return log_evaluation(workdir, config, report, step, summary)
 
   def stop_early(step: int) -> bool:
     if not (
@@ -634,32 +715,75 @@ def _run(
       "signal": preemption.signal,
       "saved": outcome.saved,
       "workdir": os.path.abspath(workdir),
+      "profile": dict(
+        profile.seconds(), trained_steps=outcome.preempted_at - start_step
+      ),
     }
   stopped_early = outcome.stopped_early or stopped_early
+  trained_steps = (stopped_early or total_steps) - start_step
 
   # ----- Results of the best checkpoint on the validation split. -----
-  best_step, best = checkpoints.restore_state(
-    workdir,
-    target=checkpoints.abstract_like(state),
-    optional=(frozen_lib.STATE_KEY,),
+  results = best_results(
+    config, workdir, state, evaluate, replicated, profile, total_steps
   )
+  results["stopped_early_at"] = stopped_early
+  return write_results(
+    workdir, results, dict(profile.seconds(), trained_steps=trained_steps)
+  )
+
+
+def best_results(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  state: dict,
+  evaluate,
+  replicated,
+  profile: time_profile.RunProfile,
+  total_steps: int,
+) -> dict:
+  """The results of the run's best checkpoint on the validation split
+  (`state`: the trained state, frozen parts attached)."""
+  with profile.part("checkpoints"):
+    best_step, best = checkpoints.restore_state(
+      workdir,
+      target=checkpoints.abstract_like(state),
+      optional=(frozen_lib.STATE_KEY,),
+    )
   state = jax.device_put(dict(state, **best), replicated)
-  results = {
+  return {
     "mode": config.mode,
     "workdir": os.path.abspath(workdir),
     "total_steps": total_steps,
     "best_step": best_step,
     "best_metric": config.best_metric,
-    "stopped_early_at": stopped_early,
+    "stopped_early_at": None,
     "validation": evaluate(
       state, config.data.eval_split, config.data.eval_view
     ),
   }
+
+
+def write_results(workdir: str, results: dict, this_call: dict) -> dict:
+  """Writes results.json; returns the results with this call's profile.
+  The file keeps the profile of the call that trained the run (a re-report,
+  which trains nothing, keeps the stored one)."""
+  stored = this_call if this_call["trained_steps"] else _stored_profile(workdir)
+  if stored is not None:
+    results = dict(results, profile=stored)
   if jax.process_index() == 0:
     workdir_lib.write_atomic(
       os.path.join(workdir, "results.json"), json.dumps(results, indent=2)
     )
-  return results
+  return dict(results, profile=this_call)
+
+
+def _stored_profile(workdir: str) -> dict | None:
+  """The profile in the run's results.json (None: none, or unreadable)."""
+  try:
+    with open(os.path.join(workdir, "results.json")) as f:
+      return json.load(f).get("profile")
+  except (OSError, ValueError):
+    return None
 
 
 def evaluate_run(
