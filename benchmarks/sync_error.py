@@ -31,7 +31,8 @@ import json
 import os
 import re
 
-import numpy as np
+
+from exo2ego_jax.sync import resync
 
 CHUNK = 4
 
@@ -53,21 +54,7 @@ def groups(workdir: str) -> dict:
 
 
 def figures(entries: list[dict]) -> dict:
-  scored = [e for e in entries if "map_error" in e]
-  out = {
-    "recordings": len(entries),
-    "fallbacks": sum(e["fallback"] is not None for e in entries),
-  }
-  if scored:
-    errors = np.array([e["map_error"] for e in scored])
-    offsets = np.array([e["offset_error"] for e in scored])
-    out.update(
-      map_error_mean=float(errors.mean()),
-      map_error_p95=float(np.percentile(errors, 95)),
-      within_chunk=float(np.mean(errors <= CHUNK)),
-      offsets_within_4=float(np.mean(offsets <= 4)),
-    )
-  return out
+  return resync.summary(entries, CHUNK)
 
 
 def table(found: dict) -> tuple[str, dict]:
