@@ -224,35 +224,29 @@ def test_bad_recordings_keep_their_timestamps(
 def test_a_run_estimates_clocks_in_two_rounds(
   make_config, teacher_dir, tmp_path
 ):
-  """Round 2 trains one round-1 student per fold, each on the other fold's
-  recordings, estimates each recording with the student that never saw
-  it, writes the estimates and their error against the offsets put in,
-  and a second start re-reports the finished run with the same
-  estimates."""
+  """Round 2 trains round 1 in its own folder (one student here:
+  folds = 1; cross-fitting is the next test), estimates with its student,
+  writes the estimates and their error against the offsets put in, and a
+  second start re-reports the finished run with the same estimates."""
   config = make_config(
     "distill_model", teacher_workdir=teacher_dir, num_epochs=1
   )
   config.data.sync_offset, config.data.sync_offset_mode = 30, "per_video"
-  config.sync.estimate, config.sync.rounds = True, 2
+  config.sync.estimate, config.sync.rounds, config.sync.folds = True, 2, 1
   config.sync.max_offset, config.sync.min_frames = 60, 32
   workdir = str(tmp_path / "run")
   results = trainer.train_and_evaluate(config, workdir)
   assert results["total_steps"] > 0
-  fold = resync.folds_of(8, 2, config.seed)
-  assert sorted(np.bincount(fold).tolist()) == [4, 4]
-  for k in (0, 1):
-    first = os.path.join(workdir, f"round1_fold{k}")
-    assert os.path.exists(os.path.join(first, "results.json"))
-    with open(os.path.join(first, resync.FILENAME)) as f:
-      round1 = json.load(f)
-    assert round1["estimated_by"] == "teacher"
-    # Student k trained on (and round 1 estimated) the other fold only.
-    assert [e["index"] for e in round1["recordings"]] == [
-      i for i in range(8) if fold[i] != k
-    ]
+  first = os.path.join(workdir, "round1")
+  assert os.path.exists(os.path.join(first, "results.json"))
+  with open(os.path.join(first, resync.FILENAME)) as f:
+    round1 = json.load(f)
+  assert round1["estimated_by"] == "teacher"
+  assert [e["index"] for e in round1["recordings"]] == list(range(8))
   with open(os.path.join(workdir, resync.FILENAME)) as f:
     round2 = json.load(f)
-  assert round2["estimated_by"] == "student" and round2["cross_fitted"]
+  assert round2["estimated_by"] == "student"
+  assert not round2["cross_fitted"]
   shifts = resync.draw_shifts(range(8), config)
   assert any(shifts.values())
   for entry in round2["recordings"]:
@@ -288,3 +282,56 @@ def test_a_run_estimates_clocks_in_two_rounds(
   _, figures = sync_error.table(found)
   assert figures[" round2"]["recordings"] == 8
   assert 0 <= figures[" round2"]["offsets_within_4"] <= 1
+
+
+def test_cross_fitted_students_never_estimate_what_they_trained_on(
+  make_config, teacher_dir, tmp_path
+):
+  """Round 2 with folds = 2 trains (here: stands in for training, with a
+  copy of the teacher's run) one round-1 student per fold, each with that
+  fold held out, and estimates each recording with the student of its
+  fold; a held-out run trains and estimates only the other folds."""
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  config = make_config("distill_model", teacher_workdir=teacher_dir)
+  config.sync.estimate, config.sync.rounds, config.sync.folds = True, 2, 2
+  config.sync.min_frames = 32
+  info, sources = datasets.open_dataset(
+    config.dataset.name, config.dataset.data_dir
+  )
+  mode = trainer.build_mode(config, info)
+  frozen = trainer.load_frozen(config, info, mode)
+  calls = []
+
+  def train_round(earlier, folder):
+    calls.append((earlier.sync.rounds, earlier.sync.holdout, folder))
+    shutil.copytree(teacher_dir, folder)
+
+  source = sources["sync_pairs"]
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  resync.synced_source(mode, frozen, source, config, str(workdir), train_round)
+  assert calls == [
+    (1, 0, str(workdir / "round1_fold0")),
+    (1, 1, str(workdir / "round1_fold1")),
+  ]
+  record = json.loads((workdir / resync.FILENAME).read_text())
+  assert record["cross_fitted"] and record["estimated_by"] == "student"
+  assert [e["index"] for e in record["recordings"]] == list(range(8))
+  # A student's own run (holdout k) trains on the other fold only.
+  fold = resync.folds_of(8, 2, config.seed)
+  assert sorted(np.bincount(fold).tolist()) == [4, 4]
+  held = make_config("distill_model", teacher_workdir=teacher_dir)
+  held.sync.estimate, held.sync.holdout, held.sync.min_frames = True, 1, 32
+  student_dir = tmp_path / "student"
+  student_dir.mkdir()
+  kept = resync.synced_source(
+    mode, frozen, source, held, str(student_dir), None
+  )
+  others = [i for i in range(8) if fold[i] != 1]
+  assert len(kept) == 4
+  assert [kept[k]["video_id"] for k in range(4)] == [
+    source[i]["video_id"] for i in others
+  ]
+  record = json.loads((student_dir / resync.FILENAME).read_text())
+  assert [e["index"] for e in record["recordings"]] == others
