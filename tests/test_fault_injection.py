@@ -52,7 +52,7 @@ PHASES = [
   "checkpoints:renamed@4",  # checkpoints/2, 3 and 4
   "checkpoints:saved@4",  # after both, before results.json
 ]
-RANDOM_INSTANTS = 12
+RANDOM_INSTANTS = 8
 
 
 def _config(data_dir):

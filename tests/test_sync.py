@@ -260,12 +260,12 @@ def test_a_run_estimates_clocks_in_two_rounds(
   assert again["best_step"] == results["best_step"]
   assert open(os.path.join(workdir, resync.FILENAME)).read() == before
   # The estimated clocks drawn, and the error table of the study's runs.
-  from exo2ego_jax import plot  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.evaluation import run_report  # pylint: disable=g-import-not-at-top
 
-  plot.plot_clocks(workdir, 3, None, str(tmp_path / "figs"))
+  run_report.plot_clocks(workdir, 3, None, str(tmp_path / "figs"))
   assert os.path.getsize(tmp_path / "figs" / "clocks.png") > 0
   with pytest.raises(ValueError, match="has no recording nope"):
-    plot.plot_clocks(workdir, 3, ["nope"], str(tmp_path / "figs"))
+    run_report.plot_clocks(workdir, 3, ["nope"], str(tmp_path / "figs"))
   import sys  # pylint: disable=g-import-not-at-top
 
   sys.path.insert(

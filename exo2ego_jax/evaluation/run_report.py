@@ -147,3 +147,39 @@ def plot_run(
       indent=2,
     )
   return {"worst": worst_rows, "paths": paths, "report": text}
+
+
+def plot_clocks(workdir: str, videos: int, video_ids, out: str | None):
+  """Draws the clocks a run estimated (`plot --clocks`) into
+  <out or workdir/sync>/clocks.png and prints each recording's map."""
+  from exo2ego_jax.evaluation import plots  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.sync import resync  # pylint: disable=g-import-not-at-top
+
+  path = os.path.join(workdir, resync.FILENAME)
+  if not os.path.exists(path):
+    raise ValueError(
+      f"{path} is missing: --clocks draws the clocks of a run trained with "
+      "--config.sync.estimate=True"
+    )
+  with open(path) as f:
+    entries = json.load(f)["recordings"]
+  if video_ids:
+    known = {e["video_id"]: e for e in entries}
+    missing = [v for v in video_ids if v not in known]
+    if missing:
+      raise ValueError(
+        f"{path} has no recording {', '.join(missing)}: use ids it lists"
+      )
+    entries = [known[v] for v in video_ids]
+  else:
+    entries = entries[:videos]
+  target = os.path.join(out or os.path.join(workdir, "sync"), "clocks.png")
+  plots.clock_maps(target, entries)
+  for e in entries:
+    print(
+      f"{e['video_id']}: t_exo = {e['rate']:.5f} t_ego + {e['offset']:.1f}"
+      f" (confidence {e['confidence']:.2f}"
+      + (f", {e['fallback']}: timestamps kept" if e["fallback"] else "")
+      + ")"
+    )
+  print(f"wrote {target}")

@@ -16,7 +16,6 @@ import contextlib
 import threading
 import time
 
-from jax import monitoring
 
 # Parts in the order tables show them; runs may add others.
 PARTS = (
@@ -57,6 +56,10 @@ def _on_span(event: str, start: float, end: float, **kwargs) -> None:
 def _listen() -> None:
   """Registers the JAX listener once per process (it cannot be removed)."""
   global _listening
+  # JAX is imported here, not at the top: `benchmark --help` must answer
+  # without loading it (tests/test_cli.py).
+  from jax import monitoring  # pylint: disable=g-import-not-at-top
+
   with _lock:
     if not _listening:
       monitoring.register_event_time_span_listener(_on_span)
