@@ -50,18 +50,25 @@ class PseudoLabeledSource:
     return example
 
 
-def teacher_predictor(mode, teacher: dict):
-  """(windows, masks) -> the teacher's ensemble probabilities and decoder
-  features, concatenated (B, T, C + F). Compiled for this process's default
-  device: every process computes the same labels."""
+def outputs_predictor(mode, variables: dict, adapt=None):
+  """(windows, masks) -> the ensemble probabilities and decoder features,
+  concatenated (B, T, C + F), of the C2F-TCN `variables` (fed
+  `adapt(windows, masks)` when given). Compiled for this process's default
+  device: every process computes the same outputs."""
 
   @jax.jit
   def predict(windows, masks):
-    outputs = mode.model.apply(teacher, windows, masks, train=False)
+    x = windows if adapt is None else adapt(windows, masks)
+    outputs = mode.model.apply(variables, x, masks, train=False)
     probs = c2f_tcn.ensemble_probs(outputs, mode.ensemble_weights)
     return jnp.concatenate([probs, outputs["features"]], axis=-1)
 
   return predict
+
+
+def teacher_predictor(mode, teacher: dict):
+  """The teacher's outputs (`outputs_predictor`)."""
+  return outputs_predictor(mode, teacher)
 
 
 def teacher_outputs(

@@ -37,7 +37,12 @@ import jax
 import ml_collections
 import numpy as np
 
+from exo2ego_jax.data import input_pipeline
 from exo2ego_jax.evaluation import evaluator
+from exo2ego_jax.methods import pseudo_labels
+from exo2ego_jax.methods import registry
+from exo2ego_jax.runtime import frozen as frozen_lib
+from exo2ego_jax.runtime import workdir as workdir_lib
 from exo2ego_jax.sync import clock as clock_lib
 from exo2ego_jax.sync import estimator
 
@@ -50,26 +55,15 @@ EGO_FIELDS = ("ego", "ego_labels", "ego_time")
 # truly shows.
 TRUE_TIME = "ego_time"
 
-# config.sync defaults; also what runs made before the section existed get.
-DEFAULTS = {
-  "estimate": False,
-  "rounds": 1,
-  "max_offset": 450,
-  "max_rate": 0.005,
-  "first_round_max_rate": 0.0,
-  "rate_steps": 21,
-  "min_overlap": 0.5,
-  "min_frames": 64,
-  "min_confidence": 2.0,
-  "folds": 2,
-  "holdout": None,
-}
-
 
 def options(config: ml_collections.ConfigDict) -> dict:
   """config.sync with defaults for what it lacks."""
   section = config.get("sync") or {}
-  return {key: section.get(key, value) for key, value in DEFAULTS.items()}
+  return {
+    key.split(".", 1)[1]: section.get(key.split(".", 1)[1], value)
+    for key, value in workdir_lib.ADDED_FIELDS.items()
+    if key.startswith("sync.")
+  }
 
 
 def check_config(config: ml_collections.ConfigDict, method) -> None:
@@ -77,8 +71,6 @@ def check_config(config: ml_collections.ConfigDict, method) -> None:
   opts = options(config)
   if not opts["estimate"]:
     return
-  from exo2ego_jax.methods import registry  # the methods import this module
-
   if not method.trains_on_sync_pairs:
     raise ValueError(
       f"config.sync.estimate re-synchronizes the training pairs; mode "
@@ -176,8 +168,6 @@ def frame_outputs(
   """Per-frame model outputs (T, C + F) of each recording: the chunked
   model run at every phase of the chunk, so each frame gets the outputs of
   the step that starts at it."""
-  from exo2ego_jax.methods import pseudo_labels
-
   chunk = config.data.chunk_size
   outputs = [np.zeros((len(f), 0), np.float32) for f in features]
   for phase in range(chunk):
@@ -201,8 +191,6 @@ def frame_outputs(
 
 def draw_shifts(source, config) -> dict:
   """The deliberate offset of every recording (config.data.sync_offset)."""
-  from exo2ego_jax.data import input_pipeline
-
   frames = int(config.data.get("sync_offset", 0))
   if not frames:
     return {}
@@ -263,8 +251,6 @@ def estimate_clocks(
   """One entry per recording of `indices`: the estimate (from the teacher's
   exo outputs against `student_of[i]`'s ego outputs, the teacher's where
   None), and its error against the true map when the recording has one."""
-  from exo2ego_jax.methods import pseudo_labels
-
   opts = options(config)
   teacher = pseudo_labels.teacher_predictor(mode, frozen["teacher"])
   predictors = {}  # one compiled predictor per student
@@ -342,22 +328,12 @@ def scored(
 
 
 def student_predictor(mode, state: dict):
-  """(windows, masks) -> a trained run's ensemble probabilities and decoder
-  features on its own view (what `teacher_predictor` gives for a teacher)."""
-  import jax.numpy as jnp
-
-  from exo2ego_jax.models import c2f_tcn
-
-  @jax.jit
-  def predict(windows, masks):
-    x = mode.adapt(state, windows, masks)
-    outputs = mode.model.apply(
-      mode.model_variables(state), x, masks, train=False
-    )
-    probs = c2f_tcn.ensemble_probs(outputs, mode.ensemble_weights)
-    return jnp.concatenate([probs, outputs["features"]], axis=-1)
-
-  return predict
+  """A trained run's outputs on its own view (`outputs_predictor`)."""
+  return pseudo_labels.outputs_predictor(
+    mode,
+    mode.model_variables(state),
+    lambda windows, masks: mode.adapt(state, windows, masks),
+  )
 
 
 def folds_of(count: int, folds: int, seed: int) -> np.ndarray:
@@ -394,8 +370,6 @@ def earlier_students(
   is one student per fold, trained on the other folds' recordings, so no
   recording is estimated by a student that was trained on it (a student
   repeats the pairing it was trained on, right or wrong)."""
-  from exo2ego_jax.runtime import frozen as frozen_lib
-
   opts = options(config)
   rounds = int(opts["rounds"])
   crossed = int(opts["folds"]) > 1 and opts["holdout"] is None
@@ -462,8 +436,6 @@ def synced_source(
       "recordings": entries,
     }
     if jax.process_index() == 0:
-      from exo2ego_jax.runtime import workdir as workdir_lib
-
       workdir_lib.write_atomic(path, json.dumps(record, indent=1))
   for entry in entries:
     if entry["fallback"]:
