@@ -69,6 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
   # BatchNorm running variance updated with the unbiased (n / (n - 1))
   # estimate of the batch variance, as PyTorch does (the published recipe).
   config.model.bn_unbiased_var = False
+  # The temporal model: "c2f_tcn" (offline, full context) or "causal_tcn"
+  # (live: each output reads only past steps; configs/synthetic_causal_*.py
+  # add its model.receptive_field, model.kernel_size and model.features).
+  config.model.name = "c2f_tcn"
 
   config.loss = ml_collections.ConfigDict()
   config.loss.smooth_weight = 0.17  # weight of the temporal smoothing term

@@ -63,6 +63,14 @@ class Method:
   train_view: str = "exo"  # the view the trained network is fed
   label_key: str | None = None  # field the training pipeline reads as labels
   adapter: nn.Module | None = None
+  # The frozen teacher's network when it differs from `model` (a causal
+  # student of the offline C2F-TCN teacher); None: the same module.
+  teacher_model: nn.Module | None = None
+
+  @property
+  def teacher_net(self) -> nn.Module:
+    """The module the frozen teacher's variables belong to."""
+    return self.model if self.teacher_model is None else self.teacher_model
 
   # ----- Declarations that depend on the run's settings. -----
 

@@ -39,6 +39,21 @@ def selected_heads(outputs: dict, names) -> tuple[list, list]:
   return [heads[i] for i in index], [masks[i] for i in index]
 
 
+def at_student_rate(student: dict, teacher: dict) -> dict:
+  """The teacher's outputs with every head at the input rate when the
+  student's heads run there (a causal student; masks: the frame mask)."""
+  if c2f_tcn.HEADS_AT_INPUT_RATE not in student or (
+    c2f_tcn.HEADS_AT_INPUT_RATE in teacher
+  ):
+    return teacher
+  heads = c2f_tcn.upsampled_heads(teacher)
+  return dict(
+    teacher,
+    head_logits=tuple(heads[:-1]),
+    head_masks=tuple(student["head_masks"]),
+  )
+
+
 def start_from_teacher(frozen: dict) -> tuple[dict, dict]:
   """(params, batch_stats) of a student that starts as the teacher."""
   return frozen["teacher"]["params"], frozen["teacher"]["batch_stats"]
@@ -81,6 +96,8 @@ class Distillation(base.Method):
   def init_params(
     self, rng: jax.Array, frozen: dict, feature_dim: int
   ) -> tuple[dict, dict]:
+    if self.teacher_model is not None:  # another network: a fresh start
+      return super().init_params(rng, frozen, feature_dim)
     del rng, feature_dim
     return start_from_teacher(frozen)
 
@@ -102,11 +119,13 @@ class Distillation(base.Method):
   ) -> tuple[jax.Array, tuple[dict, dict]]:
     mask = batch["mask"]
     outputs, updates, probs = self.train_forward(params, state, batch)
-    teacher = self.model.apply(
+    teacher = self.teacher_net.apply(
       state["frozen"]["teacher"], batch["exo"], mask, train=False
     )
     teacher = jax.tree.map(jax.lax.stop_gradient, teacher)
-    loss, logs = self.head_loss(outputs, teacher, mask)
+    loss, logs = self.head_loss(
+      outputs, at_student_rate(outputs, teacher), mask
+    )
     if self.pseudo_label_weight:
       teacher_probs = c2f_tcn.ensemble_probs(teacher, self.ensemble_weights)
       pseudo = jnp.argmax(teacher_probs, axis=-1)

@@ -49,6 +49,9 @@ MIN_LENGTH = (2**NUM_LEVELS) * max(TPP_POOL_SIZES)
 CONV_IMPLS = ("xla", "winograd")
 # Interpolation taps around floor(i / factor) that `interpolate` reads.
 _TAPS = (-2, -1, 0, 1)
+# Present in a model's output dict when its heads already run at the input's
+# rate (models/causal_tcn.py): the ensemble then resamples nothing.
+HEADS_AT_INPUT_RATE = "heads_at_input_rate"
 
 
 def run_length(lengths: jax.Array) -> jax.Array:
@@ -301,7 +304,10 @@ class C2FTCN(nn.Module):
 def upsampled_heads(outputs: dict) -> list[jax.Array]:
   """All six heads' logits at full resolution (B, T, C), ordered y1..y5, y:
   each head linearly upsampled with aligned corners from its level's length
-  to the example's run length, as the published ensemble does."""
+  to the example's run length, as the published ensemble does (heads that
+  already run at T, HEADS_AT_INPUT_RATE, are returned as they are)."""
+  if HEADS_AT_INPUT_RATE in outputs:
+    return list(outputs["head_logits"]) + [outputs["logits"]]
   length = outputs["logits"].shape[1]
   lengths = outputs["lengths"]
   heads = []

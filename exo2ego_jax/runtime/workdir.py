@@ -41,6 +41,7 @@ ADDED_FIELDS = {
   "sync.min_confidence": 2.0,
   "sync.folds": 2,
   "sync.holdout": None,
+  "model.name": "c2f_tcn",
 }
 
 

@@ -42,6 +42,8 @@ from exo2ego_jax.runtime import sharding as sharding_lib
 from exo2ego_jax.runtime import time_profile
 from exo2ego_jax.runtime import workdir as workdir_lib
 from exo2ego_jax.models import c2f_tcn
+from exo2ego_jax.models import causal_tcn
+from exo2ego_jax.methods import distillation
 from exo2ego_jax.sync import resync
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,65 @@ def eval_chunk_sizes(config: ml_collections.ConfigDict) -> tuple[int, ...]:
     config.data.chunk_size,
   )
   return tuple(int(c) for c in sizes)
+
+
+MODEL_NAMES = ("c2f_tcn", causal_tcn.NAME)
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int):
+  """The temporal network of a run's config (config.model.name)."""
+  name = added_option(config, "model.name")
+  if name not in MODEL_NAMES:
+    raise ValueError(
+      f"config.model.name={name!r} is unknown: use one of "
+      f"{', '.join(MODEL_NAMES)}"
+    )
+  if name == causal_tcn.NAME:
+    return causal_tcn.CausalTCN(
+      num_classes=num_classes,
+      receptive_field=int(config.model.get("receptive_field", 256)),
+      kernel_size=int(config.model.get("kernel_size", 3)),
+      features=int(config.model.get("features", 128)),
+      bn_unbiased_var=added_option(config, "model.bn_unbiased_var"),
+    )
+  conv_impl = added_option(config, "model.conv_impl")
+  if conv_impl not in c2f_tcn.CONV_IMPLS:
+    raise ValueError(
+      f"config.model.conv_impl={conv_impl!r} is unknown: use "
+      f"one of {', '.join(c2f_tcn.CONV_IMPLS)}"
+    )
+  return c2f_tcn.C2FTCN(
+    num_classes=num_classes,
+    conv_impl=conv_impl,
+    bn_unbiased_var=added_option(config, "model.bn_unbiased_var"),
+  )
+
+
+def causal_student_parts(config, info, method) -> dict:
+  """For a causal_tcn run: the offline teacher's own network, built from
+  the teacher run's config (it keeps its C2F-TCN settings). Modes that
+  predict with the teacher or an adapter cannot have a causal student."""
+  if added_option(config, "model.name") != causal_tcn.NAME:
+    return {}
+  head_distiller = issubclass(method, distillation.Distillation) and not (
+    method.trains_adapter or method.loads_adapter
+  )
+  if (
+    method.trains_adapter
+    or method.loads_adapter
+    or (method.loads_teacher and not head_distiller)
+  ):
+    raise ValueError(
+      f"mode {config.mode} cannot train config.model.name="
+      f"{causal_tcn.NAME!r} (it predicts through the offline teacher or an "
+      f"adapter): use a supervised, uda_* or head-distillation mode"
+    )
+  if not (method.loads_teacher and config.teacher_workdir):
+    return {}  # (the method's own check names a missing teacher)
+  teacher_config = ml_collections.ConfigDict(
+    read_run_config(config.teacher_workdir)
+  )
+  return {"teacher_model": build_model(teacher_config, info.num_classes)}
 
 
 def build_mode(
@@ -130,20 +191,12 @@ def build_mode(
     )
   if added_option(config, "early_stopping_patience") < 0:
     raise ValueError("config.early_stopping_patience must be >= 0 (0: off)")
-  conv_impl = added_option(config, "model.conv_impl")
-  if conv_impl not in c2f_tcn.CONV_IMPLS:
-    raise ValueError(
-      f"config.model.conv_impl={conv_impl!r} is unknown: use "
-      f"one of {', '.join(c2f_tcn.CONV_IMPLS)}"
-    )
+  model = build_model(config, info.num_classes)
   return method.from_config(  # the method checks its own settings
     config,
     info,
-    model=c2f_tcn.C2FTCN(
-      num_classes=info.num_classes,
-      conv_impl=conv_impl,
-      bn_unbiased_var=added_option(config, "model.bn_unbiased_var"),
-    ),
+    model=model,
+    **causal_student_parts(config, info, method),
     ensemble_weights=tuple(config.model.ensemble_weights),
     smooth_weight=config.loss.smooth_weight,
     smooth_average=added_option(config, "loss.smooth_average"),
@@ -189,7 +242,7 @@ def check_teacher(
 ) -> None:
   """The teacher must be a C2F-TCN for this dataset's features and classes."""
   x = jnp.zeros((1, 8, info.feature_dim))
-  expected = jax.eval_shape(lambda: mode.model.init(jax.random.key(0), x))
+  expected = jax.eval_shape(lambda: mode.teacher_net.init(jax.random.key(0), x))
   want = jax.tree.map(lambda a: a.shape, expected["params"])
   got = jax.tree.map(lambda a: tuple(a.shape), teacher["params"])
   if want != got:

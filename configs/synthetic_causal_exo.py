@@ -1,0 +1,26 @@
+"""Causal (live) model, exo-only, on the synthetic benchmark.
+
+The causal TCN (models/causal_tcn.py: each prediction reads only the past
+model.receptive_field steps) trained on the labeled exo `train` split, as
+configs/synthetic_exo.py trains C2F-TCN; scored on ego it is the lower row
+of the causal study (configs/synthetic_causal_benchmark.py).
+
+  python -m exo2ego_jax.train --config configs/synthetic_causal_exo.py \
+      --workdir workdirs/synthetic_causal_exo
+"""
+
+from configs import synthetic_exo
+
+
+def causal_model(config):
+  """The causal TCN's settings (docs/live.md): receptive field in model
+  steps (4 frames each at data.chunk_size 4), kernel, width."""
+  config.model.name = "causal_tcn"
+  config.model.receptive_field = 256
+  config.model.kernel_size = 3
+  config.model.features = 128
+  return config
+
+
+def get_config():
+  return causal_model(synthetic_exo.get_config())
