@@ -74,7 +74,7 @@ def main():
   )
   config = synthetic_causal_exo.get_config()
   print(
-    "| D | receptive field (steps) | layers | p50 ms | p99 ms | max ms "
+    "| D | receptive field (steps) | stages x layers | p50 ms | p99 ms | max ms "
     "| steps/s | frames/s (chunk) |"
   )
   print("|---|---|---|---|---|---|---|---|")
@@ -92,7 +92,7 @@ def main():
     dilations = model.layer_dilations
     print(
       f"| {segmenter.feature_dim} "
-      f"| {1 + (model.kernel_size - 1) * sum(dilations)} | {len(dilations)} "
+      f"| {model.span} | {model.stages} x {len(dilations)} "
       f"| {np.percentile(ms, 50):.3f} | {np.percentile(ms, 99):.3f} "
       f"| {ms.max():.2f} | {1 / seconds.mean():.0f} "
       f"| {segmenter.chunk_size / seconds.mean():.0f} "

@@ -19,6 +19,7 @@ def causal_model(config):
   config.model.receptive_field = 256
   config.model.kernel_size = 3
   config.model.features = 128
+  config.model.stages = 1
   return config
 
 

@@ -13,8 +13,8 @@ each frame, one class name per line.
 
 scores the live label stream of every recording of a split: F1@{10,25,50},
 Edit and MoF without and with the causal smoothing (--smooth_steps, default
-4: a new label is shown once it has been the argmax for that many
-consecutive steps). Writes <RUN>/eval/online_<split>_<view>.json.
+2, chosen on the validation split: a new label is shown once it has been the
+argmax for that many consecutive steps). Writes <RUN>/eval/online_<split>_<view>.json.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _SCORE = flags.DEFINE_string("score", None, "score the live stream of SPLIT")
 _VIEW = flags.DEFINE_string("view", "ego", "view scored with --score")
 _WHICH = flags.DEFINE_string("which", "best", "checkpoint: best or checkpoints")
 
-DEFAULT_SMOOTH_STEPS = 4
+DEFAULT_SMOOTH_STEPS = 2
 
 
 def class_names(config, num_classes: int) -> list[str]:

@@ -24,16 +24,17 @@ from exo2ego_jax.training import trainer
 ONLINE_ATOL = 1e-5
 
 
-def small_model(receptive_field=20):
+def small_model(receptive_field=20, stages=1):
   return causal_tcn.CausalTCN(
-    num_classes=5, receptive_field=receptive_field, features=16
+    num_classes=5, receptive_field=receptive_field, features=16, stages=stages
   )
 
 
-@pytest.fixture(scope="module")
-def random_model():
-  """A random causal TCN with non-trivial BatchNorm statistics."""
-  model = small_model()
+@pytest.fixture(scope="module", params=[1, 2], ids=["1stage", "2stages"])
+def random_model(request):
+  """A random causal TCN (one stage, or a refinement stage too) with
+  non-trivial BatchNorm statistics."""
+  model = small_model(stages=request.param)
   x = jax.random.normal(jax.random.key(0), (2, 90, 8))
   variables = model.init(jax.random.key(1), x)
   variables["batch_stats"]["bn"] = {
@@ -52,11 +53,19 @@ def test_receptive_field_is_a_config_of_doubling_dilations():
     causal_tcn.dilations(0, 3)
 
 
+def test_heads_come_from_the_last_stages():
+  assert causal_tcn.head_stages(1) == (0,) * 6
+  assert causal_tcn.head_stages(2) == (0, 0, 0, 0, 0, 1)
+  assert causal_tcn.head_stages(3) == (0, 0, 0, 0, 1, 2)
+
+
 def test_outputs_at_t_read_only_the_receptive_field_before_t(random_model):
   model, variables, x = random_model
-  span = causal_tcn.span(model.layer_dilations, model.kernel_size)
+  span = model.span  # each stage adds its own span minus the shared step
+  one = causal_tcn.span(model.layer_dilations, model.kernel_size)
+  assert span == model.stages * (one - 1) + 1
   base = model.apply(variables, x)["logits"]
-  t = 60
+  t = 80
   future = model.apply(variables, x.at[:, t + 1 :].add(5.0))["logits"]
   np.testing.assert_array_equal(future[:, : t + 1], base[:, : t + 1])
   assert np.abs(future[:, t + 1 :] - base[:, t + 1 :]).min() > 0

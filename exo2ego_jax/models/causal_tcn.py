@@ -45,6 +45,15 @@ def dilations(receptive_field: int, kernel_size: int) -> tuple[int, ...]:
   return tuple(out)
 
 
+HEADS = c2f_tcn.HEAD_NAMES + ("y",)
+
+
+def head_stages(stages: int) -> tuple[int, ...]:
+  """Which stage (0-based) each head y1..y5, y reads: the last stage gives
+  y, the one before y5, and so on; the first stage gives the rest."""
+  return tuple(max(0, stages - len(HEADS) + i) for i in range(len(HEADS)))
+
+
 def span(layer_dilations: tuple[int, ...], kernel_size: int) -> int:
   """Receptive field in steps: the current one plus (k - 1) * d per layer."""
   return 1 + (kernel_size - 1) * sum(layer_dilations)
@@ -78,11 +87,20 @@ class CausalTCN(nn.Module):
   receptive_field: int = 256
   kernel_size: int = 3
   features: int = 128
+  # Refinement stages (MS-TCN's idea, causal): stage s > 1 reads the
+  # softmax of the previous stage's last head and smooths it.
+  stages: int = 1
   bn_unbiased_var: bool = False
 
   @property
   def layer_dilations(self) -> tuple[int, ...]:
+    """Each stage's dilations (`receptive_field` is per stage)."""
     return dilations(self.receptive_field, self.kernel_size)
+
+  @property
+  def span(self) -> int:
+    """The whole network's receptive field in steps (stages chained)."""
+    return self.stages * (span(self.layer_dilations, self.kernel_size) - 1) + 1
 
   @nn.compact
   def __call__(
@@ -94,18 +112,33 @@ class CausalTCN(nn.Module):
     lengths = jnp.sum(mask > 0, axis=1).astype(jnp.int32)
     step_mask = c2f_tcn.length_mask(lengths, length, x.dtype)
     keep = step_mask[..., None]
-    x = nn.Dense(self.features, name="project")(x)
-    x = c2f_tcn.BatchNorm(self.bn_unbiased_var, name="bn")(x, step_mask, train)
-    x = nn.relu(x) * keep
-    for i, dilation in enumerate(self.layer_dilations):
-      h = CausalConv(self.features, self.kernel_size, dilation, name=f"c{i}")(x)
-      h = nn.Dense(self.features, name=f"mix{i}")(nn.relu(h))
-      x = (x + h) * keep
-    features = nn.relu(x)
-    heads = [
-      nn.Dense(self.num_classes, name=name)(features)
-      for name in c2f_tcn.HEAD_NAMES + ("y",)
-    ]
+    owners = head_stages(self.stages)
+    heads = []
+    for stage in range(self.stages):
+      prefix = f"s{stage}_" if stage else ""
+      if stage:  # the previous stage's last head, as probabilities
+        x = nn.Dense(self.features, name=f"{prefix}project")(
+          jax.nn.softmax(heads[-1])
+        )
+      else:
+        x = nn.Dense(self.features, name="project")(x)
+        x = c2f_tcn.BatchNorm(self.bn_unbiased_var, name="bn")(
+          x, step_mask, train
+        )
+        x = nn.relu(x)
+      x = x * keep
+      for i, dilation in enumerate(self.layer_dilations):
+        h = CausalConv(
+          self.features, self.kernel_size, dilation, name=f"{prefix}c{i}"
+        )(x)
+        h = nn.Dense(self.features, name=f"{prefix}mix{i}")(nn.relu(h))
+        x = (x + h) * keep
+      features = nn.relu(x)
+      heads += [
+        nn.Dense(self.num_classes, name=name)(features)
+        for name, owner in zip(HEADS, owners)
+        if owner == stage
+      ]
     return {
       "logits": heads[-1],
       "head_logits": tuple(heads[:-1]),

@@ -39,6 +39,7 @@ def init_buffers(model: causal_tcn.CausalTCN) -> dict:
     "t": jnp.zeros((), jnp.int32),
     "layers": tuple(
       jnp.zeros(((model.kernel_size - 1) * d, model.features), jnp.float32)
+      for _ in range(model.stages)
       for d in model.layer_dilations
     ),
   }
@@ -58,30 +59,40 @@ def step(
   """One step (D,) through the network: (new buffers, (C,) ensemble
   probabilities), the same function as CausalTCN at that step."""
   params, stats = variables["params"], variables["batch_stats"]
-  h = _dense(params["project"], x)
-  bn, running = params["bn"], stats["bn"]
-  multiplier = bn["scale"] * jax.lax.rsqrt(running["var"] + 1e-5)
-  h = jax.nn.relu((h - running["mean"]) * multiplier + bn["bias"])
   t = buffers["t"]
-  new_layers = []
-  for i, (d, ring) in enumerate(zip(model.layer_dilations, buffers["layers"])):
-    size = ring.shape[0]
-    conv = params[f"c{i}"]["conv"]
-    k = model.kernel_size
-    # Tap j of the kernel reads the input (k - 1 - j) * d steps back; the
-    # ring holds input s at s % size.
-    taps = [ring[(t - (k - 1 - j) * d) % size] for j in range(k - 1)] + [h]
-    out = conv["bias"] + sum(
-      tap @ conv["kernel"][j] for j, tap in enumerate(taps)
-    )
-    new_layers.append(ring.at[t % size].set(h))
-    h = h + _dense(params[f"mix{i}"], jax.nn.relu(out))
-  features = jax.nn.relu(h)
-  names = c2f_tcn.HEAD_NAMES + ("y",)
+  rings = iter(buffers["layers"])
+  new_layers, logits = [], {}
+  owners = causal_tcn.head_stages(model.stages)
+  for stage in range(model.stages):
+    prefix = f"s{stage}_" if stage else ""
+    if stage:
+      h = _dense(params[f"{prefix}project"], jax.nn.softmax(last))
+    else:
+      h = _dense(params["project"], x)
+      bn, running = params["bn"], stats["bn"]
+      multiplier = bn["scale"] * jax.lax.rsqrt(running["var"] + 1e-5)
+      h = jax.nn.relu((h - running["mean"]) * multiplier + bn["bias"])
+    for i, d in enumerate(model.layer_dilations):
+      ring = next(rings)
+      size = ring.shape[0]
+      conv = params[f"{prefix}c{i}"]["conv"]
+      k = model.kernel_size
+      # Tap j of the kernel reads the input (k - 1 - j) * d steps back;
+      # the ring holds input s at s % size.
+      taps = [ring[(t - (k - 1 - j) * d) % size] for j in range(k - 1)]
+      out = conv["bias"] + sum(
+        tap @ conv["kernel"][j] for j, tap in enumerate(taps + [h])
+      )
+      new_layers.append(ring.at[t % size].set(h))
+      h = h + _dense(params[f"{prefix}mix{i}"], jax.nn.relu(out))
+    features = jax.nn.relu(h)
+    for name, owner in zip(causal_tcn.HEADS, owners):
+      if owner == stage:
+        logits[name] = last = _dense(params[name], features)
   total = float(sum(ensemble_weights))
   probs = sum(
-    w / total * jax.nn.softmax(_dense(params[name], features))
-    for w, name in zip(ensemble_weights, names)
+    w / total * jax.nn.softmax(logits[name])
+    for w, name in zip(ensemble_weights, causal_tcn.HEADS)
   )
   return {"t": t + 1, "layers": tuple(new_layers)}, probs
 

@@ -88,6 +88,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
       receptive_field=int(config.model.get("receptive_field", 256)),
       kernel_size=int(config.model.get("kernel_size", 3)),
       features=int(config.model.get("features", 128)),
+      stages=int(config.model.get("stages", 1)),
       bn_unbiased_var=added_option(config, "model.bn_unbiased_var"),
     )
   conv_impl = added_option(config, "model.conv_impl")
