@@ -141,6 +141,20 @@ def score_split(segmenter, split: str, view: str, smooth_steps: int) -> dict:
   return {k: scores[k].summary() for k in kinds}
 
 
+def load_features(path: str, dim: int) -> np.ndarray:
+  """The (T, dim) features of --features, or ValueError saying why not."""
+  try:
+    features = np.load(path)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"cannot read --features {path}: {e}") from None
+  if features.ndim != 2 or features.shape[1] != dim:
+    raise ValueError(
+      f"--features {path} holds an array of shape {features.shape}; this "
+      f"run needs (T, {dim})"
+    )
+  return features.astype(np.float32)
+
+
 def main(argv):
   del argv
   from exo2ego_jax.models import online
@@ -176,14 +190,9 @@ def main(argv):
   if not _FEATURES.value:
     raise app.UsageError("--features FILE.npy (or --score SPLIT) is required")
   try:
-    features = np.load(_FEATURES.value)
-  except (OSError, ValueError) as e:
-    sys.exit(f"error: cannot read --features {_FEATURES.value}: {e}")
-  if features.ndim != 2 or features.shape[1] != segmenter.feature_dim:
-    sys.exit(
-      f"error: --features {_FEATURES.value} holds an array of shape "
-      f"{features.shape}; this run needs (T, {segmenter.feature_dim})"
-    )
+    features = load_features(_FEATURES.value, segmenter.feature_dim)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
   names = class_names(segmenter.config, segmenter.num_classes)
   labels, seconds = stream(segmenter, features, smooth, names)
   if _OUTPUT.value:
