@@ -66,7 +66,8 @@ def step(
   for stage in range(model.stages):
     prefix = f"s{stage}_" if stage else ""
     if stage:
-      h = _dense(params[f"{prefix}project"], jax.nn.softmax(last))
+      previous = list(logits.values())[-1]  # the last stage's last head
+      h = _dense(params[f"{prefix}project"], jax.nn.softmax(previous))
     else:
       h = _dense(params["project"], x)
       bn, running = params["bn"], stats["bn"]
@@ -88,7 +89,7 @@ def step(
     features = jax.nn.relu(h)
     for name, owner in zip(causal_tcn.HEADS, owners):
       if owner == stage:
-        logits[name] = last = _dense(params[name], features)
+        logits[name] = _dense(params[name], features)
   total = float(sum(ensemble_weights))
   probs = sum(
     w / total * jax.nn.softmax(logits[name])
