@@ -3,8 +3,10 @@
 The frozen C2F-TCN exo teacher (full context, its own model config from its
 run) sees the exo frames of the synchronized pairs; the causal student,
 freshly initialised, sees only the past of the ego frames and matches the
-teacher's heads y5, y4, y3, y2, upsampled to every step (MSE). No label is
-read.
+teacher's heads y5, y4, y3, y2, upsampled to every step (MSE), plus a
+cross-entropy (with the temporal smoothing term) on the teacher's hard
+labels (loss.pseudo_label_weight 1): from a fresh start the MSE alone moves
+too slowly (seed 0: validation F1@25 15 after 450 steps). No label is read.
 
   python -m exo2ego_jax.train \
       --config configs/synthetic_causal_distill_model.py \
@@ -17,4 +19,8 @@ from configs import synthetic_distill_model
 
 
 def get_config():
-  return synthetic_causal_exo.causal_model(synthetic_distill_model.get_config())
+  config = synthetic_causal_exo.causal_model(
+    synthetic_distill_model.get_config()
+  )
+  config.loss.pseudo_label_weight = 1.0
+  return config
