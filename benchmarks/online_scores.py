@@ -15,7 +15,6 @@ frame shows the newest step finished when it arrives) and "live + smoothing"
 """
 
 import argparse
-import glob
 import os
 
 import numpy as np
@@ -35,6 +34,8 @@ def main():
   parser.add_argument(
     "--smooth_steps", type=int, default=stream.DEFAULT_SMOOTH_STEPS
   )
+  parser.add_argument("--rows", default=",".join(ROWS))
+  parser.add_argument("--seeds", default="0,1,2")
   args = parser.parse_args()
   print(
     f"| row (online, {args.split}/{args.view}) | seeds | "
@@ -42,8 +43,14 @@ def main():
     + " |"
   )
   print("|---|---|" + "---|" * len(METRICS))
-  for row in ROWS:
-    runs = sorted(glob.glob(os.path.join(args.study, row, "seed*")))
+  for row in args.rows.split(","):
+    runs = [
+      os.path.join(args.study, row, f"seed{s}")
+      for s in args.seeds.split(",")
+      if os.path.exists(
+        os.path.join(args.study, row, f"seed{s}", "results.json")
+      )
+    ]
     if not runs:
       continue
     results = [
