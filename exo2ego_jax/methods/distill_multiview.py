@@ -261,26 +261,35 @@ class DistillMultiview(distillation.Distillation):
       train=False,
     )
     teacher = jax.tree.map(jax.lax.stop_gradient, teacher)
-    weights = present * mask[:, None]
-    if self.combine == "confidence":
-      probs = c2f_tcn.ensemble_probs(teacher, self.ensemble_weights)
-      entropy = -jnp.sum(probs * jnp.log(probs + EPS), axis=-1)
-      confidence = 1.0 - entropy / math.log(probs.shape[-1])
-      weights = weights * jnp.maximum(confidence, EPS).reshape(b, k, t)
     student, masks = distillation.selected_heads(outputs, self.distill_heads)
-    teacher_heads, _ = distillation.selected_heads(teacher, self.distill_heads)
-    targets, seen = combine_heads(teacher_heads, weights, self.distill_heads, k)
+    targets, seen, unseen = self.view_targets(teacher, present, mask)
     masks = [mask if m is None else m for m in masks]
     masks = [m * s for m, s in zip(masks, seen)]
     loss = sum(
       w * _masked_mse(s, tgt, m)
       for s, tgt, m, w in zip(student, targets, masks, self.distill_weights)
     )
+    logs = {"head_mse": loss, "unseen_steps": unseen}
+    return loss, (updates["batch_stats"], logs)
+
+  def view_targets(
+    self, teacher: dict, present: jax.Array, mask: jax.Array
+  ) -> tuple[list, list, jax.Array]:
+    """From the teacher's outputs on the B * K views (view-major within a
+    recording), the combined logits of each distilled head, where each is
+    seen (a float mask per head), and the count of valid steps no view
+    sees."""
+    b, k, t = present.shape
+    weights = present * mask[:, None]
+    if self.combine == "confidence":
+      probs = c2f_tcn.ensemble_probs(teacher, self.ensemble_weights)
+      entropy = -jnp.sum(probs * jnp.log(probs + EPS), axis=-1)
+      confidence = 1.0 - entropy / math.log(probs.shape[-1])
+      weights = weights * jnp.maximum(confidence, EPS).reshape(b, k, t)
+    heads, _ = distillation.selected_heads(teacher, self.distill_heads)
+    targets, seen = combine_heads(heads, weights, self.distill_heads, k)
     unseen = jnp.sum(mask * (present.max(1) <= 0))
-    return loss, (
-      updates["batch_stats"],
-      {"head_mse": loss, "unseen_steps": unseen},
-    )
+    return targets, seen, unseen
 
 
 def _masked_mse(student, target, mask) -> jax.Array:
