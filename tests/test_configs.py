@@ -17,7 +17,9 @@ OTHER = [
 BENCHMARKS = [
   c
   for c in CONFIGS
-  if os.path.basename(c).endswith(("_benchmark.py", "_benchmark_baselines.py"))
+  if os.path.basename(c).endswith(
+    ("_benchmark.py", "_benchmark_baselines.py", "_benchmark_multiview.py")
+  )
   or "_ablation_" in c
 ]
 
@@ -46,9 +48,8 @@ def test_benchmark_configs_name_every_run(path, monkeypatch):
     if bench.dataset_name:
       assert config.dataset.name == bench.dataset_name
     if registry.get(config.mode).loads_teacher:
-      assert config.teacher_workdir.endswith(
-        os.path.join(bench.teacher, "seed1")
-      )
+      teacher = (bench.get("teachers") or {}).get(method, bench.teacher)
+      assert config.teacher_workdir.endswith(os.path.join(teacher, "seed1"))
     assert workdir not in workdirs or point is not None, row
     workdirs.add(workdir)
   assert bench.teacher in bench.methods

@@ -215,11 +215,17 @@ def test_builder_name_and_configs(built):
     "clock_offset",
     "clock_rate",
     "clock_drops",
+    "multiview",
+    "tiny_multiview",
   }
   # Only the clock configs carry each ego frame's true instant.
   for config in Builder.BUILDER_CONFIGS:
     features = Builder(config=config.name, data_dir="/nonexistent").info
     assert ("ego_time" in features.features) == config.name.startswith("clock_")
+    # Only the multi-view configs carry every exo view and its presence.
+    multiview = "multiview" in config.name
+    assert ("exo_views" in features.features) == multiview
+    assert ("exo_present" in features.features) == multiview
 
 
 def test_builder_reads_back_with_data_source(built):

@@ -34,6 +34,9 @@ class DatasetInfo:
   feature_dim: int
   class_names: tuple[str, ...]
   background_classes: tuple[int, ...]
+  # Names of the exo cameras of an example, in view order: one ("exo") for
+  # single-view datasets; K for datasets with `exo_views` (K, T, D).
+  exo_views: tuple[str, ...] = ("exo",)
 
   @property
   def num_classes(self) -> int:
@@ -149,5 +152,6 @@ def open_dataset(
     feature_dim=feature_dim,
     class_names=names,
     background_classes=background,
+    exo_views=tuple(str(n) for n in metadata.get("exo_view_names", ("exo",))),
   )
   return result, dict(sources)

@@ -34,6 +34,10 @@ import numpy as np
 from exo2ego_jax.data.constants import IGNORE_LABEL
 from exo2ego_jax.data.constants import VIEWS  # noqa: F401 (trainer uses it)
 
+# Multi-view fields (docs/multiview.md): every exo view's features (K, T, D)
+# and presence (K, T); windows carry them as (K, steps, D) and (K, steps).
+EXO_VIEWS, EXO_PRESENT = "exo_views", "exo_present"
+
 # How a training-time synchronization offset is drawn: the same for every
 # window, once per recording, or afresh for every window.
 OFFSET_MODES = ("fixed", "per_video", "per_window")
@@ -108,6 +112,11 @@ def make_window(
   """
   out = {}
   for view in views:
+    if view in (EXO_VIEWS, EXO_PRESENT):
+      out[view] = _view_stack_window(
+        example[view], start, stop, chunk, max_frames
+      )
+      continue
     if shift and view == shift_view:
       frames = np.clip(
         np.arange(start, stop) + shift, 0, example[view].shape[0] - 1
@@ -129,6 +138,21 @@ def make_window(
   return out
 
 
+def _view_stack_window(stack, start, stop, chunk, max_frames) -> np.ndarray:
+  """Frames [start, stop) of every view of a (K, T, ...) stack, chunked and
+  padded: features max-pooled; presence (K, T) min-pooled (a step counts as
+  seen by a view only if every frame of it is)."""
+  stack = np.asarray(stack)
+  if stack.ndim == 2:  # presence: 1 - max of absence
+    absent = 1.0 - stack[:, start:stop, None].astype(np.float32)
+    pooled = [1.0 - pool_chunks(a, chunk)[:, 0] for a in absent]
+    return np.stack([pad_steps(p, max_frames, 0.0) for p in pooled])
+  pooled = [
+    pool_chunks(np.asarray(v[start:stop], np.float32), chunk) for v in stack
+  ]
+  return np.stack([pad_steps(p, max_frames, 0.0) for p in pooled])
+
+
 def check_recording(
   example: dict,
   views: Sequence[str],
@@ -141,6 +165,13 @@ def check_recording(
   name = name.decode() if isinstance(name, bytes) else name
   length = None
   for view in views:
+    if view in (EXO_VIEWS, EXO_PRESENT):  # (K, T, ...), checked by frames
+      if example[view].shape[1] != length and length is not None:
+        raise ValueError(
+          f"recording {name}: {view} has {example[view].shape[1]} frames, "
+          f"the other views {length}: rebuild the dataset with aligned views"
+        )
+      continue
     features = example[view]
     if features.ndim != 2 or (feature_dim and features.shape[1] != feature_dim):
       raise ValueError(

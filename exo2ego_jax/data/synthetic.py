@@ -152,6 +152,14 @@ class SyntheticConfig:
   clock_rate: float = 0.0
   clock_drop_runs: int = 0
   clock_drop_frames: int = 0
+  # Multi-view rigs (docs/multiview.md): exo_views synchronized exo cameras
+  # render the same timeline, each with its own MLP, style and noise (at the
+  # exo_* levels above); each view is also absent during stretches of its
+  # own (exo_occlusions expected per action segment, of about an action's
+  # median length: an occlusion or the hands out of frame), where its
+  # features are zero and its presence mask 0. View 0 is the `exo` field.
+  exo_views: int = 1
+  exo_occlusions: float = 0.0
 
   def __post_init__(self):
     # Accept lists (e.g. from the JSON metadata) but store tuples, so the config stays hashable.
@@ -192,6 +200,8 @@ class SyntheticConfig:
       raise ValueError("min_duration must be >= 1")
     if not 0.0 <= self.view_overlap <= 1.0:
       raise ValueError("view_overlap must be in [0, 1]")
+    if self.exo_views < 1 or self.exo_occlusions < 0:
+      raise ValueError("exo_views must be >= 1 and exo_occlusions >= 0")
 
   @property
   def num_classes(self) -> int:
@@ -237,6 +247,20 @@ CLOCK_RATE = dataclasses.replace(CLOCK_OFFSET, clock_rate=0.003)
 CLOCK_DROPS = dataclasses.replace(
   CLOCK_RATE, clock_drop_runs=3, clock_drop_frames=8
 )
+#: The multi-view study: the default world (same timelines, ego view and
+#: labels; exo view 0 as the default exo view but for its absences) seen by
+#: four exo cameras, each absent about 10% of the time.
+MULTIVIEW = dataclasses.replace(DEFAULT, exo_views=4, exo_occlusions=0.1)
+#: For tests: the tiny world with four exo views.
+TINY_MULTIVIEW = dataclasses.replace(TINY, exo_views=4, exo_occlusions=0.3)
+
+# Fields whose defaults leave a dataset as it was before multi-view rigs
+# (its metadata records them only when set).
+_MULTIVIEW_DEFAULTS = {"exo_views": 1, "exo_occlusions": 0.0}
+# Random streams of the extra views (world) and of each view's rendering
+# and absences (recordings); new keys, so the single-view streams are intact.
+_STREAM_VIEW_WORLD = 7_001
+_STREAM_VIEW, _STREAM_ABSENT = 5, 6
 
 
 def _check_split(split: str) -> str:
@@ -290,6 +314,8 @@ class _World:
   reach: np.ndarray  # (L,) shared reach-and-return arc.
   exo_mlp: tuple[np.ndarray, ...]
   ego_mlp: tuple[np.ndarray, ...]
+  # Exo views 1..K-1 (view 0 is exo_mlp); empty for single-view worlds.
+  view_mlps: tuple[tuple[np.ndarray, ...], ...] = ()
 
 
 def _random_vectors(
@@ -390,6 +416,13 @@ def _world(cfg: SyntheticConfig) -> _World:
   v = rng.integers(len(_VERBS), size=4096)
   o = rng.integers(len(_OBJECTS), size=4096)
   calib = verb_proto[v] + object_proto[o] + _random_vectors(rng, 4096, l, 0.6)
+  # Extra exo cameras from their own stream: the draws above stay as they
+  # were, so a multi-view world is the single-view world plus cameras.
+  view_rng = np.random.default_rng([cfg.seed, _STREAM_VIEW_WORLD])
+  view_mlps = tuple(
+    _standardized(_make_mlp(view_rng, cfg), calib)
+    for _ in range(cfg.exo_views - 1)
+  )
   return _World(
     tasks=tasks,
     class_duration=class_duration,
@@ -400,6 +433,7 @@ def _world(cfg: SyntheticConfig) -> _World:
     reach=reach,
     exo_mlp=_standardized(exo, calib),
     ego_mlp=_standardized(ego, calib),
+    view_mlps=view_mlps,
   )
 
 
@@ -666,7 +700,40 @@ def generate_video(
   }
   if cfg.jitter_mode == "clock":
     example["ego_time"] = ego_time.astype(np.float32)
+  if cfg.exo_views > 1 or cfg.exo_occlusions:
+    views, present = _exo_views(
+      cfg, w, z, exo, (split_code, index), action_durations
+    )
+    example["exo"] = views[0]
+    example["exo_views"] = views
+    example["exo_present"] = present
   return example
+
+
+def _exo_views(cfg, w, z, exo, key, action_durations):
+  """All exo views (K, T, D) float32 and their presence (K, T) int32: view
+  0 is `exo`, view k its own camera; each view then loses its own stretches
+  (features zero, presence 0)."""
+  views = [exo]
+  for k, mlp in enumerate(w.view_mlps, 1):
+    rng = np.random.default_rng([cfg.seed, *key, _STREAM_VIEW, k])
+    view = _style(rng, _render(mlp, z), cfg.exo_style)
+    views.append(view + rng.normal(0.0, cfg.exo_noise, size=view.shape))
+  t = z.shape[0]
+  present = np.ones((len(views), t), np.int32)
+  rate = cfg.exo_occlusions * len(action_durations)
+  median = float(np.median(action_durations))
+  for k in range(len(views)):
+    rng = np.random.default_rng([cfg.seed, *key, _STREAM_ABSENT, k])
+    for env in _bursts(rng, t, rate, median):
+      present[k, env > 0] = 0
+  views = (np.stack(views) * present[..., None]).astype(np.float32)
+  return views, present
+
+
+def exo_view_names(cfg: SyntheticConfig) -> list[str]:
+  """Names of the exo cameras, in view order (exo0 is the `exo` field)."""
+  return [f"exo{k}" for k in range(cfg.exo_views)]
 
 
 def generate_split(
@@ -677,6 +744,8 @@ def generate_split(
   Example fields: ``exo`` and ``ego`` (T, D) float32 features of the two cameras; ``labels`` (T,)
   int32 labels of the exo timeline; ``ego_labels`` (T,) int32 labels of what each ego frame shows
   (equal to ``labels`` without jitter); ``video_id`` str; ``task_id`` and ``jitter`` int32 scalars.
+  Multi-view worlds add ``exo_views`` (K, T, D) float32 and ``exo_present`` (K, T) int32 (1 where
+  the view sees the frame); ``exo`` is then view 0, zero where it is absent.
   """
   for index in range(cfg.num_videos(split)):
     example = generate_video(cfg, split, index)
@@ -685,7 +754,8 @@ def generate_split(
 
 def metadata(cfg: SyntheticConfig) -> dict[str, Any]:
   """JSON-serializable dataset metadata: label names, background, dims and every parameter."""
-  return {
+  multiview = any(getattr(cfg, k) != v for k, v in _MULTIVIEW_DEFAULTS.items())
+  meta = {
     "class_names": class_names(cfg),
     "background_classes": list(BACKGROUND_CLASSES),
     "feature_dim": cfg.feature_dim,
@@ -696,5 +766,10 @@ def metadata(cfg: SyntheticConfig) -> dict[str, Any]:
       for k, v in dataclasses.asdict(cfg).items()
       # Other modes record no clock parameters (their metadata as before).
       if cfg.jitter_mode == "clock" or not k.startswith("clock_")
+      # Nor single-view worlds their multi-view parameters.
+      if k not in _MULTIVIEW_DEFAULTS or multiview
     },
   }
+  if multiview:
+    meta["exo_view_names"] = exo_view_names(cfg)
+  return meta

@@ -167,15 +167,17 @@ def pseudo_labeled_source(
   source,
   config: ml_collections.ConfigDict,
   workdir: str,
+  compute_fn=None,
 ) -> PseudoLabeledSource:
   """`source` with the run's pseudo-labels, computed once and kept in the
-  workdir (a resumed run reads them back: the same labels, batch for batch)."""
+  workdir (a resumed run reads them back: the same labels, batch for batch).
+  `compute_fn`: another way to compute them (default `compute`)."""
   path = os.path.join(workdir, FILENAME)
   if os.path.exists(path):
     with np.load(path) as saved:
       labels = {name: saved[name] for name in saved.files}
   else:
-    labels = compute(mode, teacher, source, config)
+    labels = (compute_fn or compute)(mode, teacher, source, config)
     if jax.process_index() == 0:
       partial = path + ".partial.npz"
       np.savez(partial, **labels)

@@ -55,7 +55,8 @@ def method_config(
   root = os.path.abspath(bench.workdir)
   needs = registry.get(config.mode)
   if needs.loads_teacher:
-    config.teacher_workdir = os.path.join(root, bench.teacher, f"seed{seed}")
+    teacher = (bench.get("teachers") or {}).get(method, bench.teacher)
+    config.teacher_workdir = os.path.join(root, teacher, f"seed{seed}")
   if needs.loads_adapter:
     config.adapter_workdir = os.path.join(root, bench.adapter, f"seed{seed}")
   subdir = method
@@ -226,6 +227,8 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
           write_predictions=False,
         )
         scores[reference].append({m: ref[m] for m in METRICS})
+      if row in (bench.get("multiview_references") or ()):
+        _multiview_references(scores, row, config, workdir, bench.test_split)
     testing.close()
     scores[row].append({m: summary[m] for m in METRICS})
     seconds[f"{row}/seed{seed}"] = round(time.time() - t0, 1)
@@ -334,6 +337,18 @@ def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
     bench.workdir,
   )
   return results
+
+
+def _multiview_references(scores, row, config, workdir, split) -> None:
+  """Adds a multi-view teacher's reference rows: it scored on each exo view
+  of `split` and as the views' ensemble (docs/multiview.md)."""
+  from exo2ego_jax.methods import distill_multiview
+
+  for view, summary in distill_multiview.ensemble_scores(
+    config, workdir, split
+  ).items():
+    name = f"{row} scored on {split}/{view} (reference)"
+    scores.setdefault(name, []).append({m: summary[m] for m in METRICS})
 
 
 PROFILE_TITLE = (

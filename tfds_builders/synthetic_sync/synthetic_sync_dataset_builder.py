@@ -72,6 +72,19 @@ class Builder(
       params=synthetic.CLOCK_DROPS,
       description="clock_rate plus 3 runs of up to 8 dropped ego frames.",
     ),
+    # The multi-view study (docs/multiview.md): the default world seen by
+    # four exo cameras, each absent during stretches of its own.
+    SyntheticSyncConfig(
+      name="multiview",
+      params=synthetic.MULTIVIEW,
+      description="default plus exo views 1-3 (`exo_views`, K=4) and each "
+      "view's absences (`exo_present`).",
+    ),
+    SyntheticSyncConfig(
+      name="tiny_multiview",
+      params=synthetic.TINY_MULTIVIEW,
+      description="tiny with four exo views, for tests.",
+    ),
   ]
   DEFAULT_CONFIG_NAME = "default"
 
@@ -81,10 +94,20 @@ class Builder(
     clock = {}
     if params.jitter_mode == "clock":  # the true map of each ego frame
       clock["ego_time"] = tfds.features.Tensor(shape=(None,), dtype=np.float32)
+    views = {}
+    if params.exo_views > 1 or params.exo_occlusions:  # (K, T, D), (K, T)
+      k = params.exo_views
+      views["exo_views"] = tfds.features.Tensor(
+        shape=(k, None, d), dtype=np.float32
+      )
+      views["exo_present"] = tfds.features.Tensor(
+        shape=(k, None), dtype=np.int32
+      )
     return self.dataset_info_from_configs(
       features=tfds.features.FeaturesDict(
         {
           **clock,
+          **views,
           "exo": tfds.features.Tensor(shape=(None, d), dtype=np.float32),
           "ego": tfds.features.Tensor(shape=(None, d), dtype=np.float32),
           "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),

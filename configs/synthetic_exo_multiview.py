@@ -1,0 +1,26 @@
+"""Multi-view exo teacher (mode exo_multiview, docs/multiview.md).
+
+One C2F-TCN trained on the labelled exo recordings of all four views of
+`synthetic_sync/multiview` (each recording-view pair a recording; frames a
+view misses are not trained on), for as many steps as the single-view
+teacher (configs/synthetic_exo.py): 5 epochs of 4 x 60 recordings.
+
+  python -m exo2ego_jax.train --config configs/synthetic_exo_multiview.py \
+      --workdir workdirs/synthetic_exo_multiview
+"""
+
+import ml_collections
+
+from configs import synthetic_exo
+
+
+def get_config():
+  config = synthetic_exo.get_config()
+  config.mode = "exo_multiview"
+  config.dataset.name = "synthetic_sync/multiview"
+  config.num_epochs = 5
+  config.eval_every_epochs = 1
+  config.multiview = ml_collections.ConfigDict()
+  # The first num_views exo views of the dataset (None: every view).
+  config.multiview.num_views = ml_collections.config_dict.placeholder(int)
+  return config

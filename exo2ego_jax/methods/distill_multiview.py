@@ -1,0 +1,408 @@
+"""Multi-view teachers (issue #20, docs/multiview.md).
+
+A rig with K synchronized exo cameras gives K teachers' views of every ego
+frame; a view that misses a moment (absent, or occluded and unsure) is
+outvoted by the others instead of teaching the student noise.
+
+exo_multiview: the teacher, supervised on the labelled exo recordings of
+every view used (each (recording, view) pair one training recording; frames
+a view misses are not trained on). distill_multiview: the ego student
+matches, head by head, a per-frame combination of the frozen teacher's
+logits on the views present there: their mean, or ("confidence") their
+mean weighted by each view's confidence 1 - H(p) / log C. Steps no view
+sees are not trained on (logged as `unseen_steps`). Both read
+`config.multiview` (absent: every view, mean); on a single-view dataset
+they are exo_supervised and distill_model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from exo2ego_jax.data import input_pipeline
+from exo2ego_jax.data.constants import IGNORE_LABEL
+from exo2ego_jax.methods import distillation
+from exo2ego_jax.methods import registry
+from exo2ego_jax.methods import supervised
+from exo2ego_jax.models import c2f_tcn
+from exo2ego_jax.runtime import workdir as workdir_lib
+
+# How the views' teacher outputs are combined per frame; "vote" is
+# sync_pseudo_label's (majority of the views' hard labels).
+COMBINES = ("mean", "confidence")
+VOTE = "vote"
+# Temporal downsampling of each head's logits (y1..y5, y) in C2F-TCN.
+HEAD_FACTORS = dict(zip(distillation.HEADS, (32, 16, 8, 4, 2, 1)))
+EPS = 1e-6
+
+
+def options(config: ml_collections.ConfigDict) -> dict:
+  """config.multiview's settings, with defaults for configs without it."""
+  section = config.get("multiview") or {}
+  return {
+    "num_views": section.get("num_views", None),  # None: every view
+    "combine": section.get("combine", "mean"),
+  }
+
+
+def used_views(config: ml_collections.ConfigDict, info) -> tuple[int, ...]:
+  """Indices of the dataset's exo views a run uses (the first num_views)."""
+  count = options(config)["num_views"]
+  names = info.exo_views
+  if count is None:
+    return tuple(range(len(names)))
+  if not 1 <= int(count) <= len(names):
+    raise ValueError(
+      f"config.multiview.num_views={count} but dataset {info.name} has "
+      f"{len(names)} exo views ({', '.join(names)}): use 1 to {len(names)}"
+    )
+  return tuple(range(int(count)))
+
+
+def is_multiview(info) -> bool:
+  return len(info.exo_views) > 1
+
+
+class SelectedViews:
+  """A source whose `exo_views`/`exo_present` keep only `views`."""
+
+  def __init__(self, source, views: tuple[int, ...]):
+    self.source, self.views = source, list(views)
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict:
+    example = dict(self.source[index])
+    for key in (input_pipeline.EXO_VIEWS, input_pipeline.EXO_PRESENT):
+      example[key] = np.asarray(example[key])[self.views]
+    return example
+
+
+class ViewsAsRecordings:
+  """Each (recording, view) pair of a multi-view source as one recording:
+  `exo` is that view, and its labels are IGNORE_LABEL where it is absent."""
+
+  def __init__(self, source, views: tuple[int, ...]):
+    self.source, self.views = source, tuple(views)
+
+  def __len__(self) -> int:
+    return len(self.source) * len(self.views)
+
+  def __getitem__(self, index: int) -> dict:
+    recording, k = divmod(int(index), len(self.views))
+    example = self.source[recording % len(self.source)]
+    view = self.views[k]
+    present = np.asarray(example[input_pipeline.EXO_PRESENT][view]) > 0
+    out = {
+      key: value
+      for key, value in example.items()
+      if key not in (input_pipeline.EXO_VIEWS, input_pipeline.EXO_PRESENT)
+    }
+    out["exo"] = np.asarray(example[input_pipeline.EXO_VIEWS][view])
+    for key in ("labels", "ego_labels"):
+      if key in example:
+        out[key] = np.where(present, example[key], IGNORE_LABEL).astype(
+          np.int32
+        )
+    return out
+
+
+@registry.register("exo_multiview")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExoMultiview(supervised.Supervised):
+  """The multi-view teacher: the views as augmentation (one C2F-TCN)."""
+
+  views: tuple[int, ...] = (0,)
+  multiview: bool = False
+
+  @classmethod
+  def settings(cls, config: ml_collections.ConfigDict, info) -> dict:
+    return {
+      **super().settings(config, info),
+      "views": used_views(config, info),
+      "multiview": is_multiview(info),
+    }
+
+  def train_source(self, frozen, source, config, workdir):
+    del frozen, config, workdir
+    return ViewsAsRecordings(source, self.views) if self.multiview else source
+
+
+def teacher_views(config: ml_collections.ConfigDict, info) -> tuple[str, ...]:
+  """Names of the exo views the run's teacher was trained on, from its
+  config.json (None when there is none yet: loading it says so)."""
+  path = os.path.join(config.teacher_workdir or "", "config.json")
+  if not os.path.exists(path):
+    return None
+  teacher = ml_collections.ConfigDict(workdir_lib.read_json(path, "retrain it"))
+  if teacher.dataset.name == config.dataset.name:
+    teacher_info = info
+  else:
+    from exo2ego_jax.data import datasets  # pylint: disable=g-import-not-at-top
+
+    teacher_info, _ = datasets.open_dataset(
+      teacher.dataset.name, teacher.dataset.get("data_dir")
+    )
+  names = teacher_info.exo_views
+  if teacher.mode != "exo_multiview":  # a single-view teacher: `exo`, view 0
+    return names[:1]
+  return tuple(names[k] for k in used_views(teacher, teacher_info))
+
+
+def check_teacher_views(config: ml_collections.ConfigDict, info) -> None:
+  """Every view the student combines must be one its teacher learnt."""
+  learnt = teacher_views(config, info)
+  wanted = tuple(info.exo_views[k] for k in used_views(config, info))
+  if learnt is not None and not set(wanted) <= set(learnt):
+    raise ValueError(
+      f"teacher {config.teacher_workdir} was trained on exo views "
+      f"({', '.join(learnt)}) but dataset {info.name} gives this run views "
+      f"({', '.join(wanted)}): train the teacher with mode exo_multiview "
+      "on this dataset, or lower config.multiview.num_views"
+    )
+
+
+def pooled_weights(weights: jax.Array, factor: int, length: int) -> jax.Array:
+  """(B, K, T) per-step weights averaged over each `factor` steps of a head
+  of `length` steps (zero past the window, as the model's padding)."""
+  b, k, t = weights.shape
+  total = length * factor
+  if total > t:
+    weights = jnp.pad(weights, ((0, 0), (0, 0), (0, total - t)))
+  return weights[..., :total].reshape(b, k, length, factor).mean(-1)
+
+
+def combine_heads(
+  heads: list, weights: jax.Array, names, count: int
+) -> tuple[list, list]:
+  """Per head: the views' logits (B * K, T_h, C) combined with (B, K, T)
+  `weights`, and where any view has weight (B, T_h) as a float mask."""
+  combined, seen = [], []
+  for name, logits in zip(names, heads):
+    b_k, length, c = logits.shape
+    logits = logits.reshape(b_k // count, count, length, c)
+    w = pooled_weights(weights, HEAD_FACTORS[name], length)
+    total = w.sum(1)
+    combined.append(
+      (w[..., None] * logits).sum(1) / jnp.maximum(total, EPS)[..., None]
+    )
+    seen.append((total > 0).astype(logits.dtype))
+  return combined, seen
+
+
+@registry.register("distill_multiview")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DistillMultiview(distillation.Distillation):
+  """Head distillation towards the combined views' teacher logits."""
+
+  views: tuple[int, ...] = (0,)
+  multiview: bool = False
+  combine: str = "mean"
+
+  @property
+  def input_views(self) -> tuple[str, ...]:
+    if not self.multiview:
+      return ("exo", self.train_view)
+    return (
+      self.train_view,
+      input_pipeline.EXO_VIEWS,
+      input_pipeline.EXO_PRESENT,
+    )
+
+  @classmethod
+  def check_config(cls, config: ml_collections.ConfigDict, info) -> None:
+    super().check_config(config, info)
+    if options(config)["combine"] not in COMBINES:
+      raise ValueError(
+        f"config.multiview.combine={options(config)['combine']!r} is "
+        f"unknown for mode {cls.name}: use one of {', '.join(COMBINES)}"
+      )
+    check_teacher_views(config, info)
+
+  @classmethod
+  def settings(cls, config: ml_collections.ConfigDict, info) -> dict:
+    return {
+      **super().settings(config, info),
+      "views": used_views(config, info),
+      "multiview": is_multiview(info),
+      "combine": options(config)["combine"],
+    }
+
+  def train_source(self, frozen, source, config, workdir):
+    del frozen, config, workdir
+    return SelectedViews(source, self.views) if self.multiview else source
+
+  def view_stack(self, batch: dict) -> tuple[jax.Array, jax.Array]:
+    """Exo views (B, K, T, D) and presence (B, K, T) of a batch."""
+    if not self.multiview:
+      exo = batch["exo"][:, None]
+      return exo, jnp.ones(exo.shape[:3], exo.dtype)
+    return batch[input_pipeline.EXO_VIEWS], batch[input_pipeline.EXO_PRESENT]
+
+  def loss(
+    self, params: dict, state: dict, batch: dict
+  ) -> tuple[jax.Array, tuple[dict, dict]]:
+    mask = batch["mask"]
+    outputs, updates, _ = self.train_forward(params, state, batch)
+    exo, present = self.view_stack(batch)
+    b, k, t, d = exo.shape
+    teacher = self.model.apply(
+      state["frozen"]["teacher"],
+      exo.reshape(b * k, t, d),
+      jnp.repeat(mask, k, axis=0),
+      train=False,
+    )
+    teacher = jax.tree.map(jax.lax.stop_gradient, teacher)
+    student, masks = distillation.selected_heads(outputs, self.distill_heads)
+    targets, seen, unseen = self.view_targets(teacher, present, mask)
+    masks = [mask if m is None else m for m in masks]
+    masks = [m * s for m, s in zip(masks, seen)]
+    loss = sum(
+      w * _masked_mse(s, tgt, m)
+      for s, tgt, m, w in zip(student, targets, masks, self.distill_weights)
+    )
+    logs = {"head_mse": loss, "unseen_steps": unseen}
+    return loss, (updates["batch_stats"], logs)
+
+  def view_targets(
+    self, teacher: dict, present: jax.Array, mask: jax.Array
+  ) -> tuple[list, list, jax.Array]:
+    """From the teacher's outputs on the B * K views (view-major within a
+    recording), the combined logits of each distilled head, where each is
+    seen (a float mask per head), and the count of valid steps no view
+    sees."""
+    b, k, t = present.shape
+    weights = present * mask[:, None]
+    if self.combine == "confidence":
+      probs = c2f_tcn.ensemble_probs(teacher, self.ensemble_weights)
+      entropy = -jnp.sum(probs * jnp.log(probs + EPS), axis=-1)
+      confidence = 1.0 - entropy / math.log(probs.shape[-1])
+      weights = weights * jnp.maximum(confidence, EPS).reshape(b, k, t)
+    heads, _ = distillation.selected_heads(teacher, self.distill_heads)
+    targets, seen = combine_heads(heads, weights, self.distill_heads, k)
+    unseen = jnp.sum(mask * (present.max(1) <= 0))
+    return targets, seen, unseen
+
+
+def _masked_mse(student, target, mask) -> jax.Array:
+  from exo2ego_jax.training import losses  # pylint: disable=g-import-not-at-top
+
+  return losses.masked_mse(student, jax.lax.stop_gradient(target), mask)
+
+
+# ----- sync_pseudo_label's views vote. -----
+
+
+def vote(labels: np.ndarray, present: np.ndarray, num_classes: int):
+  """Majority of K views' hard labels (K, S) over the views present (K, S)
+  at each step; ties go to the smallest label; IGNORE_LABEL where no view
+  is present."""
+  votes = np.zeros((labels.shape[1], num_classes), np.int64)
+  for view_labels, seen in zip(labels, present > 0):
+    np.add.at(votes, (np.nonzero(seen)[0], view_labels[seen]), 1)
+  out = votes.argmax(axis=1).astype(np.int32)
+  out[votes.sum(axis=1) == 0] = IGNORE_LABEL
+  return out
+
+
+def vote_labels(mode, teacher: dict, source, config) -> dict[str, np.ndarray]:
+  """Frame-level labels {video_id: (T,) int32}: on each chunked step, the
+  majority of the teacher's hard labels on the exo views present there."""
+  from exo2ego_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.methods import pseudo_labels  # pylint: disable=g-import-not-at-top
+
+  chunk = config.data.chunk_size
+  predict = pseudo_labels.teacher_predictor(mode, teacher)
+  labels = {}
+  for i in range(len(source)):
+    example = source[i]
+    views = np.asarray(example[input_pipeline.EXO_VIEWS], np.float32)
+    outputs = pseudo_labels.teacher_outputs(
+      predict,
+      mode.model.num_classes,
+      list(views),
+      chunk_size=chunk,
+      max_frames=config.data.max_frames,
+      batch_size=config.data.eval_batch_size,
+    )
+    hard = np.stack([probs.argmax(-1) for probs, _ in outputs])
+    present = np.asarray(example[input_pipeline.EXO_PRESENT], np.float32)
+    seen = np.stack(
+      [
+        1.0 - input_pipeline.pool_chunks(1.0 - p[:, None], chunk)[:, 0]
+        for p in present
+      ]
+    )
+    steps = vote(hard, seen, mode.model.num_classes)
+    length = views.shape[1]
+    labels[evaluator.decode_id(example["video_id"])] = (
+      input_pipeline.steps_to_frames(steps, chunk, length)
+    )
+  return labels
+
+
+# ----- The teacher ensemble's reference rows. -----
+
+
+def ensemble_scores(
+  config: ml_collections.ConfigDict, workdir: str, split: str
+) -> dict[str, dict]:
+  """A teacher run scored on each exo view of `split` and as the views'
+  ensemble (mean probabilities over the views present per frame; frames no
+  view sees: the mean of all): {"exo0": summary, ..., "ensemble": summary}."""
+  from exo2ego_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.evaluation import metrics  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import checkpoints  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
+
+  info, sources = datasets.open_dataset(
+    config.dataset.name, config.dataset.data_dir
+  )
+  mode = trainer.build_mode(config, info)
+  _, state = checkpoints.restore_state(workdir, checkpoints.BEST)
+  variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+
+  @jax.jit
+  def predict(windows, masks):
+    outputs = mode.model.apply(variables, windows, masks, train=False)
+    return c2f_tcn.ensemble_probs(outputs, mode.ensemble_weights)
+
+  names = [info.exo_views[k] for k in used_views(config, info)]
+  scores = {
+    name: metrics.SegmentationScores(
+      background_classes=info.background_classes,
+      background_policy=config.background_policy,
+    )
+    for name in [*names, "ensemble"]
+  }
+  source = sources[split]
+  for i in range(len(source)):
+    example = source[i]
+    views = np.asarray(example[input_pipeline.EXO_VIEWS], np.float32)
+    present = np.asarray(example[input_pipeline.EXO_PRESENT], np.float32)
+    probs = evaluator.predict_recordings(
+      predict,
+      [views[k] for k in range(len(names))],
+      trainer.eval_chunk_sizes(config),
+      config.data.max_frames,
+      config.data.eval_batch_size,
+    )
+    probs = np.stack(probs)  # (K, T, C)
+    labels = evaluator.labels_for_view(example, "exo")
+    video = evaluator.decode_id(example["video_id"])
+    for name, p in zip(names, probs):
+      scores[name].add(video, p.argmax(-1), labels)
+    w = present[: len(names)]
+    w = np.where(w.sum(0, keepdims=True) > 0, w, 1.0)[..., None]
+    mean = (w * probs).sum(0) / w.sum(0)
+    scores["ensemble"].add(video, mean.argmax(-1), labels)
+  return {name: s.summary() for name, s in scores.items()}
