@@ -155,6 +155,7 @@ def main() -> None:
   markdown, results = table(found)
   print(markdown)
   out = args.out or args.workdir
+  os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "sync_error.md"), "w") as f:
     f.write(markdown + "\n")
   with open(os.path.join(out, "sync_error.json"), "w") as f:
