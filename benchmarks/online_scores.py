@@ -2,7 +2,7 @@
 test recording, without and with the causal smoothing.
 
   python benchmarks/online_scores.py \
-      [--study workdirs/synthetic_causal_benchmark] [--split test] \
+      [--workdir workdirs/synthetic_benchmark] [--split test] \
       [--smooth_steps 2]
 
 For each causal row of configs/synthetic_causal_benchmark.py and each seed
@@ -28,7 +28,11 @@ METRICS = ("f1@10", "f1@25", "f1@50", "edit", "mof")
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--study", default="workdirs/synthetic_causal_benchmark")
+  parser.add_argument(
+    "--workdir",
+    default="workdirs/synthetic_benchmark",
+    help="The study's workdir (configs/synthetic_causal_benchmark.py).",
+  )
   parser.add_argument("--split", default="test")
   parser.add_argument("--view", default="ego")
   parser.add_argument(
@@ -45,10 +49,10 @@ def main():
   print("|---|---|" + "---|" * len(METRICS))
   for row in args.rows.split(","):
     runs = [
-      os.path.join(args.study, row, f"seed{s}")
+      os.path.join(args.workdir, row, f"seed{s}")
       for s in args.seeds.split(",")
       if os.path.exists(
-        os.path.join(args.study, row, f"seed{s}", "results.json")
+        os.path.join(args.workdir, row, f"seed{s}", "results.json")
       )
     ]
     if not runs:

@@ -7,8 +7,10 @@ For seeds 0, 1, 2: the offline exo teacher (exo_only) and offline
 distill_model as in configs/synthetic_benchmark.py, then the causal TCN
 exo-only, ego-oracle and distilled from the offline teacher
 (configs/synthetic_causal_*.py). Every run is scored on the ego view of the
-test split; the gap closed is causal_exo_only -> causal_ego_oracle. Runs of
-the main study copied into this workdir are reused. The online scores
+test split; the gap closed is causal_exo_only -> causal_ego_oracle. It
+shares the main study's workdir, so the main study's exo_only and
+distill_model runs are reused; results go to
+workdirs/synthetic_benchmark/causal/. The online scores
 (whole-recording causal predictions, a live label stream, its smoothing):
 `python -m exo2ego_jax.stream --score` (docs/live.md).
 """
@@ -18,7 +20,7 @@ from configs import synthetic_benchmark
 
 def get_config():
   config = synthetic_benchmark.get_config()
-  config.workdir = "workdirs/synthetic_causal_benchmark"
+  config.results_dir = "workdirs/synthetic_benchmark/causal"
   config.methods = (
     "exo_only",
     "distill_model",
