@@ -94,6 +94,28 @@ def test_conv1d_gradients_match_xla_convolution():
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
+def test_conv1d_executes_fewer_flops_than_the_direct_convolution():
+  """What minimal filtering is for, as XLA counts it (the number
+  benchmarks/step_throughput.py reports as executed GFLOP/step)."""
+  x = jnp.zeros((2, 256, 64), jnp.float32)
+  kernel = jnp.zeros((5, 64, 64), jnp.float32)
+  xla = lambda x, k: jax.lax.conv_general_dilated(
+    x, k, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC")
+  )
+
+  def flops(conv):
+    cost = jax.jit(conv).lower(x, kernel).compile().cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
+      cost = cost[0]
+    return float(cost["flops"])
+
+  direct, minimal = flops(xla), flops(winograd.conv1d)
+  # 2 x the direct convolution's multiply-adds, less the zero-padded edges.
+  macs = 2 * 256 * 64 * 64 * 5
+  assert 0.95 * 2 * macs <= direct <= 2 * macs
+  assert minimal < 0.75 * direct
+
+
 def test_conv1d_says_what_shape_it_wants():
   with pytest.raises(ValueError, match=r"\(batch, time, 6\).*got \(2, 10, 4\)"):
     winograd.conv1d(jnp.zeros((2, 10, 4)), jnp.zeros((5, 6, 3)))
