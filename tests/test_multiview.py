@@ -236,3 +236,21 @@ def test_a_teacher_of_other_views_is_a_one_line_error(multiview_info, tmp_path):
     trainer.build_mode(config, multiview_info)
   assert json.loads((teacher / "config.json").read_text())["mode"]
   assert os.path.isdir(teacher)
+
+
+def test_a_causal_student_is_refused_in_one_line(multiview_info, tmp_path):
+  """distill_multiview combines the teacher's heads at C2F-TCN's rates,
+  which a causal student's heads (at the input rate) do not have."""
+  teacher = tmp_path / "teacher"
+  teacher.mkdir()
+  (teacher / "config.json").write_text(_config("exo_supervised").to_json())
+  config = _config("distill_multiview", str(teacher), num_views=1)
+  assert trainer.build_mode(config, multiview_info).views == (0,)
+  config.model.name = "causal_tcn"
+  with pytest.raises(ValueError) as error:
+    trainer.build_mode(config, multiview_info)
+  assert str(error.value) == (
+    "mode distill_multiview combines the teacher's heads at C2F-TCN's "
+    "rates; config.model.name='causal_tcn' is not supported: use c2f_tcn, "
+    "or distill_model for a causal student"
+  )

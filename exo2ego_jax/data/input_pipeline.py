@@ -138,18 +138,24 @@ def make_window(
   return out
 
 
+def pooled_presence(present: np.ndarray, chunk: int) -> np.ndarray:
+  """A view's per-frame presence (T,) as steps (S,): a step counts as seen
+  only if every frame of it is (1 - the max-pooled absence)."""
+  absent = 1.0 - np.asarray(present, np.float32)[:, None]
+  return 1.0 - pool_chunks(absent, chunk)[:, 0]
+
+
 def _view_stack_window(stack, start, stop, chunk, max_frames) -> np.ndarray:
   """Frames [start, stop) of every view of a (K, T, ...) stack, chunked and
   padded: features max-pooled; presence (K, T) min-pooled (a step counts as
   seen by a view only if every frame of it is)."""
   stack = np.asarray(stack)
-  if stack.ndim == 2:  # presence: 1 - max of absence
-    absent = 1.0 - stack[:, start:stop, None].astype(np.float32)
-    pooled = [1.0 - pool_chunks(a, chunk)[:, 0] for a in absent]
-    return np.stack([pad_steps(p, max_frames, 0.0) for p in pooled])
-  pooled = [
-    pool_chunks(np.asarray(v[start:stop], np.float32), chunk) for v in stack
-  ]
+  if stack.ndim == 2:  # presence
+    pooled = [pooled_presence(p[start:stop], chunk) for p in stack]
+  else:
+    pooled = [
+      pool_chunks(np.asarray(v[start:stop], np.float32), chunk) for v in stack
+    ]
   return np.stack([pad_steps(p, max_frames, 0.0) for p in pooled])
 
 

@@ -33,6 +33,7 @@ from exo2ego_jax.methods import registry
 from exo2ego_jax.methods import supervised
 from exo2ego_jax.models import c2f_tcn
 from exo2ego_jax.runtime import workdir as workdir_lib
+from exo2ego_jax.training import losses
 
 # How the views' teacher outputs are combined per frame; "vote" is
 # sync_pseudo_label's (majority of the views' hard labels).
@@ -226,6 +227,13 @@ class DistillMultiview(distillation.Distillation):
         f"unknown for mode {cls.name}: use one of {', '.join(COMBINES)}"
       )
     check_teacher_views(config, info)
+    model = config.get("model", {}).get("name", "c2f_tcn")
+    if model != "c2f_tcn":
+      raise ValueError(
+        f"mode {cls.name} combines the teacher's heads at C2F-TCN's rates; "
+        f"config.model.name={model!r} is not supported: use c2f_tcn, or "
+        "distill_model for a causal student"
+      )
 
   @classmethod
   def settings(cls, config: ml_collections.ConfigDict, info) -> dict:
@@ -254,7 +262,7 @@ class DistillMultiview(distillation.Distillation):
     outputs, updates, _ = self.train_forward(params, state, batch)
     exo, present = self.view_stack(batch)
     b, k, t, d = exo.shape
-    teacher = self.model.apply(
+    teacher = self.teacher_net.apply(
       state["frozen"]["teacher"],
       exo.reshape(b * k, t, d),
       jnp.repeat(mask, k, axis=0),
@@ -265,9 +273,8 @@ class DistillMultiview(distillation.Distillation):
     targets, seen, unseen = self.view_targets(teacher, present, mask)
     masks = [mask if m is None else m for m in masks]
     masks = [m * s for m, s in zip(masks, seen)]
-    loss = sum(
-      w * _masked_mse(s, tgt, m)
-      for s, tgt, m, w in zip(student, targets, masks, self.distill_weights)
+    loss = losses.head_distillation(
+      student, targets, masks, self.distill_weights
     )
     logs = {"head_mse": loss, "unseen_steps": unseen}
     return loss, (updates["batch_stats"], logs)
@@ -290,12 +297,6 @@ class DistillMultiview(distillation.Distillation):
     targets, seen = combine_heads(heads, weights, self.distill_heads, k)
     unseen = jnp.sum(mask * (present.max(1) <= 0))
     return targets, seen, unseen
-
-
-def _masked_mse(student, target, mask) -> jax.Array:
-  from exo2ego_jax.training import losses  # pylint: disable=g-import-not-at-top
-
-  return losses.masked_mse(student, jax.lax.stop_gradient(target), mask)
 
 
 # ----- sync_pseudo_label's views vote. -----
@@ -335,12 +336,7 @@ def vote_labels(mode, teacher: dict, source, config) -> dict[str, np.ndarray]:
     )
     hard = np.stack([probs.argmax(-1) for probs, _ in outputs])
     present = np.asarray(example[input_pipeline.EXO_PRESENT], np.float32)
-    seen = np.stack(
-      [
-        1.0 - input_pipeline.pool_chunks(1.0 - p[:, None], chunk)[:, 0]
-        for p in present
-      ]
-    )
+    seen = np.stack([input_pipeline.pooled_presence(p, chunk) for p in present])
     steps = vote(hard, seen, mode.model.num_classes)
     length = views.shape[1]
     labels[evaluator.decode_id(example["video_id"])] = (
