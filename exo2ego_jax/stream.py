@@ -98,6 +98,7 @@ def latency_line(seconds: np.ndarray, chunk: int) -> str:
 def score_split(segmenter, split: str, view: str, smooth_steps: int) -> dict:
   """Online scores of every recording of `split` (see the module doc)."""
   from exo2ego_jax.data import datasets
+  from exo2ego_jax.data import input_pipeline
   from exo2ego_jax.evaluation import evaluator
   from exo2ego_jax.evaluation import metrics
   from exo2ego_jax.models import online
@@ -129,7 +130,7 @@ def score_split(segmenter, split: str, view: str, smooth_steps: int) -> dict:
     step_labels = forward.step_probs(frames).argmax(axis=-1)
     chunk = segmenter.chunk_size
     video = evaluator.decode_id(example["video_id"])
-    steps = np.repeat(step_labels, chunk)[: len(frames)]
+    steps = input_pipeline.steps_to_frames(step_labels, chunk, len(frames))
     scores["steps"].add(video, steps, truth)
     scores[kinds[1]].add(
       video, online.live_frames(step_labels, chunk, len(frames)), truth

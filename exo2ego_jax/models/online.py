@@ -20,8 +20,6 @@ when the frame arrives).
 from __future__ import annotations
 
 import functools
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -131,13 +129,7 @@ class OnlineSegmenter:
     from exo2ego_jax.runtime import checkpoints
     from exo2ego_jax.training import trainer
 
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-      raise FileNotFoundError(
-        f"{path} not found: --workdir must be a run of exo2ego_jax.train"
-      )
-    with open(path) as f:
-      config = ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(trainer.read_run_config(workdir))
     if config.model.get("name", "c2f_tcn") != causal_tcn.NAME:
       raise ValueError(
         f"{workdir} trained config.model.name="
