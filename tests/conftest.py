@@ -8,13 +8,14 @@ import pytest
 
 from configs import synthetic_exo
 from exo2ego_jax.data import datasets
+from exo2ego_jax.runtime import cli
 
 
 def pytest_configure(config):
   """Compiled steps are cached on disk: the many small runs of the suite
   compile the same C2F-TCN programs again and again otherwise."""
   cache = os.path.join(str(config.rootpath), ".pytest_cache", "jax")
-  jax.config.update("jax_compilation_cache_dir", cache)
+  cli.enable_compilation_cache(cache, 1 << 30)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -345,3 +346,34 @@ def test_a_training_command_speaks_in_one_style(tmp_path, tiny_data_dir):
   assert any(
     name.startswith("events.out.tfevents.") for name in os.listdir(workdir)
   )
+
+
+def test_bounded_compilation_cache_takes_over_an_unbounded_one(tmp_path):
+  """The commands bound the compilation cache (JAX's LRU eviction). JAX
+  reads every entry's last use from a `<key>-atime` file, which entries of
+  an unbounded cache lack: each later write failed. They get one from
+  their modification time, and the bound then evicts the oldest first."""
+  from jax._src import lru_cache  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import cli  # pylint: disable=g-import-not-at-top
+
+  old, new = tmp_path / "old-cache", tmp_path / "new-cache"
+  old.write_bytes(b"o" * 600)
+  new.write_bytes(b"n" * 300)
+  os.utime(old, ns=(10**18, 10**18))
+  os.utime(new, ns=(2 * 10**18, 2 * 10**18))
+  with pytest.raises(FileNotFoundError):
+    lru_cache.LRUCache(str(tmp_path), max_size=1000).put("x", b"x" * 200)
+  before = (
+    jax.config.jax_compilation_cache_dir,
+    jax.config.jax_compilation_cache_max_size,
+  )
+  try:
+    cli.enable_compilation_cache(str(tmp_path), 1000)
+    assert jax.config.jax_compilation_cache_max_size == 1000
+  finally:  # the session's cache again, for the tests that follow
+    cli.enable_compilation_cache(*before)
+  stamp = (tmp_path / "old-atime").read_bytes()
+  assert stamp == (10**18).to_bytes(8, "little")
+  lru_cache.LRUCache(str(tmp_path), max_size=1000).put("x", b"x" * 200)
+  cached = sorted(p.name for p in tmp_path.glob("*-cache"))
+  assert cached == ["new-cache", "x-cache"]  # the oldest made room

@@ -275,3 +275,21 @@ def test_builds_are_byte_identical(built, tmp_path):
     assert (first.data_path / name).read_bytes() == (
       second / name
     ).read_bytes(), name
+
+
+def test_builders_leave_no_temporary_folders(tmp_path, monkeypatch):
+  """TFDS's look for precomputed info on its public bucket, made for every
+  builder whose data is not yet built, used to leave an empty tmp*tfds
+  folder in the temporary directory each time."""
+  import tempfile
+
+  from tfds_builders.feature_folder import Builder as FolderBuilder
+  from tfds_builders.synthetic_sync import Builder
+
+  scratch = tmp_path / "tmp"
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+  for builder in (Builder, FolderBuilder):
+    info = builder(data_dir=str(tmp_path / "data")).info
+    assert "exo" in info.features
+  assert list(scratch.iterdir()) == []

@@ -23,6 +23,35 @@ from exo2ego_jax.runtime import errors
 CACHE_DIR = os.path.join(
   os.path.expanduser("~"), ".cache", "exo2ego_jax", "xla"
 )
+# Beyond this size the least recently used programs are deleted (JAX's own
+# eviction): unbounded, months of studies fill a disk.
+# JAX_COMPILATION_CACHE_MAX_SIZE (bytes; -1: no limit) overrides it.
+CACHE_MAX_BYTES = 2 << 30
+
+
+def enable_compilation_cache(directory: str, max_bytes: int) -> None:
+  """JAX's persistent compilation cache in `directory`, at most `max_bytes`
+  (-1: no bound). JAX's bound reads each entry's last use from a
+  `<key>-atime` file, which entries written without a bound (caches of
+  earlier versions) lack, and then fails every later write with a warning:
+  those entries get one, from their modification time."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  if max_bytes != -1 and os.path.isdir(directory):
+    for name in os.listdir(directory):
+      if not name.endswith("-cache"):
+        continue
+      atime = os.path.join(directory, name.removesuffix("-cache") + "-atime")
+      if not os.path.exists(atime):
+        try:
+          stamp = os.stat(os.path.join(directory, name)).st_mtime_ns
+          with open(atime, "wb") as f:
+            f.write(stamp.to_bytes(8, "little"))
+        except OSError:  # another process evicted it meanwhile
+          pass
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_compilation_cache_max_size", max_bytes)
+
 
 flags.DEFINE_bool(
   "verbose",
@@ -176,8 +205,10 @@ def run(main) -> None:
     setup_logging(
       verbose=flags.FLAGS["verbosity"].present or flags.FLAGS.verbose
     )
-    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-      jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
+    enable_compilation_cache(
+      os.environ.get("JAX_COMPILATION_CACHE_DIR") or CACHE_DIR,
+      int(os.environ.get("JAX_COMPILATION_CACHE_MAX_SIZE") or CACHE_MAX_BYTES),
+    )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     return errors.call(main, argv)
 

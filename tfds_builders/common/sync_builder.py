@@ -21,7 +21,11 @@ from exo2ego_jax.data.constants import IGNORE_LABEL, SPLITS, VIEWS
 from tfds_builders.common.alignment import Recording, Stream, align
 from tfds_builders.common.alignment import check_finite
 from tfds_builders.common.annotations import Labels
-from tfds_builders.common.build_hooks import BuildMessages, KeepPreviousBuild
+from tfds_builders.common.build_hooks import (
+  BuildMessages,
+  KeepPreviousBuild,
+  NotOnBucket,
+)
 from tfds_builders.common.build_hooks import deterministic_serialization
 from tfds_builders.common.errors import DataError, MissingData
 from tfds_builders.common.repair import RepairLog, RepairPolicy
@@ -99,7 +103,7 @@ class Plan:
 
 
 class SyncFeatureBuilder(
-  KeepPreviousBuild, BuildMessages, tfds.core.GeneratorBasedBuilder
+  NotOnBucket, KeepPreviousBuild, BuildMessages, tfds.core.GeneratorBasedBuilder
 ):
   """Aligned exo/ego feature sequences from manually downloaded files.
 

@@ -17,7 +17,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from exo2ego_jax.data import synthetic
-from tfds_builders.common.build_hooks import BuildMessages, KeepPreviousBuild
+from tfds_builders.common.build_hooks import (
+  BuildMessages,
+  KeepPreviousBuild,
+  NotOnBucket,
+)
 from tfds_builders.common.build_hooks import deterministic_serialization
 
 
@@ -34,7 +38,7 @@ class SyntheticSyncConfig(tfds.core.BuilderConfig):
 
 
 class Builder(
-  KeepPreviousBuild, BuildMessages, tfds.core.GeneratorBasedBuilder
+  NotOnBucket, KeepPreviousBuild, BuildMessages, tfds.core.GeneratorBasedBuilder
 ):
   """Procedural multi-step activities rendered by an exo and an ego camera.
 
