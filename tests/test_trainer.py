@@ -405,3 +405,35 @@ def test_config_mistakes_are_reported_before_compute(
   with pytest.raises(ValueError, match=message):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_evaluations_of_a_run_share_one_compiled_predictor(
+  teacher_dir, tiny_data_dir, make_config
+):
+  """A run evaluates every few steps with new parameters: the predictor is
+  traced for the first evaluation only (it used to be a new jitted function
+  each time, compiled again at every evaluation), and scores what it is
+  given, not the state it was first called with."""
+  config = make_config()
+  info, sources = datasets.open_dataset("synthetic_sync/tiny", tiny_data_dir)
+  mode = trainer.build_mode(config, info)
+  _, state = checkpoints.restore_state(teacher_dir, "best")
+  traced = []
+  predict_probs = mode.predict_probs
+
+  def counting(*args):
+    traced.append(1)  # runs only while JAX traces
+    return predict_probs(*args)
+
+  object.__setattr__(mode, "predict_probs", counting)
+  evaluate = trainer.make_evaluate(
+    config, info, sources, mode, trainer.sharding_lib.data_parallel()
+  )
+  first = evaluate(state, "validation", "exo")
+  traces = len(traced)
+  assert traces >= 1
+  assert evaluate(state, "validation", "exo") == first
+  zeroed = jax.tree.map(jax.numpy.zeros_like, state["params"])
+  other = evaluate(dict(state, params=zeroed), "validation", "exo")
+  assert len(traced) == traces
+  assert other != first

@@ -16,6 +16,7 @@ docs/failure_behaviour.md.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -335,18 +336,17 @@ def make_train_step(
   return train_step
 
 
-def make_predict_fn(
-  mode: methods_base.Method, state: dict, parallel: sharding_lib.DataParallel
+def make_predictor(
+  mode: methods_base.Method, parallel: sharding_lib.DataParallel
 ):
-  """Host-callable (windows, masks) -> probabilities, compiled once."""
+  """(state, windows, masks) -> probabilities on the host. Compiled once per
+  window shape: every evaluation of a run reuses the program (jitting a new
+  function per evaluation compiled it again each time)."""
   # Multi-host: every process passes the same windows and gets all the
   # probabilities back (replicated output), so scoring needs no gather.
-  predict = jax.jit(
-    lambda s, x, m: mode.predict_probs(s, x, m),
-    out_shardings=parallel.replicated,
-  )
+  predict = jax.jit(mode.predict_probs, out_shardings=parallel.replicated)
 
-  def predict_fn(windows: np.ndarray, masks: np.ndarray) -> np.ndarray:
+  def predictor(state: dict, windows: np.ndarray, masks: np.ndarray):
     return np.asarray(
       predict(
         state,
@@ -355,7 +355,14 @@ def make_predict_fn(
       )
     )
 
-  return predict_fn
+  return predictor
+
+
+def make_predict_fn(
+  mode: methods_base.Method, state: dict, parallel: sharding_lib.DataParallel
+):
+  """Host-callable (windows, masks) -> probabilities of `state`."""
+  return functools.partial(make_predictor(mode, parallel), state)
 
 
 def patience_exhausted(
@@ -414,10 +421,11 @@ def make_evaluate(
   parallel: sharding_lib.DataParallel,
 ):
   """(state, split, view) -> the split's summary (no per-video list)."""
+  predictor = make_predictor(mode, parallel)
 
   def evaluate(state: dict, split: str, view: str) -> dict:
     summary = evaluator.evaluate_split(
-      make_predict_fn(mode, state, parallel),
+      functools.partial(predictor, state),
       sources[split],
       view=view,
       chunk_sizes=eval_chunk_sizes(config),
