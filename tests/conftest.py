@@ -1,6 +1,7 @@
 """Shared fixtures: the tiny synthetic benchmark, built once per session."""
 
 import os
+import sys
 
 import jax
 import numpy as np
@@ -11,11 +12,45 @@ from exo2ego_jax.data import datasets
 from exo2ego_jax.runtime import cli
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The suite's compilation cache (pytest_configure), for its subprocesses too.
+JAX_CACHE = os.path.join(ROOT, ".pytest_cache", "jax")
+
+
+def command_env(**extra) -> dict:
+  """Environment of a command the tests start: the checkout importable and
+  the suite's compilation cache."""
+  return dict(
+    os.environ, PYTHONPATH=ROOT, JAX_COMPILATION_CACHE_DIR=JAX_CACHE, **extra
+  )
+
+
+def tiny_train_command(data_dir: str, workdir: str, **flags) -> list[str]:
+  """`python -m exo2ego_jax.train` of the exo config on synthetic_sync/tiny,
+  sized as tiny_config (64-frame windows, batch 4), without the progress
+  line; each keyword is one more `--config.<key>=<value>`."""
+  command = [
+    sys.executable,
+    "-m",
+    "exo2ego_jax.train",
+    "--config",
+    os.path.join(ROOT, "configs", "synthetic_exo.py"),
+    "--workdir",
+    workdir,
+    "--config.dataset.name=synthetic_sync/tiny",
+    f"--config.dataset.data_dir={data_dir}",
+    "--config.data.max_frames=64",
+    "--config.data.batch_size=4",
+    "--config.data.eval_batch_size=4",
+    "--config.progress=False",
+  ]
+  return command + [f"--config.{key}={value}" for key, value in flags.items()]
+
+
 def pytest_configure(config):
   """Compiled steps are cached on disk: the many small runs of the suite
   compile the same C2F-TCN programs again and again otherwise."""
-  cache = os.path.join(str(config.rootpath), ".pytest_cache", "jax")
-  cli.enable_compilation_cache(cache, 1 << 30)
+  cli.enable_compilation_cache(JAX_CACHE, 1 << 30)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 

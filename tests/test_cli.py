@@ -21,6 +21,7 @@ from exo2ego_jax.runtime import run_log
 from exo2ego_jax.training import trainer
 from tfds_builders.feature_folder import feature_folder_dataset_builder as ff
 import test_builders_real
+from conftest import command_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXO = os.path.join("configs", "synthetic_exo.py")
@@ -39,12 +40,7 @@ def _command(module, *args, **env):
     cwd=ROOT,
     capture_output=True,
     text=True,
-    env=dict(
-      os.environ,
-      PYTHONPATH=ROOT,
-      JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".pytest_cache", "jax"),
-      **env,
-    ),
+    env=command_env(**env),
   )
 
 

@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 
 import jax
@@ -24,7 +23,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import tiny_config
+from conftest import command_env, tiny_config, tiny_train_command
 from exo2ego_jax.runtime import checkpoints
 from exo2ego_jax.runtime import errors
 from exo2ego_jax.training import trainer
@@ -311,26 +310,15 @@ def test_crash_at_random_instants_resumes_bit_identical(reference):
 
 
 def _train_command(data_dir, workdir):
-  return [
-    sys.executable,
-    "-m",
-    "exo2ego_jax.train",
-    "--config",
-    os.path.join(ROOT, "configs", "synthetic_exo.py"),
-    "--workdir",
+  return tiny_train_command(
+    data_dir,
     workdir,
-    "--config.dataset.name=synthetic_sync/tiny",
-    f"--config.dataset.data_dir={data_dir}",
-    "--config.data.max_frames=64",
-    "--config.data.batch_size=4",
-    "--config.data.eval_batch_size=4",
-    "--config.num_epochs=2",
-    "--config.eval_every_epochs=1",
-    "--config.checkpoint_every_steps=1",
-    "--config.best_metric=mof",
-    "--config.log_every_steps=1",
-    "--config.progress=False",
-  ]
+    num_epochs=2,
+    eval_every_epochs=1,
+    checkpoint_every_steps=1,
+    best_metric="mof",
+    log_every_steps=1,
+  )
 
 
 def test_real_sigkill_between_best_and_latest_resumes_bit_identical(
@@ -338,12 +326,7 @@ def test_real_sigkill_between_best_and_latest_resumes_bit_identical(
 ):
   """The issue's case, with a real kill: best/4 committed, latest at 3."""
   workdir = str(tmp_path / "run")
-  env = dict(
-    os.environ,
-    PYTHONPATH=ROOT,
-    JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".pytest_cache", "jax"),
-    **{checkpoints.FAULT_ENV: "best:renamed@2"},
-  )
+  env = command_env(**{checkpoints.FAULT_ENV: "best:renamed@2"})
   killed = subprocess.run(
     _train_command(reference.data_dir, workdir),
     cwd=ROOT,

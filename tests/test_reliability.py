@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -18,7 +17,7 @@ from exo2ego_jax.runtime import checkpoints
 from exo2ego_jax.data import datasets
 from exo2ego_jax.training import trainer
 from exo2ego_jax.runtime import workdir as workdir_lib
-from conftest import edit_splits
+from conftest import command_env, edit_splits, tiny_train_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,31 +41,12 @@ def _params(workdir, which=checkpoints.LATEST):
 
 
 def _train_command(data_dir, workdir, epochs):
-  return [
-    sys.executable,
-    "-m",
-    "exo2ego_jax.train",
-    "--config",
-    os.path.join(ROOT, "configs", "synthetic_exo.py"),
-    "--workdir",
+  return tiny_train_command(
+    data_dir,
     workdir,
-    "--config.dataset.name=synthetic_sync/tiny",
-    f"--config.dataset.data_dir={data_dir}",
-    "--config.data.max_frames=64",
-    "--config.data.batch_size=4",
-    "--config.data.eval_batch_size=4",
-    f"--config.num_epochs={epochs}",
-    f"--config.eval_every_epochs={epochs}",
-    "--config.checkpoint_every_steps=1",
-    "--config.progress=False",
-  ]
-
-
-def _env(tmp_path):
-  return dict(
-    os.environ,
-    JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".pytest_cache", "jax"),
-    PYTHONPATH=ROOT,
+    num_epochs=epochs,
+    eval_every_epochs=epochs,
+    checkpoint_every_steps=1,
   )
 
 
@@ -106,7 +86,7 @@ def straight(tmp_path_factory, tiny_data_dir):
   subprocess.run(
     _train_command(tiny_data_dir, workdir, EPOCHS),
     cwd=ROOT,
-    env=_env(None),
+    env=command_env(),
     check=True,
     capture_output=True,
   )
@@ -117,7 +97,7 @@ def straight(tmp_path_factory, tiny_data_dir):
 def test_killed_or_preempted_run_resumes_to_identical_parameters(
   sig, tmp_path, tiny_data_dir, straight
 ):
-  env = _env(tmp_path)
+  env = command_env()
   epochs = EPOCHS
 
   resumed = str(tmp_path / "resumed")
@@ -288,7 +268,7 @@ def test_teacher_of_another_dataset_is_refused(tmp_path, make_config):
 
 
 def test_cli_reports_config_mistakes_in_one_line(tmp_path, tiny_data_dir):
-  env = _env(tmp_path)
+  env = command_env()
   base = _train_command(tiny_data_dir, str(tmp_path / "run"), 1)
   unknown = subprocess.run(
     base + ["--config.num_epoch=3"],
@@ -342,7 +322,7 @@ def test_ctrl_c_during_first_compilation_saves_and_exits_130(
   XLA compilation used to crash the process: exit 139)."""
   markers = tmp_path / "markers"
   markers.mkdir()
-  env = dict(_env(tmp_path), **{checkpoints.MARKERS_ENV: str(markers)})
+  env = command_env(**{checkpoints.MARKERS_ENV: str(markers)})
   workdir = str(tmp_path / "run")
   command = _train_command(tiny_data_dir, workdir, 3) + [
     "--config.checkpoint_every_steps=0"
@@ -384,7 +364,7 @@ def test_cli_error_is_the_last_line_and_verbose_adds_the_traceback(
     result = subprocess.run(
       _train_command(tiny_data_dir, str(workdir), 1) + ["--verbose"] * verbose,
       cwd=ROOT,
-      env=_env(tmp_path),
+      env=command_env(),
       capture_output=True,
       text=True,
     )
