@@ -142,7 +142,7 @@ def student_dir(tmp_path_factory, tiny_data_dir, teacher_dir):
   config.model.receptive_field = 16
   config.model.features = 32
   config.model.conv_impl = "winograd"
-  config.num_epochs = 1  # causal_model's 60 epochs are the benchmark's
+  config.num_epochs = 1  # causal_model's 240 epochs are the benchmark's
   config.eval_every_epochs = 1
   workdir = str(tmp_path_factory.mktemp("causal_student"))
   result = trainer.train_and_evaluate(config, workdir)
