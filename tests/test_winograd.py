@@ -206,14 +206,12 @@ def test_training_with_winograd_follows_the_xla_run(
 ):
   """The tiny exo run (the session's teacher, 4 epochs: its XLA run) trained
   again with winograd: the same losses, up to float32 drift."""
+  winograd = str(tmp_path / "winograd")
+  trainer.train_and_evaluate(
+    make_config(num_epochs=4, **{"model.conv_impl": "winograd"}), winograd
+  )
   runs = {}
-  for impl, workdir in (
-    ("xla", teacher_dir),
-    ("winograd", str(tmp_path / "winograd")),
-  ):
-    if impl == "winograd":
-      config = make_config(num_epochs=4, **{"model.conv_impl": impl})
-      trainer.train_and_evaluate(config, workdir)
+  for impl, workdir in (("xla", teacher_dir), ("winograd", winograd)):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       records = [json.loads(line) for line in f]
     runs[impl] = [r["loss"] for r in records if r["split"] == "train"]
