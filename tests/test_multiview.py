@@ -45,10 +45,27 @@ def test_multiview_world_is_the_single_view_world_plus_cameras():
   assert not np.allclose(views[0][both], views[1][both])
 
 
+def test_study_world_view0_is_the_main_study_exo_byte_for_byte():
+  """The study's world (synthetic.MULTIVIEW) keeps view 0 whole, so its
+  single-view rows are the main study's; only views 1-3 miss stretches."""
+  for split, index in (("train", 3), ("test", 0)):
+    one = synthetic.generate_video(synthetic.DEFAULT, split, index)
+    many = synthetic.generate_video(synthetic.MULTIVIEW, split, index)
+    for key in ("exo", "ego", "labels", "ego_labels"):
+      assert np.asarray(one[key]).tobytes() == np.asarray(many[key]).tobytes()
+    present = many["exo_present"]
+    assert present[0].all() and not present[1:].all()
+    assert (present[1:] == 0).mean() < 0.15
+  meta = synthetic.metadata(synthetic.MULTIVIEW)["generation"]
+  assert meta["exo_view0_absent"] is False
+  assert synthetic.metadata(MULTI)["generation"]["exo_view0_absent"] is True
+
+
 def test_single_view_metadata_records_no_multiview_parameter():
   meta = synthetic.metadata(synthetic.TINY)
   assert "exo_view_names" not in meta
-  assert not {"exo_views", "exo_occlusions"} & set(meta["generation"])
+  multiview_keys = {"exo_views", "exo_occlusions", "exo_view0_absent"}
+  assert not multiview_keys & set(meta["generation"])
   meta = synthetic.metadata(MULTI)
   assert meta["exo_view_names"] == ["exo0", "exo1", "exo2", "exo3"]
   assert meta["generation"]["exo_views"] == 4

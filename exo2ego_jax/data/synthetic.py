@@ -157,9 +157,13 @@ class SyntheticConfig:
   # exo_* levels above); each view is also absent during stretches of its
   # own (exo_occlusions expected per action segment, of about an action's
   # median length: an occlusion or the hands out of frame), where its
-  # features are zero and its presence mask 0. View 0 is the `exo` field.
+  # features are zero and its presence mask 0. View 0 is the `exo` field:
+  # the single-view world's exo camera, byte for byte, unless
+  # exo_view0_absent lets it lose stretches too (the tests' tiny world, so
+  # that some frames miss every view).
   exo_views: int = 1
   exo_occlusions: float = 0.0
+  exo_view0_absent: bool = False
 
   def __post_init__(self):
     # Accept lists (e.g. from the JSON metadata) but store tuples, so the config stays hashable.
@@ -247,16 +251,24 @@ CLOCK_RATE = dataclasses.replace(CLOCK_OFFSET, clock_rate=0.003)
 CLOCK_DROPS = dataclasses.replace(
   CLOCK_RATE, clock_drop_runs=3, clock_drop_frames=8
 )
-#: The multi-view study: the default world (same timelines, ego view and
-#: labels; exo view 0 as the default exo view but for its absences) seen by
-#: four exo cameras, each absent about 10% of the time.
+#: The multi-view study: the default world (same timelines, labels, ego view
+#: and exo view 0, byte for byte, so its single-view rows are the main
+#: study's) seen by three more exo cameras, each absent about 5-7% of the
+#: time.
 MULTIVIEW = dataclasses.replace(DEFAULT, exo_views=4, exo_occlusions=0.1)
-#: For tests: the tiny world with four exo views.
-TINY_MULTIVIEW = dataclasses.replace(TINY, exo_views=4, exo_occlusions=0.3)
+#: For tests: the tiny world with four exo views, view 0 absent at times too
+#: (so that some frames miss every view).
+TINY_MULTIVIEW = dataclasses.replace(
+  TINY, exo_views=4, exo_occlusions=0.3, exo_view0_absent=True
+)
 
 # Fields whose defaults leave a dataset as it was before multi-view rigs
 # (its metadata records them only when set).
-_MULTIVIEW_DEFAULTS = {"exo_views": 1, "exo_occlusions": 0.0}
+_MULTIVIEW_DEFAULTS = {
+  "exo_views": 1,
+  "exo_occlusions": 0.0,
+  "exo_view0_absent": False,
+}
 # Random streams of the extra views (world) and of each view's rendering
 # and absences (recordings); new keys, so the single-view streams are intact.
 _STREAM_VIEW_WORLD = 7_001
@@ -712,8 +724,9 @@ def generate_video(
 
 def _exo_views(cfg, w, z, exo, key, action_durations):
   """All exo views (K, T, D) float32 and their presence (K, T) int32: view
-  0 is `exo`, view k its own camera; each view then loses its own stretches
-  (features zero, presence 0)."""
+  0 is `exo`, view k its own camera; each view (view 0 only with
+  exo_view0_absent) then loses its own stretches (features zero, presence
+  0)."""
   views = [exo]
   for k, mlp in enumerate(w.view_mlps, 1):
     rng = np.random.default_rng([cfg.seed, *key, _STREAM_VIEW, k])
@@ -723,7 +736,7 @@ def _exo_views(cfg, w, z, exo, key, action_durations):
   present = np.ones((len(views), t), np.int32)
   rate = cfg.exo_occlusions * len(action_durations)
   median = float(np.median(action_durations))
-  for k in range(len(views)):
+  for k in range(0 if cfg.exo_view0_absent else 1, len(views)):
     rng = np.random.default_rng([cfg.seed, *key, _STREAM_ABSENT, k])
     for env in _bursts(rng, t, rate, median):
       present[k, env > 0] = 0

@@ -77,12 +77,18 @@ class Builder(
       description="clock_rate plus 3 runs of up to 8 dropped ego frames.",
     ),
     # The multi-view study (docs/multiview.md): the default world seen by
-    # four exo cameras, each absent during stretches of its own.
+    # three more exo cameras, each absent during stretches of its own.
     SyntheticSyncConfig(
       name="multiview",
       params=synthetic.MULTIVIEW,
-      description="default plus exo views 1-3 (`exo_views`, K=4) and each "
-      "view's absences (`exo_present`).",
+      description="default plus exo views 1-3 (`exo_views`, K=4) and their "
+      "absences (`exo_present`); view 0 is default's exo.",
+      version="1.1.0",
+      release_notes={
+        "1.1.0": "Exo view 0 is the default world's exo view byte for "
+        "byte (never absent), so the single-view rows are the main study's.",
+        "1.0.0": "Initial release (view 0 absent at times like views 1-3).",
+      },
     ),
     SyntheticSyncConfig(
       name="tiny_multiview",
