@@ -26,7 +26,10 @@ the features and labels of every recording against what was written. With a
 release config it also gives `tfds build` three bad inputs (an exo LMDB in
 another key layout, ego features of another backbone's dimension, an ego
 video 31 frames longer than its exo partner) and checks that each fails with
-one last line `error: <file>: ...`. `--all` checks every registered config of
+one last line `error: <file>: ...`. Multi-view configs (every exo camera in
+one example) get every camera's LMDB (Assembly101) or the takes' two exo
+cameras (Ego-Exo4D), and their `exo_views`, `exo_present` and
+`exo_view_ids` are checked too. `--all` checks every registered config of
 both builders. Prints a summary per config; exits with status 1 and a message
 naming the problem on any failure. Takes about 6 s per build (mostly
 TensorFlow's start-up in `tfds`).
@@ -121,11 +124,19 @@ A101_LAYOUTS = {  # feature_type -> (dim, LMDB folder, key of (video, recording,
 A101_EGO_DIR = "ego_features"
 
 
+def _a101_view_id(view: str) -> int:
+  """Seed id of a view's features: 0 for A101_EXO, 1 for A101_EGO, the
+  camera number + 2 for the other cameras of the multi-view configs."""
+  if view in (A101_EXO, A101_EGO):
+    return int(view == A101_EGO)
+  return 2 + int("".join(c for c in view if c.isdigit()))
+
+
 def _a101_features(
   dim: int, recording: str, view: str, frame: int
 ) -> np.ndarray:
   return _vector(
-    dim, A101_RECORDINGS.index(recording), int(view == A101_EGO), frame
+    dim, A101_RECORDINGS.index(recording), _a101_view_id(view), frame
   )
 
 
@@ -172,11 +183,13 @@ def _write_a101_annotations(root: str) -> None:
         f.writelines(lines)
 
 
-def write_assembly101(root: str, feature_type: str):
+def write_assembly101(
+  root: str, feature_type: str, exo_views: tuple[str, ...] = (A101_EXO,)
+):
   """The public Assembly101 layout: annotations and one LMDB per view."""
   dim, folder, key = A101_LAYOUTS[feature_type]
   _write_a101_annotations(root)
-  for view in (A101_EXO, A101_EGO):
+  for view in (*exo_views, A101_EGO):
     _write_lmdb(
       os.path.join(root, folder, view),
       [
@@ -256,6 +269,26 @@ def expected_assembly101(dim: int) -> dict:
       np.stack([_a101_features(dim, recording, A101_EXO, f) for f in frames]),
       np.stack([_a101_features(dim, recording, A101_EGO, f) for f in frames]),
       [A101_CLASSES[c] for s, e, c in segments for _ in range(s, e)],
+    )
+  return out
+
+
+def expected_assembly101_views(dim: int, exo_views: tuple[str, ...]) -> dict:
+  """{video: (exo_views (K, T, D), exo_present (K, T), exo_view_ids)} of a
+  multi-view config: every camera has every frame."""
+  out = {}
+  for video, (_, segments) in A101_VIDEOS.items():
+    recording = video.split("_", 1)[1]
+    frames = range(segments[0][0], segments[-1][1])
+    out[video] = (
+      np.stack(
+        [
+          [_a101_features(dim, recording, view, f) for f in frames]
+          for view in exo_views
+        ]
+      ),
+      np.ones((len(exo_views), len(frames)), np.int32),
+      ",".join(exo_views),
     )
   return out
 
@@ -415,6 +448,31 @@ def expected_egoexo4d(dim: int, exo_camera: str, feature_dir: str) -> dict:
   return out
 
 
+def expected_egoexo4d_views(
+  dim: int, exo_camera: str, slots: int, feature_dir: str
+) -> dict:
+  """{take name: (exo_views, exo_present, exo_view_ids)} of a multi-view
+  config: view 0 the take's best_exo (or `exo_camera`), then its other exo
+  cameras by id, the remaining views absent."""
+  steps = _egoexo_steps(feature_dir)
+  exo = sorted(c[:-2] for c in EGOEXO_CAMERAS if c.endswith("_0"))
+  out = {}
+  for name, (_, best, _) in EGOEXO_TAKES.items():
+    main = best if exo_camera == "best_exo" else exo_camera
+    cameras = [main] + [c for c in exo if c != main]
+    cameras += [""] * (slots - len(cameras))
+    views = np.zeros((slots, steps, dim), np.float32)
+    present = np.zeros((slots, steps), np.int32)
+    for k, camera in enumerate(cameras):
+      if camera:
+        views[k] = [
+          _egoexo_features(dim, name, f"{camera}_0", t) for t in range(steps)
+        ]
+        present[k] = 1
+    out[name] = (views, present, ",".join(cameras))
+  return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Build with the command line, read back, compare.
 
@@ -472,8 +530,12 @@ def run_tfds_build(
   return seconds
 
 
-def check_built(name: str, config, data_dir: str, expected: dict) -> dict:
-  """Reads every split back and compares it with `expected`; returns record counts."""
+def check_built(
+  name: str, config, data_dir: str, expected: dict, views: dict | None = None
+) -> dict:
+  """Reads every split back and compares it with `expected` (and a
+  multi-view config's `exo_views`, `exo_present` and `exo_view_ids` with
+  `views`); returns record counts."""
   from exo2ego_jax.data import datasets  # pylint: disable=import-outside-toplevel
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
@@ -536,6 +598,21 @@ def check_built(name: str, config, data_dir: str, expected: dict) -> dict:
           f"{full_name}/{split}/{video}: {view} features differ from those "
           "written to the manual dir",
         )
+      if views is not None:
+        want_views, want_present, want_ids = views[video]
+        got = record["exo_views"]
+        _check(
+          got.shape == want_views.shape and got.dtype == dtype,
+          f"{full_name}/{split}/{video}: exo_views is {got.dtype}{got.shape}, "
+          f"expected {dtype}{want_views.shape}",
+        )
+        _check(
+          np.array_equal(got, want_views.astype(dtype))
+          and np.array_equal(record["exo_present"], want_present)
+          and record["exo_view_ids"].decode() == want_ids,
+          f"{full_name}/{split}/{video}: exo_views, exo_present or "
+          "exo_view_ids differ from the views written to the manual dir",
+        )
       names = metadata["class_names"]
       got_labels = [
         names[c] if c >= 0 else "<unscored>" for c in record["labels"]
@@ -585,9 +662,12 @@ def check_builder(
   name: str, config_name: str, tfds_cmd: str, workdir: str, file_type: str
 ) -> dict:
   """Writes the manual dir, runs `tfds build`, checks the result; returns a summary."""
+  from tfds_builders.assembly101_sync import Assembly101MultiviewConfig  # pylint: disable=import-outside-toplevel
   from tfds_builders.assembly101_sync import Assembly101ReleaseConfig  # pylint: disable=import-outside-toplevel
+  from tfds_builders.egoexo4d_keystep import EgoExo4DMultiviewConfig  # pylint: disable=import-outside-toplevel
 
   start = time.perf_counter()
+  views = None
   config = _registered_config(name, config_name)
   root = os.path.join(workdir, name, config_name)
   if os.path.exists(root):
@@ -607,6 +687,10 @@ def check_builder(
     if isinstance(config, Assembly101ReleaseConfig):
       write_assembly101_release(manual_dir, config.ego_format)
       layout = f"release exo LMDB + ego {config.ego_format}"
+    elif isinstance(config, Assembly101MultiviewConfig):
+      write_assembly101(manual_dir, config.feature_type, config.exo_views)
+      views = expected_assembly101_views(dim, config.exo_views)
+      layout = f"one LMDB per view, {len(config.exo_views)} exo views"
     else:
       write_assembly101(manual_dir, config.feature_type)
       layout = "one LMDB per view"
@@ -631,10 +715,18 @@ def check_builder(
       config.feature_dim, config.exo_camera, config.feature_dir
     )
     layout = f".{file_type} features"
+    if isinstance(config, EgoExo4DMultiviewConfig):
+      views = expected_egoexo4d_views(
+        config.feature_dim,
+        config.exo_camera,
+        config.exo_slots,
+        config.feature_dir,
+      )
+      layout += f", {config.exo_slots} exo views"
   build_seconds = run_tfds_build(
     tfds_cmd, name, config_name, manual_dir, data_dir
   )
-  counts = check_built(name, config, data_dir, expected)
+  counts = check_built(name, config, data_dir, expected, views)
   return {
     "config": config_name,
     "layout": layout,

@@ -4,8 +4,11 @@ Reads the public per-frame features (LMDB, TSM or DINOv2 release) of one static
 (exo) and one head-mounted (ego) view, paired by frame index, and the coarse
 segment annotations. The official DINOv2 release (ViT-g/14) has the exo view
 only: its configs read the ego view from the user's own extraction (npy or
-LMDB, `exo2ego_jax.extract_features`). Manual download; see README.md for the
-files and layout.
+LMDB, `exo2ego_jax.extract_features`). Multi-view configs
+(`make_multiview_config`, e.g. `tsm_c10119_8exo_hmc84358933`) hold all 8
+static cameras of a recording as exo views of one example (`exo_views`,
+`exo_present`; a camera a recording lacks is absent). Manual download; see
+README.md for the files and layout.
 
   builder = Builder(config="tsm_c10119_hmc84358933", data_dir=d,
                     file_format="array_record")
@@ -62,6 +65,19 @@ BACKBONES = {
   "dinov2_vitg14 weights, model vit_giant2)"
 }
 EGO_FORMATS = ("npy", "lmdb")
+# The static (exo) RGB cameras of a recording, as the official loader lists
+# them; a multi-view config's views are its exo_view, then the others in this
+# order.
+EXO_CAMERAS = (
+  "C10095_rgb",
+  "C10115_rgb",
+  "C10118_rgb",
+  "C10119_rgb",
+  "C10379_rgb",
+  "C10390_rgb",
+  "C10395_rgb",
+  "C10404_rgb",
+)
 TASK_PREFIXES = ("assembly_", "disassembly_")
 # Recording names (download scripts' recording_names.txt): nusar-2021_...
 RECORDING_KEYS = {"recording": r"nusar-[^/_]+_[^/]+"}
@@ -150,6 +166,41 @@ class Assembly101ReleaseConfig(Assembly101Config):
       )
 
 
+@dataclasses.dataclass(eq=False)
+class Assembly101MultiviewConfig(Assembly101Config):
+  """Every static camera of a recording as an exo view of one example
+  (`make_multiview_config` names it).
+
+  Attributes:
+    exo_views: the exo cameras in view order (at least 2); view 0 is the
+      `exo` field and sets `exo_view`. Empty: `exo_view`, then the other
+      cameras of `EXO_CAMERAS` in that order.
+
+  A recording without a camera's features (no key of it in the view's LMDB)
+  gets that view absent (`exo_present` 0, features 0), as are the frames a
+  view lacks; it needs its ego view and at least one exo view.
+  """
+
+  exo_views: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.exo_views:
+      self.exo_view = self.exo_views[0]
+    else:
+      self.exo_views = (self.exo_view,) + tuple(
+        c for c in EXO_CAMERAS if c != self.exo_view
+      )
+    self.exo_views = tuple(self.exo_views)
+    if len(self.exo_views) < 2 or len(set(self.exo_views)) != len(
+      self.exo_views
+    ):
+      raise ValueError(
+        f"config {self.name!r}: exo_views must name at least 2 distinct "
+        f"cameras, not {list(self.exo_views)} (one view: make_config)"
+      )
+
+
 def _short(view: str) -> str:
   """C10119_rgb -> c10119, HMC_84358933_mono10bit -> hmc84358933."""
   parts = view.lower().split("_")
@@ -212,20 +263,62 @@ def make_release_config(
   )
 
 
+def make_multiview_config(
+  exo_views: tuple[str, ...] | None = None,
+  ego_view: str = "HMC_84358933_mono10bit",
+  feature_type: str = "tsm",
+  storage_dtype: str = "float32",
+  name: str | None = None,
+  **kwargs,
+) -> Assembly101MultiviewConfig:
+  """A config named `<feature_type>_<exo0>_<K>exo_<ego>[_fp16]`, e.g.
+  tsm_c10119_8exo_hmc84358933: views `exo_views` (default: C10119_rgb, then
+  the other 7 of `EXO_CAMERAS`)."""
+  if exo_views is None:
+    exo_views = ("C10119_rgb",) + tuple(
+      c for c in EXO_CAMERAS if c != "C10119_rgb"
+    )
+  exo_views = tuple(exo_views)
+  if name is None:
+    name = f"{feature_type}_{_short(exo_views[0])}_{len(exo_views)}exo_"
+    name += _short(ego_view) + ("_fp16" if storage_dtype == "float16" else "")
+  return Assembly101MultiviewConfig(
+    name=name,
+    exo_views=exo_views,
+    ego_view=ego_view,
+    feature_type=feature_type,
+    storage_dtype=storage_dtype,
+    description=(
+      f"{len(exo_views)} exo views ({', '.join(exo_views)}; view 0 is "
+      f"`exo`), ego {ego_view}, {feature_type} features stored as "
+      f"{storage_dtype}; a camera a recording lacks is absent."
+    ),
+    **kwargs,
+  )
+
+
 class Builder(SyncFeatureBuilder):
   """Assembly101: synchronized static and head-mounted views of toy assembly."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
-  BUILDER_CONFIGS = [
-    make_config("C10119_rgb", "HMC_84358933_mono10bit", features, dtype)
-    for features in ("tsm", "dinov2")
-    for dtype in ("float32", "float16")
-  ] + [
-    make_release_config("C10119_rgb", "HMC_84358933_mono10bit", ego, dtype)
-    for ego in EGO_FORMATS
-    for dtype in ("float32", "float16")
-  ]
+  BUILDER_CONFIGS = (
+    [
+      make_config("C10119_rgb", "HMC_84358933_mono10bit", features, dtype)
+      for features in ("tsm", "dinov2")
+      for dtype in ("float32", "float16")
+    ]
+    + [
+      make_release_config("C10119_rgb", "HMC_84358933_mono10bit", ego, dtype)
+      for ego in EGO_FORMATS
+      for dtype in ("float32", "float16")
+    ]
+    + [  # all 8 static cameras as exo views (issue #20)
+      make_multiview_config(None, "HMC_84358933_mono10bit", features, dtype)
+      for features in ("tsm", "dinov2")
+      for dtype in ("float32", "float16")
+    ]
+  )
   DEFAULT_CONFIG_NAME = "tsm_c10119_hmc84358933"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put the public Assembly101 files in the manual dir (see
@@ -233,7 +326,8 @@ class Builder(SyncFeatureBuilder):
     coarse-annotations/actions.csv
     coarse-annotations/coarse_labels/{assembly,disassembly}_<recording>.txt
     coarse-annotations/coarse_splits/{train,val}_coarse_{assembly,disassembly}.txt
-    TSM_features/<view>/data.mdb        (TSM configs: one LMDB per view)
+    TSM_features/<view>/data.mdb        (TSM configs: one LMDB per view;
+        the *_8exo_* configs read all 8 static cameras C10095_rgb ...)
     DINOv2_features/<view>/data.mdb     (DINOv2 configs: one LMDB per view)
     DINOv2_features/lmdb_fullImg/data.mdb   (dinov2_vitg14 configs: the
         official DINOv2_features.zip's full-frame LMDB, exo C10119_rgb)
@@ -250,6 +344,12 @@ class Builder(SyncFeatureBuilder):
       if getattr(self, "_lmdb", None) is not None:
         self._lmdb.close()
 
+  def _exo_view_names(self) -> list[str] | None:
+    config = self.builder_config
+    if isinstance(config, Assembly101MultiviewConfig):
+      return list(config.exo_views)
+    return None
+
   def _plan(self, manual_dir: str) -> Plan:
     config = self.builder_config
     annotations = os.path.join(manual_dir, "coarse-annotations")
@@ -265,12 +365,19 @@ class Builder(SyncFeatureBuilder):
     if missing:
       raise DataError(f"background_classes {missing} are not in {table}")
     release = isinstance(config, Assembly101ReleaseConfig)
-    for view in (config.exo_view,) + (() if release else (config.ego_view,)):
+    exo_views = self._exo_view_names() or [config.exo_view]
+    for view in exo_views + ([] if release else [config.ego_view]):
       path = os.path.join(manual_dir, config.lmdb_dir.format(view=view))
       require(
         os.path.join(path, "data.mdb"),
         f"{config.feature_type} features of view {view}",
-        "Put the view's LMDB environment there (see README).",
+        "Put the view's LMDB environment there (see README)."
+        + (
+          " A multi-view config reads every camera of exo_views; for "
+          "fewer, build make_multiview_config(exo_views=...)."
+          if len(exo_views) > 1
+          else ""
+        ),
       )
     split_ids, split_source = self._split_ids(manual_dir, annotations)
     lmdb = self._lmdb = LmdbViews()
@@ -372,12 +479,9 @@ class Builder(SyncFeatureBuilder):
         ).subsample(origin, step)
       frames = range(origin, labels.start + len(labels.values), step)
       release = isinstance(config, Assembly101ReleaseConfig)
-      for name, view in (("exo", config.exo_view), ("ego", config.ego_view)):
-        if name == "ego" and release:
-          streams[name] = _user_ego(
-            config, manual_dir, lmdb, video, recording, frames, self.policy
-          )
-          continue
+      multiview = isinstance(config, Assembly101MultiviewConfig)
+
+      def read(view, fix=None):
         path = os.path.join(manual_dir, config.lmdb_dir.format(view=view))
         keys = [
           config.key_format.format(
@@ -388,13 +492,35 @@ class Builder(SyncFeatureBuilder):
           )
           for f in frames
         ]
-        values, present = lmdb.read(path, keys, config.feature_dim)
-        streams[name] = Stream(
-          values, f"{path} keys {keys[0]!r}...", 0, present
-        )
+        values, present = lmdb.read(path, keys, config.feature_dim, fix)
+        return Stream(values, f"{path} keys {keys[0]!r}...", 0, present)
+
+      if multiview:  # every exo view; one without a key is absent
+        views = [read(config.exo_views[0])] + [
+          read(view, _view_fix(config, view)) for view in config.exo_views[1:]
+        ]
+        streams["ego"] = read(config.ego_view)
+        return Loaded(streams, origin, step, views, list(config.exo_views))
+      for name, view in (("exo", config.exo_view), ("ego", config.ego_view)):
+        if name == "ego" and release:
+          streams[name] = _user_ego(
+            config, manual_dir, lmdb, video, recording, frames, self.policy
+          )
+          continue
+        streams[name] = read(view)
       return Loaded(streams, origin, step)
 
     return Recording(video, recording, config.exo_view, config.ego_view, load)
+
+
+def _view_fix(config: Assembly101MultiviewConfig, view: str) -> str:
+  """What to do about an exo view whose vectors have another size than the
+  config's (and the other views')."""
+  return (
+    f"config {config.name!r} reads every view as {config.feature_dim}-D: "
+    f"re-extract view {view} with the backbone of the other views, or "
+    f"leave {view} out of exo_views (make_multiview_config(exo_views=...))"
+  )
 
 
 def _label_file(folder: str, video: str, required: bool = True) -> str | None:

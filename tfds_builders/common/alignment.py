@@ -2,13 +2,15 @@
 
 Small defects are repaired under the `RepairPolicy` (trimmed ends, filled
 interior gaps, zeroed non-finite rows) and reported; larger ones raise a
-`DataError` that names the recording, the file and the fix.
+`DataError` that names the recording, the file and the fix. Multi-view
+recordings (several exo cameras) are cut by `align_views`: a frame an exo
+view lacks is absent (presence 0, zero features), not repaired.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -39,11 +41,18 @@ class Loaded:
   `frame_origin + frame_step * i` (what error messages and `start_frame` show).
   Without "labels" every frame is unlabeled (-100); without "ego_labels" the
   ego view is scored with "labels".
+
+  Multi-view recordings leave "exo" out of `streams` and give `exo_views`
+  instead: one stream per exo view, in the config's view order, None where
+  the recording has no features of that view; `exo_view_ids` names the
+  camera of each view ("" for none).
   """
 
   streams: dict
   frame_origin: int = 0
   frame_step: int = 1
+  exo_views: list | None = None
+  exo_view_ids: list | None = None
 
 
 @dataclasses.dataclass
@@ -205,3 +214,130 @@ def check_finite(
     "nan_zeroed", len(rows), f"{name} ({source}): non-finite rows set to 0"
   )
   return values
+
+
+def align_views(
+  video_id: str,
+  streams: Mapping[str, Stream],
+  views: Sequence[Stream | None],
+  names: Sequence[str],
+  policy: RepairPolicy,
+  feature_dim: int,
+  report: Callable[[str, int, str], None],
+  origin: int = 0,
+  step: int = 1,
+  dtype=np.float32,
+) -> tuple[dict[str, np.ndarray], int]:
+  """Cuts a multi-view recording to one frame axis: `align` of `streams`
+  (ego, labels) and the exo views' union, every view then placed on it.
+
+  The exo views together stand for the "exo" stream of a single-view
+  recording: the range is where ego, labels and at least one view's extent
+  (first to last frame with features) overlap, trimmed within
+  `policy.max_trim_frames` as `align` does, so a recording whose views all
+  cover the same frames gets the single-view config's range and view 0 its
+  `exo`. Each view is then cut or padded to the range; the frames it lacks
+  there (before it starts, after it ends, missing inside, non-finite rows
+  zeroed under `policy.nan`) are absent: presence 0, features 0. Nothing is
+  filled.
+
+  Returns `align`'s arrays plus "exo_views" (K, T, D) in `dtype`,
+  "exo_present" (K, T) int32 and "exo" (view 0), and the first local frame.
+  Raises `MissingData("missing_view")` when no view has a frame, and a
+  `DataError` naming the view's file for features of another dimension.
+  """
+  extents = []
+  for name, s in zip(names, views):
+    if s is None:
+      extents.append(None)
+      continue
+    if s.values.ndim != 2 or s.values.shape[1] != feature_dim:
+      got = s.values.shape[-1] if s.values.ndim else 0
+      raise DataError(
+        f"{video_id}: exo view {name} features from {s.source} have shape "
+        f"{s.values.shape}, but the config reads every view as "
+        f"{feature_dim}-D (feature_dim={feature_dim}): re-extract this "
+        "view with the backbone of the other views, or remove its "
+        f"features to leave the view absent (if every view is {got}-D, "
+        f"use a config with feature_dim={got})"
+      )
+    found = (
+      np.arange(len(s.values))
+      if s.present is None
+      else np.flatnonzero(s.present)
+    )
+    extents.append(
+      (s.start + int(found[0]), s.start + int(found[-1]) + 1)
+      if len(found)
+      else None
+    )
+  seen = [e for e in extents if e is not None]
+  if not seen:
+    sources = [s.source for s in views if s is not None]
+    raise MissingData(
+      "missing_view",
+      f"{video_id}: none of its {len(names)} exo views "
+      f"({', '.join(names)}) has features"
+      + (f" ({'; '.join(sources)})" if sources else ""),
+    )
+  lo, hi = min(e[0] for e in seen), max(e[1] for e in seen)
+  union = Stream(
+    # Zero-strided: the union only lends its extent to `align`.
+    np.broadcast_to(
+      np.zeros((1, feature_dim), np.float32), (hi - lo, feature_dim)
+    ),
+    "; ".join(
+      f"{n}: {s.source}"
+      for n, s, e in zip(names, views, extents)
+      if e is not None
+    ),
+    lo,
+  )
+  arrays, start = align(
+    video_id,
+    {"exo": union, **streams},
+    policy,
+    feature_dim,
+    report,
+    origin,
+    step,
+  )
+  length = len(arrays["exo"])
+  stack = np.zeros((len(views), length, feature_dim), dtype)
+  present = np.zeros((len(views), length), np.int32)
+  for k, (name, s, extent) in enumerate(zip(names, views, extents)):
+    if extent is None:
+      continue
+    a, b = max(start, s.start), min(start + length, s.start + len(s.values))
+    if b <= a:
+      continue
+    values = np.asarray(s.values[a - s.start : b - s.start])
+    here = (
+      np.ones(b - a, bool)
+      if s.present is None
+      else np.asarray(s.present[a - s.start : b - s.start], bool)
+    )
+    finite = np.isfinite(values).all(axis=1)
+    if not finite[here].all():
+      rows = np.flatnonzero(here & ~finite)
+      check_finite(  # raises under nan="error"; else counted
+        video_id,
+        f"exo view {name}",
+        s.source,
+        values[rows],
+        policy,
+        report,
+        origin + step * (a + int(rows[0])),
+        step,
+      )
+      here &= finite
+    kept = np.asarray(values[here], dtype)
+    if not np.isfinite(kept).all():
+      raise DataError(
+        f"{video_id}: exo view {name} features from {s.source} exceed the "
+        f"{np.dtype(dtype).name} range; store them as float32"
+      )
+    stack[k, a - start : b - start][here] = kept
+    present[k, a - start : b - start] = here
+  arrays.update(exo_views=stack, exo_present=present, exo=stack[0])
+  return arrays, start

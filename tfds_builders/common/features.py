@@ -75,9 +75,12 @@ class LmdbViews:
     self._envs.clear()
 
   def read(
-    self, path: str, keys: Sequence[str], dim: int
+    self, path: str, keys: Sequence[str], dim: int, fix: str | None = None
   ) -> tuple[np.ndarray, np.ndarray]:
-    """(len(keys), dim) float32 features and the (len(keys),) mask of keys found."""
+    """(len(keys), dim) float32 features and the (len(keys),) mask of keys found.
+
+    A value of another size is a DataError naming the key; `fix` replaces its
+    advice (use a config with the data's dimension)."""
     out = np.zeros((len(keys), dim), np.float32)
     present = np.zeros(len(keys), bool)
     with self.env(path).begin(buffers=True) as txn:
@@ -89,7 +92,8 @@ class LmdbViews:
           raise DataError(
             f"{path}: key {key!r} holds {len(value)} bytes, a "
             f"{len(value) / 4:g}-D float32 vector, but the config declares "
-            f"feature_dim={dim}; use a config with the data's dimension"
+            f"feature_dim={dim}; "
+            + (fix or "use a config with the data's dimension")
           )
         vector = np.frombuffer(value, np.float32)
         out[i] = vector

@@ -19,7 +19,7 @@ import tensorflow_datasets as tfds
 
 from exo2ego_jax.data.constants import IGNORE_LABEL, SPLITS, VIEWS
 from tfds_builders.common.alignment import Recording, Stream, align
-from tfds_builders.common.alignment import check_finite
+from tfds_builders.common.alignment import align_views, check_finite
 from tfds_builders.common.annotations import Labels
 from tfds_builders.common.build_hooks import (
   BuildMessages,
@@ -36,12 +36,29 @@ STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
 def example_features(
-  feature_dim: int, storage_dtype: str
+  feature_dim: int, storage_dtype: str, num_views: int = 0
 ) -> tfds.features.FeaturesDict:
-  """The fields every real-data example has (those of `synthetic_sync` and more)."""
+  """The fields every real-data example has (those of `synthetic_sync` and more).
+
+  Multi-view configs (`num_views` K >= 2 exo views) add `exo_views` (K, T, D),
+  `exo_present` (K, T) int32 and `exo_view_ids` (the camera of each view,
+  comma-separated, "" where the recording has none); `exo` is view 0.
+  """
   dtype = STORAGE_DTYPES[storage_dtype]
+  views = {}
+  if num_views:
+    views = {
+      "exo_views": tfds.features.Tensor(
+        shape=(num_views, None, feature_dim), dtype=dtype
+      ),
+      "exo_present": tfds.features.Tensor(
+        shape=(num_views, None), dtype=np.int32
+      ),
+      "exo_view_ids": tfds.features.Text(),
+    }
   return tfds.features.FeaturesDict(
     {
+      **views,
       "exo": tfds.features.Tensor(shape=(None, feature_dim), dtype=dtype),
       "ego": tfds.features.Tensor(shape=(None, feature_dim), dtype=dtype),
       "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
@@ -112,24 +129,37 @@ class SyncFeatureBuilder(
   `summary`, `policy`), alignment, repairs and byte-deterministic
   serialization. `self.policy` is the repair policy in force: the config's,
   with the fields of `<manual_dir>/repair.json`.
+
+  Multi-view configs (`_exo_view_names` gives K >= 2 names) load every exo
+  view of a recording (`Loaded.exo_views`) into one example with
+  `exo_views` and `exo_present` (`align_views`), and name the views in
+  `metadata["exo_view_names"]`.
   """
 
   @abc.abstractmethod
   def _plan(self, manual_dir: str) -> Plan:
     """Reads annotations and lists the recordings of each split (no features yet)."""
 
+  def _exo_view_names(self) -> list[str] | None:
+    """The exo views of a multi-view config, in view order; None: one view."""
+    return None
+
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
+    names = self._exo_view_names()
+    metadata = {
+      "feature_dim": config.feature_dim,
+      "storage_dtype": config.storage_dtype,
+      "config": _jsonable(config),
+    }
+    if names:
+      metadata["exo_view_names"] = list(names)
     return self.dataset_info_from_configs(
-      features=example_features(config.feature_dim, config.storage_dtype),
-      supervised_keys=None,
-      metadata=tfds.core.MetadataDict(
-        {
-          "feature_dim": config.feature_dim,
-          "storage_dtype": config.storage_dtype,
-          "config": _jsonable(config),
-        }
+      features=example_features(
+        config.feature_dim, config.storage_dtype, len(names or ())
       ),
+      supervised_keys=None,
+      metadata=tfds.core.MetadataDict(metadata),
     )
 
   def _download_and_prepare(self, dl_manager, download_config=None):
@@ -199,6 +229,10 @@ class SyncFeatureBuilder(
       split,
       {"listed": len(recordings), "examples": 0, "skipped": 0, "frames": 0},
     )
+    names = self._exo_view_names()
+    if names:  # per view: examples it is in, frames it sees
+      summary["view_examples"] = [0] * len(names)
+      summary["view_frames"] = [0] * len(names)
     for recording in recordings:
       example = self._example(split, recording, len(classes))
       if example is None:
@@ -206,6 +240,11 @@ class SyncFeatureBuilder(
         continue
       summary["examples"] += 1
       summary["frames"] += int(len(example["labels"]))
+      if names:
+        seen = example["exo_present"].sum(axis=1)
+        for k, frames in enumerate(seen):
+          summary["view_examples"][k] += int(frames > 0)
+          summary["view_frames"][k] += int(frames)
       yield recording.video_id, example
     if not summary["examples"]:
       reasons = [
@@ -237,9 +276,25 @@ class SyncFeatureBuilder(
             report(kind, frames, detail)
           value = Stream(value.values, value.source, value.start)
         streams[name] = value
-      arrays, start = align(
-        video_id, streams, policy, config.feature_dim, report, origin, step
-      )
+      dtype = STORAGE_DTYPES[config.storage_dtype]
+      multiview = loaded.exo_views is not None
+      if multiview:
+        arrays, start = align_views(
+          video_id,
+          streams,
+          loaded.exo_views,
+          self._exo_view_names(),
+          policy,
+          config.feature_dim,
+          report,
+          origin,
+          step,
+          dtype,
+        )
+      else:
+        arrays, start = align(
+          video_id, streams, policy, config.feature_dim, report, origin, step
+        )
     except MissingData as e:
       field = "missing_view" if e.kind == "missing_view" else "empty"
       if getattr(policy, field) == "error":
@@ -250,8 +305,9 @@ class SyncFeatureBuilder(
       report(f"skipped_{e.kind}", 0, str(e))
       return None
     length = len(arrays["exo"])
-    dtype = STORAGE_DTYPES[config.storage_dtype]
     for view in VIEWS:
+      if view == "exo" and multiview:
+        continue  # the views were checked and cast by align_views
       source = streams[view].source
       values = check_finite(
         video_id,
@@ -279,11 +335,13 @@ class SyncFeatureBuilder(
         (arrays[name] < 0) | (arrays[name] >= num_classes)
       )
       if bad.any():
+        # a field without a stream of its own: name the exo (or ego) file
+        stream = streams.get(name) or streams.get("exo") or streams["ego"]
         raise DataError(
-          f"{video_id}: {name} ({streams.get(name, streams['exo']).source}) "
+          f"{video_id}: {name} ({stream.source}) "
           f"has ids outside 0..{num_classes - 1}"
         )
-    return {
+    example = {
       "exo": arrays["exo"],
       "ego": arrays["ego"],
       "labels": np.asarray(arrays["labels"], np.int32),
@@ -294,6 +352,17 @@ class SyncFeatureBuilder(
       "ego_view": recording.ego_view,
       "start_frame": np.int32(origin + step * start),
     }
+    if multiview:
+      ids = loaded.exo_view_ids or [""] * len(loaded.exo_views)
+      example.update(
+        exo_views=arrays["exo_views"],
+        exo_present=arrays["exo_present"],
+        exo_view_ids=",".join(
+          i if seen else ""
+          for i, seen in zip(ids, arrays["exo_present"].any(axis=1))
+        ),
+      )
+    return example
 
 
 def _jsonable(config: SyncConfig) -> dict:

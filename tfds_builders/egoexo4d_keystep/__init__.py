@@ -2,6 +2,10 @@
 
 # Relative import: `tfds build tfds_builders/egoexo4d_keystep` imports this folder as the
 # top-level package `egoexo4d_keystep`, tests import it as `tfds_builders.egoexo4d_keystep`.
-from .egoexo4d_keystep_dataset_builder import Builder, EgoExo4DConfig
+from .egoexo4d_keystep_dataset_builder import (
+  Builder,
+  EgoExo4DConfig,
+  EgoExo4DMultiviewConfig,
+)
 
-__all__ = ["Builder", "EgoExo4DConfig"]
+__all__ = ["Builder", "EgoExo4DConfig", "EgoExo4DMultiviewConfig"]

@@ -2,10 +2,12 @@
 
 Reads the released per-take, per-camera features (Omnivore video features by
 default: `features/omnivore_video/<take_uid>_<cam_id>_<stream_id>.pt`, or .npy)
-of one exo (GoPro) camera, or of every exo camera as separate examples, and of
-the ego (Aria) camera, and labels each feature step with the keystep segment
-annotations (`annotations/keystep_{train,val}.json`). Manual download; see
-README.md for the files and layout.
+of one exo (GoPro) camera, or of every exo camera as separate examples, or of
+every exo camera of a take as the views of one example (`omnivore_multi_exo`:
+`exo_views`, `exo_present`), and of the ego (Aria) camera, and labels each
+feature step with the keystep segment annotations
+(`annotations/keystep_{train,val}.json`). Manual download; see README.md for
+the files and layout.
 
 Reading, alignment and repairs live in `tfds_builders.common`.
 """
@@ -74,6 +76,40 @@ class EgoExo4DConfig(SyncConfig):
     self.scenarios = tuple(self.scenarios)
 
 
+@dataclasses.dataclass(eq=False)
+class EgoExo4DMultiviewConfig(EgoExo4DConfig):
+  """Every exo camera of a take as a view of one example.
+
+  Attributes:
+    exo_slots: K, the number of exo views (Ego-Exo4D takes have 4-5 GoPros).
+      View 0 is `exo_camera`'s camera (the take's best_exo, or a camera id);
+      views 1..K-1 are the take's other exo cameras (feature files whose
+      camera id does not start with `ego_camera`) in the order of their ids;
+      the views a take has no camera for are absent (`exo_present` 0,
+      features 0), as are the steps a camera's file lacks. A take needs its
+      Aria features and at least one exo camera's; a take with more than K
+      exo cameras is an error naming it.
+
+  Metadata `exo_view_names`: `exo_camera`, then `other1`..`other<K-1>`; each
+  example's `exo_view_ids` gives the camera of each view of its take.
+  """
+
+  exo_slots: int = 5
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.exo_camera == "all":
+      raise ValueError(
+        f"config {self.name!r}: exo_camera='all' makes one example per "
+        "camera; view 0 of a multi-view config is 'best_exo' or a camera id"
+      )
+    if self.exo_slots < 2:
+      raise ValueError(
+        f"config {self.name!r}: exo_slots must be >= 2 (one view: "
+        "EgoExo4DConfig)"
+      )
+
+
 class Builder(SyncFeatureBuilder):
   """Ego-Exo4D procedural takes: exo GoPro and ego Aria features, keystep labels."""
 
@@ -112,6 +148,16 @@ class Builder(SyncFeatureBuilder):
       description="MAWS CLIP 2B image features (2048-D, 30 steps/s, "
       "float16); exo = each take's best_exo camera.",
     ),
+    # Every exo camera of a take in one example (issue #20).
+    EgoExo4DMultiviewConfig(
+      name="omnivore_multi_exo",
+      feature_dim=1536,
+      exo_slots=5,
+      description="Omnivore video features; every exo camera of a take "
+      "as the views of one example (exo_views, K=5): view 0 = best_exo "
+      "(`exo`), views 1-4 = the take's other exo cameras by id, absent "
+      "where the take has fewer.",
+    ),
   ]
   DEFAULT_CONFIG_NAME = "omnivore_best_exo"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -125,6 +171,14 @@ class Builder(SyncFeatureBuilder):
   Optional: splits/{train,sync_pairs,validation,test}.txt (take uids or names),
   step_ids.txt (the class table: one step_unique_id per line).
   """
+
+  def _exo_view_names(self) -> list[str] | None:
+    config = self.builder_config
+    if isinstance(config, EgoExo4DMultiviewConfig):
+      return [config.exo_camera] + [
+        f"other{k}" for k in range(1, config.exo_slots)
+      ]
+    return None
 
   def _plan(self, manual_dir: str) -> Plan:
     config = self.builder_config
@@ -241,6 +295,50 @@ class Builder(SyncFeatureBuilder):
     take, _, annotation_path = entry
     name = take.get("take_name", uid)
     ego = _camera_files(feature_dir, uid, config.ego_camera + "*")
+    if isinstance(config, EgoExo4DMultiviewConfig):
+      main = (
+        best_exo.get(uid)
+        if config.exo_camera == "best_exo"
+        else config.exo_camera
+      )
+      others = sorted(
+        {
+          c
+          for c in _cameras(feature_dir, uid)
+          if not c.startswith(config.ego_camera) and c != main
+        }
+      )
+      if len(others) > config.exo_slots - 1:
+        cameras = sorted(set(others) | ({main} if main else set()))
+        raise DataError(
+          f"take {name} ({uid}) has {len(cameras)} exo cameras in "
+          f"{feature_dir} ({', '.join(cameras)}), more than the "
+          f"{config.exo_slots} views of config {config.name!r}: build a "
+          f"config with exo_slots={len(others) + 1} "
+          "(EgoExo4DMultiviewConfig), or drop the take from the split lists"
+        )
+      slots = [main] + others + [None] * (config.exo_slots - 1 - len(others))
+      return [
+        Recording(
+          name,
+          uid,
+          str(main or ""),
+          config.ego_camera,
+          _views_loader(
+            config,
+            uid,
+            name,
+            slots,
+            feature_dir,
+            ego,
+            take,
+            annotation_path,
+            step_classes,
+            table,
+            self.policy,
+          ),
+        )
+      ]
     if config.exo_camera == "all":
       cameras = sorted(
         {
@@ -340,35 +438,15 @@ def _loader(
       ego_files, f"ego {config.ego_camera}*", video_id, feature_dir
     )
     exo, ego = load_feature_file(exo_path), load_feature_file(ego_path)
-    segments = []
-    for number, segment in enumerate(take.get("segments", []), 1):
-      try:
-        start, end = float(segment["start_time"]), float(segment["end_time"])
-      except (KeyError, TypeError, ValueError):
-        raise DataError(
-          f"{annotation_path}: take {uid} segment {number} lacks "
-          "numeric start_time/end_time"
-        ) from None
-      first = max(_step_at(start, config), 0)
-      last = max(_step_at(end, config), first)
-      segments.append(
-        Segment(first, last, str(segment.get("step_unique_id")), number)
-      )
-    source = f"{annotation_path} take {uid}"
-    length = max([len(exo), len(ego)] + [s.end for s in segments])
-    if segments:  # frames no keystep covers are background (class 0)
-      labels = segments_to_labels(
-        segments,
-        step_classes,
-        source=source,
-        class_table=table,
-        policy=policy,
-        start=0,
-        length=length,
-        gap_label=0,
-      )
-    else:
-      labels = Labels(np.zeros(length, np.int32), 0, source)
+    segments = _segments(config, uid, take, annotation_path)
+    labels = _labels(
+      segments,
+      max([len(exo), len(ego)] + [s.end for s in segments]),
+      f"{annotation_path} take {uid}",
+      step_classes,
+      table,
+      policy,
+    )
     return Loaded(
       {
         "exo": Stream(exo, exo_path),
@@ -378,6 +456,92 @@ def _loader(
     )
 
   return load
+
+
+def _views_loader(
+  config,
+  uid,
+  video_id,
+  slots,
+  feature_dir,
+  ego_files,
+  take,
+  annotation_path,
+  step_classes,
+  table,
+  policy,
+):
+  """Loads a take's exo cameras as views (None where a slot has no camera or
+  the camera no feature file), its Aria features and its labels."""
+
+  def load() -> Loaded:
+    views = []
+    for camera in slots:
+      files = (
+        _camera_files(feature_dir, uid, glob.escape(camera)) if camera else []
+      )
+      if not files:
+        views.append(None)
+        continue
+      path = _one_file(files, f"exo {camera}", video_id, feature_dir)
+      views.append(Stream(load_feature_file(path), path))
+    ego_path = _one_file(
+      ego_files, f"ego {config.ego_camera}*", video_id, feature_dir
+    )
+    ego = load_feature_file(ego_path)
+    segments = _segments(config, uid, take, annotation_path)
+    lengths = [len(v.values) for v in views if v is not None]
+    labels = _labels(
+      segments,
+      max(lengths + [len(ego)] + [s.end for s in segments]),
+      f"{annotation_path} take {uid}",
+      step_classes,
+      table,
+      policy,
+    )
+    return Loaded(
+      {"ego": Stream(ego, ego_path), "labels": labels},
+      exo_views=views,
+      exo_view_ids=[camera or "" for camera in slots],
+    )
+
+  return load
+
+
+def _segments(config, uid, take, annotation_path) -> list[Segment]:
+  """A take's keystep segments, in feature steps."""
+  segments = []
+  for number, segment in enumerate(take.get("segments", []), 1):
+    try:
+      start, end = float(segment["start_time"]), float(segment["end_time"])
+    except (KeyError, TypeError, ValueError):
+      raise DataError(
+        f"{annotation_path}: take {uid} segment {number} lacks "
+        "numeric start_time/end_time"
+      ) from None
+    first = max(_step_at(start, config), 0)
+    last = max(_step_at(end, config), first)
+    segments.append(
+      Segment(first, last, str(segment.get("step_unique_id")), number)
+    )
+  return segments
+
+
+def _labels(segments, length, source, step_classes, table, policy) -> Labels:
+  """Per-step labels of `length` steps; steps no keystep covers are
+  background (class 0)."""
+  if not segments:
+    return Labels(np.zeros(length, np.int32), 0, source)
+  return segments_to_labels(
+    segments,
+    step_classes,
+    source=source,
+    class_table=table,
+    policy=policy,
+    start=0,
+    length=length,
+    gap_label=0,
+  )
 
 
 def _step_at(seconds: float, config: EgoExo4DConfig) -> int:
