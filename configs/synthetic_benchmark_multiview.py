@@ -6,9 +6,11 @@
 On `synthetic_sync/multiview` (the default world seen by K = 4 exo cameras,
 each absent during stretches of its own), seeds 0, 1, 2: the single-view
 rows as in the main study (exo_only and distill_model use exo view 0, the
-`exo` field), the multi-view teacher and its students, all scored on the
-ego view of the test split; the teacher ensemble's reference rows (each
-exo view and the views' ensemble on test/exo); and a sweep of
+`exo` field), the multi-view teacher and its students, one teacher per
+view (exo_only is view 0's) and their student, all scored on the ego view
+of the test split; the teachers' reference rows (the shared teacher on each
+exo view and as the views' ensemble, each per-view teacher on its view, on
+test/exo); and a sweep of
 distill_multiview over the number of views used (1, 2, 4 = K: sweep.png).
 """
 
@@ -29,6 +31,11 @@ def get_config():
     "distill_multiview",
     "distill_multiview_confidence",
     "sync_pseudo_label_vote",
+    # One teacher per view (view 0's is exo_only) and their student.
+    "exo_view1",
+    "exo_view2",
+    "exo_view3",
+    "distill_multiview_per_view",
   )
   config.method_configs = ml_collections.ConfigDict(
     {
@@ -41,6 +48,12 @@ def get_config():
         "configs/synthetic_distill_multiview_confidence.py"
       ),
       "sync_pseudo_label_vote": "configs/synthetic_sync_pseudo_label_vote.py",
+      "exo_view1": "configs/synthetic_exo_view.py",
+      "exo_view2": "configs/synthetic_exo_view.py",
+      "exo_view3": "configs/synthetic_exo_view.py",
+      "distill_multiview_per_view": (
+        "configs/synthetic_distill_multiview_per_view.py"
+      ),
     }
   )
   # Teachers other than config.teacher's, per method: the multi-view rows
@@ -50,16 +63,31 @@ def get_config():
       "distill_multiview": "exo_multiview",
       "distill_multiview_confidence": "exo_multiview",
       "sync_pseudo_label_vote": "exo_multiview",
+      # A row per view, in view order: multiview.teachers.
+      "distill_multiview_per_view": (
+        "exo_only",
+        "exo_view1",
+        "exo_view2",
+        "exo_view3",
+      ),
     }
   )
   # num_views=4 (= K, every view) as the sweep's last point, so that the
   # sweep reuses the distill_multiview runs.
   config.overrides = ml_collections.ConfigDict(
-    {"distill_multiview": {"multiview": {"num_views": 4}}}
+    {
+      "distill_multiview": {"multiview": {"num_views": 4}},
+      **{f"exo_view{k}": {"multiview": {"view": k}} for k in (1, 2, 3)},
+    }
   )
   # Teacher runs also scored on every exo view of the test split and as
   # the views' ensemble (reference rows).
-  config.multiview_references = ("exo_multiview",)
+  config.multiview_references = (
+    "exo_multiview",
+    "exo_view1",
+    "exo_view2",
+    "exo_view3",
+  )
   config.sweep = ml_collections.ConfigDict()
   config.sweep.method = "distill_multiview"
   config.sweep.key = "multiview.num_views"

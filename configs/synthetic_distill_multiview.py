@@ -23,6 +23,13 @@ def get_config():
   config.multiview = ml_collections.ConfigDict()
   # The first num_views exo views of the dataset (None: every view).
   config.multiview.num_views = ml_collections.config_dict.placeholder(int)
+  # View k alone (None: the num_views above), e.g. the published method on
+  # view k with the multi-view teacher.
+  config.multiview.view = ml_collections.config_dict.placeholder(int)
+  # One teacher workdir per view used, in view order (None: the teacher of
+  # config.teacher_workdir on every view); the first must be
+  # config.teacher_workdir (configs/synthetic_distill_multiview_per_view.py).
+  config.multiview.teachers = ml_collections.config_dict.placeholder(tuple)
   # "mean" of the present views' logits, or "confidence": weighted by each
   # view's 1 - entropy / log(classes) per step.
   config.multiview.combine = "mean"

@@ -27,4 +27,7 @@ def get_config():
   config.multiview = ml_collections.ConfigDict()
   # The first num_views exo views of the dataset (None: every view).
   config.multiview.num_views = ml_collections.config_dict.placeholder(int)
+  # View k alone (None: the num_views above): one teacher per view
+  # (configs/synthetic_exo_view.py).
+  config.multiview.view = ml_collections.config_dict.placeholder(int)
   return config

@@ -49,7 +49,19 @@ def test_benchmark_configs_name_every_run(path, monkeypatch):
       assert config.dataset.name == bench.dataset_name
     if registry.get(config.mode).loads_teacher:
       teacher = (bench.get("teachers") or {}).get(method, bench.teacher)
-      assert config.teacher_workdir.endswith(os.path.join(teacher, "seed1"))
+      per_view = isinstance(teacher, (tuple, list))  # a teacher per view
+      teachers = tuple(teacher) if per_view else (teacher,)
+      assert config.teacher_workdir.endswith(os.path.join(teachers[0], "seed1"))
+      if per_view:
+        assert [os.path.dirname(w) for w in config.multiview.teachers] == [
+          os.path.join(os.path.dirname(os.path.dirname(workdir)), t)
+          for t in teachers
+        ]
+      # Teachers are rows, trained before their students.
+      for t in teachers:
+        assert t in bench.methods, (t, row)
+        if method in bench.methods:
+          assert bench.methods.index(t) < bench.methods.index(method), row
     assert workdir not in workdirs or point is not None, row
     workdirs.add(workdir)
   assert bench.teacher in bench.methods

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -17,6 +18,7 @@ from exo2ego_jax.data import synthetic
 from exo2ego_jax.data.constants import IGNORE_LABEL
 from exo2ego_jax.methods import distill_multiview
 from exo2ego_jax.training import trainer
+from conftest import ListSource
 from conftest import tiny_config
 
 MULTI = synthetic.TINY_MULTIVIEW
@@ -271,3 +273,98 @@ def test_a_causal_student_is_refused_in_one_line(multiview_info, tmp_path):
     "rates; config.model.name='causal_tcn' is not supported: use c2f_tcn, "
     "or distill_model for a causal student"
   )
+
+
+def _teacher_run(workdir, config, info, seed: int) -> dict:
+  """A teacher workdir: its config.json and a best checkpoint of random
+  C2F-TCN variables (`seed`); returns the variables."""
+  from exo2ego_jax.runtime import checkpoints  # pylint: disable=g-import-not-at-top
+
+  workdir.mkdir()
+  (workdir / "config.json").write_text(config.to_json())
+  method = trainer.build_mode(config, info)
+  x, mask = jnp.zeros((1, 8, 16)), jnp.ones((1, 8))
+  variables = jax.jit(method.model.init)(jax.random.key(seed), x, mask)
+  ckpt = checkpoints.RunCheckpoints(str(workdir), "f1@25")
+  ckpt.save(1, {"step": jnp.int32(1), **variables}, {"f1@25": 1.0})
+  ckpt.close()
+  return variables
+
+
+def test_one_teacher_per_view_each_on_its_own_view(multiview_info, tmp_path):
+  """distill_multiview with multiview.teachers runs teacher k on view k
+  (exo_only's teacher is view 0's; exo_multiview with multiview.view = k
+  view k's), and refuses, in one line, teachers that do not match."""
+  teachers, variables = [], []
+  for k in range(3):
+    config = (
+      _config("exo_supervised") if k == 0 else _config("exo_multiview", view=k)
+    )
+    teachers.append(tmp_path / f"teacher{k}")
+    variables.append(_teacher_run(teachers[k], config, multiview_info, k))
+  dirs = tuple(str(t) for t in teachers)
+  config = _config("distill_multiview", dirs[0], num_views=2, teachers=dirs[:2])
+  method = trainer.build_mode(config, multiview_info)
+  assert method.view_teachers == 2 and method.views == (0, 1)
+  loaded = {}
+  frozen = trainer.load_frozen(config, multiview_info, method, loaded)
+  assert sorted(loaded) == ["teacher", "teacher_view1"]
+  rng = np.random.default_rng(0)
+  exo = jnp.asarray(rng.normal(size=(2, 2, 32, 16)), jnp.float32)
+  mask = jnp.ones((2, 32)).at[1, 20:].set(0.0)
+  outputs = jax.jit(method.teacher_outputs)(frozen, exo, mask)
+  logits = np.asarray(outputs["logits"]).reshape(2, 2, 32, -1)
+  apply = jax.jit(lambda v, x: method.model.apply(v, x, mask, train=False))
+  for k in range(2):
+    want = apply(variables[k], exo[:, k])["logits"]
+    np.testing.assert_allclose(logits[:, k], want, atol=1e-5)
+  assert not np.allclose(logits[:, 1], apply(variables[0], exo[:, 1])["logits"])
+  # Teachers that do not match the views: one line each.
+  bad = [
+    (dirs, "lists 3 teachers for 2 exo views (exo0, exo1): give one"),
+    (
+      (dirs[0], dirs[2]),
+      f"teacher {dirs[2]} was trained on exo views (exo2) but "
+      "config.multiview.teachers gives it view exo1 of dataset "
+      "synthetic_sync/tiny_multiview: list each view's teacher in view order",
+    ),
+    (
+      (dirs[1], dirs[0]),
+      f"config.teacher_workdir={dirs[0]} is not config.multiview.teachers[0]="
+      f"{dirs[1]}: set it to the first view's teacher (the student starts "
+      "from it)",
+    ),
+  ]
+  for listed, message in bad:
+    config = _config("distill_multiview", dirs[0], num_views=2, teachers=listed)
+    with pytest.raises(ValueError) as error:
+      trainer.build_mode(config, multiview_info)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_one_view_teacher_trains_validates_and_tests_on_its_view(
+  multiview_info,
+):
+  method = trainer.build_mode(_config("exo_multiview", view=2), multiview_info)
+  assert method.views == (2,)
+  source = ListSource([_recording()] * 2)
+  item = method.train_source(None, source, None, None)[1]
+  np.testing.assert_array_equal(item["exo"], _recording()["exo_views"][2])
+  assert item["labels"][4] == IGNORE_LABEL  # view 2 misses frame 4
+  evaluated = method.data_sources({"test": source})["test"][0]
+  np.testing.assert_array_equal(evaluated["exo"], _recording()["exo_views"][2])
+  np.testing.assert_array_equal(evaluated["labels"], _recording()["labels"])
+  assert method.data_sources({"test": source})["test"] is not source
+  view0 = trainer.build_mode(_config("exo_multiview", view=0), multiview_info)
+  assert view0.data_sources({"test": source})["test"] is source
+  for bad in (
+    _config("exo_multiview", view=4),
+    _config("exo_multiview", view=1, num_views=2),
+  ):
+    with pytest.raises(ValueError) as error:
+      trainer.build_mode(bad, multiview_info)
+    assert str(error.value).startswith(
+      f"config.multiview.view={bad.multiview.view} but dataset "
+      "synthetic_sync/tiny_multiview has 4 exo views (exo0, exo1, exo2, "
+      "exo3): use 0 to 3, and leave config.multiview.num_views unset"
+    )

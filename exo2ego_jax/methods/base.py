@@ -118,6 +118,20 @@ class Method:
 
   # ----- Hooks of a run (defaults: a supervised C2F-TCN). -----
 
+  def data_sources(self, sources: dict) -> dict:
+    """The dataset's splits as the run reads them for training, validation
+    and testing (e.g. another exo view as `exo`)."""
+    return sources
+
+  def frozen_parts(
+    self, config: ml_collections.ConfigDict, info, loaded: dict
+  ) -> dict:
+    """Frozen parts beyond the teacher and adapter (e.g. more teachers),
+    each restored with `runtime.frozen.restore(workdir, loaded, role)`
+    under its role as key."""
+    del config, info, loaded
+    return {}
+
   def train_source(
     self, frozen: dict, source, config: ml_collections.ConfigDict, workdir: str
   ):

@@ -13,6 +13,12 @@ mean weighted by each view's confidence 1 - H(p) / log C. Steps no view
 sees are not trained on (logged as `unseen_steps`). Both read
 `config.multiview` (absent: every view, mean); on a single-view dataset
 they are exo_supervised and distill_model.
+
+One teacher per view instead of the shared one: exo_multiview with
+`config.multiview.view = k` trains (and is validated and tested) on view k
+alone, and distill_multiview with `config.multiview.teachers` (one teacher
+workdir per view used, in view order; the first is config.teacher_workdir,
+the one the student starts from) runs teacher k on view k.
 """
 
 from __future__ import annotations
@@ -49,14 +55,27 @@ def options(config: ml_collections.ConfigDict) -> dict:
   section = config.get("multiview") or {}
   return {
     "num_views": section.get("num_views", None),  # None: every view
+    "view": section.get("view", None),  # one view k alone (None: see above)
     "combine": section.get("combine", "mean"),
+    # One teacher workdir per view used (empty: config.teacher_workdir's
+    # teacher on every view).
+    "teachers": tuple(section.get("teachers", None) or ()),
   }
 
 
 def used_views(config: ml_collections.ConfigDict, info) -> tuple[int, ...]:
-  """Indices of the dataset's exo views a run uses (the first num_views)."""
-  count = options(config)["num_views"]
+  """Indices of the dataset's exo views a run uses: view k alone
+  (multiview.view), else the first num_views (None: all)."""
+  count, view = options(config)["num_views"], options(config)["view"]
   names = info.exo_views
+  if view is not None:
+    if count is not None or not 0 <= int(view) < len(names):
+      raise ValueError(
+        f"config.multiview.view={view} but dataset {info.name} has "
+        f"{len(names)} exo views ({', '.join(names)}): use 0 to "
+        f"{len(names) - 1}, and leave config.multiview.num_views unset"
+      )
+    return (int(view),)
   if count is None:
     return tuple(range(len(names)))
   if not 1 <= int(count) <= len(names):
@@ -84,6 +103,22 @@ class SelectedViews:
     example = dict(self.source[index])
     for key in (input_pipeline.EXO_VIEWS, input_pipeline.EXO_PRESENT):
       example[key] = np.asarray(example[key])[self.views]
+    return example
+
+
+class ViewAsExo:
+  """A multi-view source whose `exo` is view k (labels as they are): what
+  a one-view teacher is validated and tested on."""
+
+  def __init__(self, source, view: int):
+    self.source, self.view = source, int(view)
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict:
+    example = dict(self.source[index])
+    example["exo"] = np.asarray(example[input_pipeline.EXO_VIEWS][self.view])
     return example
 
 
@@ -136,11 +171,22 @@ class ExoMultiview(supervised.Supervised):
     del frozen, config, workdir
     return ViewsAsRecordings(source, self.views) if self.multiview else source
 
+  def data_sources(self, sources: dict) -> dict:
+    """A one-view teacher (multiview.view = k) is validated and tested on
+    view k as `exo`."""
+    if not self.multiview or self.views[0] == 0 or len(self.views) > 1:
+      return sources
+    return {split: ViewAsExo(s, self.views[0]) for split, s in sources.items()}
 
-def teacher_views(config: ml_collections.ConfigDict, info) -> tuple[str, ...]:
-  """Names of the exo views the run's teacher was trained on, from its
-  config.json (None when there is none yet: loading it says so)."""
-  path = os.path.join(config.teacher_workdir or "", "config.json")
+
+def teacher_views(
+  config: ml_collections.ConfigDict, info, workdir: str | None = None
+) -> tuple[str, ...]:
+  """Names of the exo views a teacher run (`workdir`, default the run's
+  config.teacher_workdir) was trained on, from its config.json (None when
+  there is none yet: loading it says so)."""
+  workdir = config.teacher_workdir if workdir is None else workdir
+  path = os.path.join(workdir or "", "config.json")
   if not os.path.exists(path):
     return None
   teacher = ml_collections.ConfigDict(workdir_lib.read_json(path, "retrain it"))
@@ -159,16 +205,42 @@ def teacher_views(config: ml_collections.ConfigDict, info) -> tuple[str, ...]:
 
 
 def check_teacher_views(config: ml_collections.ConfigDict, info) -> None:
-  """Every view the student combines must be one its teacher learnt."""
-  learnt = teacher_views(config, info)
+  """Every view the student combines must be one its teacher learnt (with
+  one teacher per view: view k one that teacher k learnt)."""
   wanted = tuple(info.exo_views[k] for k in used_views(config, info))
-  if learnt is not None and not set(wanted) <= set(learnt):
+  teachers = options(config)["teachers"]
+  if not teachers:
+    learnt = teacher_views(config, info)
+    if learnt is not None and not set(wanted) <= set(learnt):
+      raise ValueError(
+        f"teacher {config.teacher_workdir} was trained on exo views "
+        f"({', '.join(learnt)}) but dataset {info.name} gives this run views "
+        f"({', '.join(wanted)}): train the teacher with mode exo_multiview "
+        "on this dataset, or lower config.multiview.num_views"
+      )
+    return
+  if len(teachers) != len(wanted):
     raise ValueError(
-      f"teacher {config.teacher_workdir} was trained on exo views "
-      f"({', '.join(learnt)}) but dataset {info.name} gives this run views "
-      f"({', '.join(wanted)}): train the teacher with mode exo_multiview "
-      "on this dataset, or lower config.multiview.num_views"
+      f"config.multiview.teachers lists {len(teachers)} teachers for "
+      f"{len(wanted)} exo views ({', '.join(wanted)}): give one teacher "
+      "workdir per view used, in view order"
     )
+  if os.path.abspath(teachers[0]) != os.path.abspath(
+    config.teacher_workdir or ""
+  ):
+    raise ValueError(
+      f"config.teacher_workdir={config.teacher_workdir} is not "
+      f"config.multiview.teachers[0]={teachers[0]}: set it to the first "
+      "view's teacher (the student starts from it)"
+    )
+  for view, workdir in zip(wanted, teachers):
+    learnt = teacher_views(config, info, workdir)
+    if learnt is not None and view not in learnt:
+      raise ValueError(
+        f"teacher {workdir} was trained on exo views ({', '.join(learnt)}) "
+        f"but config.multiview.teachers gives it view {view} of dataset "
+        f"{info.name}: list each view's teacher in view order"
+      )
 
 
 def pooled_weights(weights: jax.Array, factor: int, length: int) -> jax.Array:
@@ -207,6 +279,8 @@ class DistillMultiview(distillation.Distillation):
   views: tuple[int, ...] = (0,)
   multiview: bool = False
   combine: str = "mean"
+  # Number of per-view teachers (0: the shared teacher on every view).
+  view_teachers: int = 0
 
   @property
   def input_views(self) -> tuple[str, ...]:
@@ -242,7 +316,24 @@ class DistillMultiview(distillation.Distillation):
       "views": used_views(config, info),
       "multiview": is_multiview(info),
       "combine": options(config)["combine"],
+      "view_teachers": len(options(config)["teachers"]),
     }
+
+  def frozen_parts(self, config, info, loaded: dict) -> dict:
+    """The teachers of views 2, 3, ... (per-view teachers; the first is
+    the run's `teacher`), frozen as `teacher_view1`, ..."""
+    from exo2ego_jax.runtime import frozen as frozen_lib  # pylint: disable=g-import-not-at-top
+    from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
+
+    parts = {}
+    for k, workdir in enumerate(options(config)["teachers"][1:], 1):
+      state = frozen_lib.restore(workdir, loaded, f"teacher_view{k}")
+      parts[f"teacher_view{k}"] = {
+        "params": state["params"],
+        "batch_stats": state["batch_stats"],
+      }
+      trainer.check_teacher(parts[f"teacher_view{k}"], config, info, self)
+    return parts
 
   def train_source(self, frozen, source, config, workdir):
     del frozen, config, workdir
@@ -261,14 +352,9 @@ class DistillMultiview(distillation.Distillation):
     mask = batch["mask"]
     outputs, updates, _ = self.train_forward(params, state, batch)
     exo, present = self.view_stack(batch)
-    b, k, t, d = exo.shape
-    teacher = self.teacher_net.apply(
-      state["frozen"]["teacher"],
-      exo.reshape(b * k, t, d),
-      jnp.repeat(mask, k, axis=0),
-      train=False,
+    teacher = jax.tree.map(
+      jax.lax.stop_gradient, self.teacher_outputs(state["frozen"], exo, mask)
     )
-    teacher = jax.tree.map(jax.lax.stop_gradient, teacher)
     student, masks = distillation.selected_heads(outputs, self.distill_heads)
     targets, seen, unseen = self.view_targets(teacher, present, mask)
     masks = [mask if m is None else m for m in masks]
@@ -278,6 +364,29 @@ class DistillMultiview(distillation.Distillation):
     )
     logs = {"head_mse": loss, "unseen_steps": unseen}
     return loss, (updates["batch_stats"], logs)
+
+  def teacher_outputs(
+    self, frozen: dict, exo: jax.Array, mask: jax.Array
+  ) -> dict:
+    """The teacher's outputs on each view of (B, K, T, D) `exo`, as one
+    batch of B * K windows (view-major within a recording): the shared
+    teacher on all of them, or teacher k on view k."""
+    b, k, t, d = exo.shape
+    if not self.view_teachers:
+      return self.teacher_net.apply(
+        frozen["teacher"],
+        exo.reshape(b * k, t, d),
+        jnp.repeat(mask, k, axis=0),
+        train=False,
+      )
+    keys = ["teacher"] + [f"teacher_view{v}" for v in range(1, k)]
+    outputs = [
+      self.teacher_net.apply(frozen[key], exo[:, v], mask, train=False)
+      for v, key in enumerate(keys)
+    ]
+    return jax.tree.map(
+      lambda *xs: jnp.stack(xs, 1).reshape(b * k, *xs[0].shape[1:]), *outputs
+    )
 
   def view_targets(
     self, teacher: dict, present: jax.Array, mask: jax.Array
@@ -351,9 +460,10 @@ def vote_labels(mode, teacher: dict, source, config) -> dict[str, np.ndarray]:
 def ensemble_scores(
   config: ml_collections.ConfigDict, workdir: str, split: str
 ) -> dict[str, dict]:
-  """A teacher run scored on each exo view of `split` and as the views'
-  ensemble (mean probabilities over the views present per frame; frames no
-  view sees: the mean of all): {"exo0": summary, ..., "ensemble": summary}."""
+  """A teacher run scored on each exo view it uses of `split` and, with
+  several, as the views' ensemble (mean probabilities over the views
+  present per frame; frames no view sees: the mean of all):
+  {"exo0": summary, ..., "ensemble": summary}."""
   from exo2ego_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.evaluation import metrics  # pylint: disable=g-import-not-at-top
@@ -378,16 +488,17 @@ def ensemble_scores(
       background_classes=info.background_classes,
       background_policy=config.background_policy,
     )
-    for name in [*names, "ensemble"]
+    for name in [*names, "ensemble"][: len(names) + (len(names) > 1)]
   }
   source = sources[split]
   for i in range(len(source)):
     example = source[i]
     views = np.asarray(example[input_pipeline.EXO_VIEWS], np.float32)
     present = np.asarray(example[input_pipeline.EXO_PRESENT], np.float32)
+    used = used_views(config, info)
     probs = evaluator.predict_recordings(
       predict,
-      [views[k] for k in range(len(names))],
+      [views[k] for k in used],
       trainer.eval_chunk_sizes(config),
       config.data.max_frames,
       config.data.eval_batch_size,
@@ -397,8 +508,9 @@ def ensemble_scores(
     video = evaluator.decode_id(example["video_id"])
     for name, p in zip(names, probs):
       scores[name].add(video, p.argmax(-1), labels)
-    w = present[: len(names)]
+    w = present[list(used)]
     w = np.where(w.sum(0, keepdims=True) > 0, w, 1.0)[..., None]
     mean = (w * probs).sum(0) / w.sum(0)
-    scores["ensemble"].add(video, mean.argmax(-1), labels)
+    if "ensemble" in scores:
+      scores["ensemble"].add(video, mean.argmax(-1), labels)
   return {name: s.summary() for name, s in scores.items()}

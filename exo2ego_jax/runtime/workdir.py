@@ -42,6 +42,8 @@ ADDED_FIELDS = {
   "sync.folds": 2,
   "sync.holdout": None,
   "model.name": "c2f_tcn",
+  "multiview.view": None,
+  "multiview.teachers": None,
 }
 
 

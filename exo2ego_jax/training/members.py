@@ -43,7 +43,12 @@ from exo2ego_jax.training import loop
 from exo2ego_jax.training import trainer
 
 # The config fields members may differ in.
-MEMBER_FIELDS = ("seed", "teacher_workdir", "adapter_workdir")
+MEMBER_FIELDS = (
+  "seed",
+  "teacher_workdir",
+  "adapter_workdir",
+  "multiview.teachers",  # per-view teachers (methods/distill_multiview.py)
+)
 
 
 def check_alike(configs) -> None:
@@ -132,6 +137,7 @@ def _run(configs, workdirs, allow_config_change, preemption, profile):
       config.dataset.name, config.dataset.data_dir
     )
   mode = trainer.build_mode(config, info)
+  sources = mode.data_sources(sources)
   loaded = [{} for _ in members]
   with profile.part("checkpoints"):
     frozen = [

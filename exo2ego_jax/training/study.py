@@ -56,6 +56,11 @@ def method_config(
   needs = registry.get(config.mode)
   if needs.loads_teacher:
     teacher = (bench.get("teachers") or {}).get(method, bench.teacher)
+    if isinstance(teacher, (tuple, list)):  # one teacher row per exo view
+      config.multiview.teachers = tuple(
+        os.path.join(root, row, f"seed{seed}") for row in teacher
+      )
+      teacher = teacher[0]
     config.teacher_workdir = os.path.join(root, teacher, f"seed{seed}")
   if needs.loads_adapter:
     config.adapter_workdir = os.path.join(root, bench.adapter, f"seed{seed}")

@@ -236,6 +236,7 @@ def load_frozen(
       config.adapter_workdir, loaded, "adapter"
     )
     frozen["adapter"] = adapter_state["params"]
+  frozen.update(mode.frozen_parts(config, info, loaded))
   return frozen
 
 
@@ -610,6 +611,7 @@ def _run(
       config.dataset.name, config.dataset.data_dir
     )
   mode = build_mode(config, info)
+  sources = mode.data_sources(sources)
   loaded = {}
   with profile.part("checkpoints"):
     frozen = load_frozen(config, info, mode, loaded)
@@ -874,6 +876,7 @@ def evaluate_run(
     else eval_chunk_sizes(config)
   )
   mode = build_mode(config, info)
+  sources = mode.data_sources(sources)
   step, state = checkpoints.restore_state(workdir, which)
   if frozen_lib.STATE_KEY not in state:  # re-attach, unless an older layout
     loaded = {}
