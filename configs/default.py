@@ -171,6 +171,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.teacher_workdir = config_dict.placeholder(str)
   # Run directory of a distill_feature run whose adapter distill_both uses.
   config.adapter_workdir = config_dict.placeholder(str)
+  # Run directory a distilled student of another network than its teacher's
+  # (a causal one) starts from, e.g. the causal exo-only run; None: fresh.
+  config.student_init_workdir = config_dict.placeholder(str)
   # Progress on stderr: a bar on a terminal, else a line a minute.
   config.progress = True
   return config

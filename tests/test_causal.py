@@ -197,3 +197,45 @@ def test_offline_runs_and_adapter_modes_are_refused(
   config.model.name = "lstm"
   with pytest.raises(ValueError, match="config.model.name='lstm' is unknown"):
     trainer.build_mode(config, info)
+
+
+def test_a_causal_student_can_start_from_a_causal_run(
+  student_dir, teacher_dir, tiny_data_dir, make_config
+):
+  """config.student_init_workdir: the student starts from that run's
+  network (e.g. the causal exo-only run), recorded as a frozen part; a run
+  of another network, or a student that starts from its teacher anyway,
+  is refused in one line."""
+  from exo2ego_jax.runtime import checkpoints
+
+  workdir, config, _ = student_dir
+  info = datasets.open_dataset("synthetic_sync/tiny", tiny_data_dir)[0]
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.student_init_workdir = workdir
+  mode = trainer.build_mode(config, info)
+  loaded = {}
+  frozen = trainer.load_frozen(config, info, mode, loaded)
+  assert sorted(loaded) == ["student_init", "teacher"]
+  params, batch_stats = mode.init_params(
+    jax.random.key(0), frozen, info.feature_dim
+  )
+  _, trained = checkpoints.restore_state(workdir)
+  for got, want in zip(
+    jax.tree.leaves((params, batch_stats)),
+    jax.tree.leaves((trained["params"], trained["batch_stats"])),
+  ):
+    np.testing.assert_array_equal(got, want)
+  config.student_init_workdir = teacher_dir  # a C2F-TCN run
+  with pytest.raises(ValueError) as error:
+    trainer.load_frozen(config, info, mode, {})
+  assert str(error.value) == (
+    f"config.student_init_workdir={teacher_dir} holds another network than "
+    "this run's student (config.model): give a run trained with the "
+    "student's model config, e.g. the causal exo-only run of the study"
+  )
+  offline = make_config(
+    "distill_model", teacher_workdir=teacher_dir, student_init_workdir=workdir
+  )
+  offline_mode = trainer.build_mode(offline, info)
+  with pytest.raises(ValueError, match="starts from the teacher: leave it"):
+    trainer.load_frozen(offline, info, offline_mode, {})

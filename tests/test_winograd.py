@@ -159,7 +159,7 @@ def test_winograd_c2f_tcn_has_the_same_gradients_in_float64():
     )
     variables = jax.tree.map(
       lambda a: jnp.asarray(a, jnp.float64),
-      c2f_tcn.C2FTCN(7).init(jax.random.key(0), x, mask),
+      jax.jit(c2f_tcn.C2FTCN(7).init)(jax.random.key(0), x, mask),
     )
 
     def grads(conv_impl):

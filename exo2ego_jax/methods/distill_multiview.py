@@ -325,7 +325,7 @@ class DistillMultiview(distillation.Distillation):
     from exo2ego_jax.runtime import frozen as frozen_lib  # pylint: disable=g-import-not-at-top
     from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
 
-    parts = {}
+    parts = super().frozen_parts(config, info, loaded)
     for k, workdir in enumerate(options(config)["teachers"][1:], 1):
       state = frozen_lib.restore(workdir, loaded, f"teacher_view{k}")
       parts[f"teacher_view{k}"] = {

@@ -17,6 +17,9 @@ from exo2ego_jax.training import losses
 
 # Head names in the order C2F-TCN returns them; "y" is the final head.
 HEADS = c2f_tcn.HEAD_NAMES + ("y",)
+# The frozen part a student of another network than its teacher's starts
+# from (config.student_init_workdir).
+STUDENT_INIT = "student_init"
 
 
 def check_heads(heads, weights, key: str) -> None:
@@ -93,9 +96,42 @@ class Distillation(base.Method):
       "pseudo_label_weight": config.loss.pseudo_label_weight,
     }
 
+  def frozen_parts(self, config, info, loaded: dict) -> dict:
+    """With config.student_init_workdir (for a student of another network
+    than its teacher's, e.g. causal): that run's trained network, the
+    student's start, as `student_init`."""
+    workdir = config.get("student_init_workdir")
+    if not workdir:
+      return {}
+    from exo2ego_jax.runtime import frozen as frozen_lib  # pylint: disable=g-import-not-at-top
+
+    if self.teacher_model is None:
+      raise ValueError(
+        f"config.student_init_workdir={workdir} but this student is its "
+        "teacher's network and starts from the teacher: leave it unset"
+      )
+    state = frozen_lib.restore(workdir, loaded, STUDENT_INIT)
+    start = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    x, mask = jnp.zeros((1, 8, info.feature_dim)), jnp.ones((1, 8))
+    expected = jax.eval_shape(
+      lambda: self.model.init(jax.random.key(0), x, mask)
+    )
+    want = jax.tree.map(lambda a: a.shape, expected["params"])
+    got = jax.tree.map(lambda a: tuple(a.shape), start["params"])
+    if want != got:
+      raise ValueError(
+        f"config.student_init_workdir={workdir} holds another network than "
+        "this run's student (config.model): give a run trained with the "
+        "student's model config, e.g. the causal exo-only run of the study"
+      )
+    return {STUDENT_INIT: start}
+
   def init_params(
     self, rng: jax.Array, frozen: dict, feature_dim: int
   ) -> tuple[dict, dict]:
+    if STUDENT_INIT in frozen:  # a trained run of the student's network
+      start = frozen[STUDENT_INIT]
+      return start["params"], start["batch_stats"]
     if self.teacher_model is not None:  # another network: a fresh start
       return super().init_params(rng, frozen, feature_dim)
     del rng, feature_dim

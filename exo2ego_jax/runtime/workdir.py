@@ -44,6 +44,7 @@ ADDED_FIELDS = {
   "model.name": "c2f_tcn",
   "multiview.view": None,
   "multiview.teachers": None,
+  "student_init_workdir": None,
 }
 
 

@@ -48,6 +48,7 @@ MEMBER_FIELDS = (
   "teacher_workdir",
   "adapter_workdir",
   "multiview.teachers",  # per-view teachers (methods/distill_multiview.py)
+  "student_init_workdir",  # a causal student's start (methods/distillation.py)
 )
 
 

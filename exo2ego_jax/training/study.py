@@ -62,6 +62,9 @@ def method_config(
       )
       teacher = teacher[0]
     config.teacher_workdir = os.path.join(root, teacher, f"seed{seed}")
+  start = (bench.get("student_inits") or {}).get(method)
+  if start:  # the row whose run of the same seed the student starts from
+    config.student_init_workdir = os.path.join(root, start, f"seed{seed}")
   if needs.loads_adapter:
     config.adapter_workdir = os.path.join(root, bench.adapter, f"seed{seed}")
   subdir = method
