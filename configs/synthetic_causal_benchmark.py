@@ -15,6 +15,8 @@ workdirs/synthetic_benchmark/causal/. The online scores
 `python -m exo2ego_jax.stream --score` (docs/live.md).
 """
 
+import ml_collections
+
 from configs import synthetic_benchmark
 
 
@@ -34,6 +36,10 @@ def get_config():
   )
   config.method_configs.causal_distill_model = (
     "configs/synthetic_causal_distill_model.py"
+  )
+  # The causal student starts from the causal exo-only run of its seed.
+  config.student_inits = ml_collections.ConfigDict(
+    {"causal_distill_model": "causal_exo_only"}
   )
   config.lower = "causal_exo_only"
   config.upper = "causal_ego_oracle"

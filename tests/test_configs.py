@@ -62,6 +62,10 @@ def test_benchmark_configs_name_every_run(path, monkeypatch):
         assert t in bench.methods, (t, row)
         if method in bench.methods:
           assert bench.methods.index(t) < bench.methods.index(method), row
+    start = (bench.get("student_inits") or {}).get(method)
+    if start:  # the row the student starts from, trained before it
+      assert config.student_init_workdir.endswith(os.path.join(start, "seed1"))
+      assert bench.methods.index(start) < bench.methods.index(method), row
     assert workdir not in workdirs or point is not None, row
     workdirs.add(workdir)
   assert bench.teacher in bench.methods
