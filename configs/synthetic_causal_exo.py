@@ -16,7 +16,8 @@ def causal_model(config):
   """The causal TCN's settings (docs/live.md): receptive field in model
   steps (4 frames each at data.chunk_size 4; 255 steps: 7 layers, about
   half a recording), kernel, width, refinement stages. Trained from scratch
-  (students too: they cannot start as the C2F-TCN teacher), so for 240
+  (a student cannot start as its C2F-TCN teacher; the study's starts from
+  the causal exo-only run, config.student_init_workdir), so for 240
   epochs (1800 steps) at learning rate 1e-3, the checkpoint chosen on the
   validation split every 10 epochs. 240, not the 60 of the first study:
   at 60 epochs the distilled student's validation F1@25 was still rising
