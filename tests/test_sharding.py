@@ -61,7 +61,12 @@ def _env(num_devices: int, **extra) -> dict:
   }
   env.update(
     JAX_PLATFORMS="cpu",
-    XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+    XLA_FLAGS=" ".join(
+      [
+        env.get("XLA_FLAGS", ""),  # the suite's (conftest.TEST_XLA_FLAGS)
+        f"--xla_force_host_platform_device_count={num_devices}",
+      ]
+    ).strip(),
     **extra,
   )
   return env
