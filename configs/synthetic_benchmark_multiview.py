@@ -3,15 +3,16 @@
   python -m exo2ego_jax.benchmark \
       --config configs/synthetic_benchmark_multiview.py
 
-On `synthetic_sync/multiview` (the default world seen by K = 4 exo cameras,
-each absent during stretches of its own), seeds 0, 1, 2: the single-view
-rows as in the main study (exo_only and distill_model use exo view 0, the
-`exo` field), the multi-view teacher and its students, one teacher per
-view (exo_only is view 0's) and their student, all scored on the ego view
-of the test split; the teachers' reference rows (the shared teacher on each
-exo view and as the views' ensemble, each per-view teacher on its view, on
-test/exo); and a sweep of
-distill_multiview over the number of views used (1, 2, 4 = K: sweep.png).
+On `synthetic_sync/multiview` (the default world, its exo camera as view
+0, seen by 3 more exo cameras, each absent during stretches of its own),
+seeds 0, 1, 2: the single-view rows, which are the main study's runs
+(exo_only and distill_model use exo view 0, the `exo` field, the default
+world's exo view byte for byte), the multi-view teacher and its students,
+one teacher per view (exo_only is view 0's) and their student, all scored
+on the ego view of the test split; the teachers' reference rows (the shared
+teacher on each exo view and as the views' ensemble, each per-view teacher
+on its view, on test/exo); and a sweep of distill_multiview over the number
+of views it combines (1, 2, 4 = K: sweep.png).
 """
 
 import ml_collections
