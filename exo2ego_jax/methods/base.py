@@ -30,6 +30,15 @@ from exo2ego_jax.models import c2f_tcn
 TEACHER_RUN = "an exo_supervised run"
 
 
+def params_fit(module: nn.Module, params: dict, feature_dim: int) -> bool:
+  """Whether `params` (e.g. restored from another run) have the shapes of
+  `module`'s parameters for `feature_dim`-d features."""
+  x = jnp.zeros((1, 8, feature_dim))
+  expected = jax.eval_shape(lambda: module.init(jax.random.key(0), x))
+  want = jax.tree.map(lambda a: a.shape, expected["params"])
+  return want == jax.tree.map(lambda a: tuple(a.shape), params)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Method:
   """A training method: declarations (class attributes) and hooks."""

@@ -327,12 +327,9 @@ class DistillMultiview(distillation.Distillation):
 
     parts = super().frozen_parts(config, info, loaded)
     for k, workdir in enumerate(options(config)["teachers"][1:], 1):
-      state = frozen_lib.restore(workdir, loaded, f"teacher_view{k}")
-      parts[f"teacher_view{k}"] = {
-        "params": state["params"],
-        "batch_stats": state["batch_stats"],
-      }
-      trainer.check_teacher(parts[f"teacher_view{k}"], config, info, self)
+      role = f"teacher_view{k}"
+      parts[role] = frozen_lib.restore_variables(workdir, loaded, role)
+      trainer.check_teacher(parts[role], config, info, self, workdir)
     return parts
 
   def train_source(self, frozen, source, config, workdir):
@@ -482,20 +479,20 @@ def ensemble_scores(
     outputs = mode.model.apply(variables, windows, masks, train=False)
     return c2f_tcn.ensemble_probs(outputs, mode.ensemble_weights)
 
-  names = [info.exo_views[k] for k in used_views(config, info)]
+  used = used_views(config, info)
+  names = [info.exo_views[k] for k in used]
   scores = {
     name: metrics.SegmentationScores(
       background_classes=info.background_classes,
       background_policy=config.background_policy,
     )
-    for name in [*names, "ensemble"][: len(names) + (len(names) > 1)]
+    for name in names + (["ensemble"] if len(names) > 1 else [])
   }
   source = sources[split]
   for i in range(len(source)):
     example = source[i]
     views = np.asarray(example[input_pipeline.EXO_VIEWS], np.float32)
     present = np.asarray(example[input_pipeline.EXO_PRESENT], np.float32)
-    used = used_views(config, info)
     probs = evaluator.predict_recordings(
       predict,
       [views[k] for k in used],

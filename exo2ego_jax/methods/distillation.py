@@ -110,15 +110,8 @@ class Distillation(base.Method):
         f"config.student_init_workdir={workdir} but this student is its "
         "teacher's network and starts from the teacher: leave it unset"
       )
-    state = frozen_lib.restore(workdir, loaded, STUDENT_INIT)
-    start = {"params": state["params"], "batch_stats": state["batch_stats"]}
-    x, mask = jnp.zeros((1, 8, info.feature_dim)), jnp.ones((1, 8))
-    expected = jax.eval_shape(
-      lambda: self.model.init(jax.random.key(0), x, mask)
-    )
-    want = jax.tree.map(lambda a: a.shape, expected["params"])
-    got = jax.tree.map(lambda a: tuple(a.shape), start["params"])
-    if want != got:
+    start = frozen_lib.restore_variables(workdir, loaded, STUDENT_INIT)
+    if not base.params_fit(self.model, start["params"], info.feature_dim):
       raise ValueError(
         f"config.student_init_workdir={workdir} holds another network than "
         "this run's student (config.model): give a run trained with the "

@@ -56,6 +56,13 @@ def restore(workdir: str, loaded: dict | None, role: str) -> dict:
   return state
 
 
+def restore_variables(workdir: str, loaded: dict | None, role: str) -> dict:
+  """The network variables (params, batch_stats) of `workdir`'s best
+  checkpoint, as a frozen teacher or start is kept; see `restore`."""
+  state = restore(workdir, loaded, role)
+  return {"params": state["params"], "batch_stats": state["batch_stats"]}
+
+
 def describe(loaded: dict, frozen: dict) -> dict:
   """The record of frozen.json: `loaded` with each part's content hash."""
   return {

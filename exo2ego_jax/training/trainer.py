@@ -225,11 +225,9 @@ def load_frozen(
         f"{teacher_config.get('mode')} run: the teacher must "
         f"be {methods_base.TEACHER_RUN}"
       )
-    teacher = frozen_lib.restore(config.teacher_workdir, loaded, "teacher")
-    frozen["teacher"] = {
-      "params": teacher["params"],
-      "batch_stats": teacher["batch_stats"],
-    }
+    frozen["teacher"] = frozen_lib.restore_variables(
+      config.teacher_workdir, loaded, "teacher"
+    )
     check_teacher(frozen["teacher"], config, info, mode)
   if mode.loads_adapter:
     adapter_state = frozen_lib.restore(
@@ -241,16 +239,19 @@ def load_frozen(
 
 
 def check_teacher(
-  teacher: dict, config, info, mode: methods_base.Method
+  teacher: dict,
+  config,
+  info,
+  mode: methods_base.Method,
+  workdir: str | None = None,
 ) -> None:
-  """The teacher must be a C2F-TCN for this dataset's features and classes."""
-  x = jnp.zeros((1, 8, info.feature_dim))
-  expected = jax.eval_shape(lambda: mode.teacher_net.init(jax.random.key(0), x))
-  want = jax.tree.map(lambda a: a.shape, expected["params"])
-  got = jax.tree.map(lambda a: tuple(a.shape), teacher["params"])
-  if want != got:
+  """The teacher (of `workdir`, default config.teacher_workdir) must be a
+  C2F-TCN for this dataset's features and classes."""
+  if not methods_base.params_fit(
+    mode.teacher_net, teacher["params"], info.feature_dim
+  ):
     raise ValueError(
-      f"teacher {config.teacher_workdir} does not match this run's "
+      f"teacher {workdir or config.teacher_workdir} does not match this run's "
       f"C2F-TCN for {info.name} ({info.feature_dim}-d features, "
       f"{info.num_classes} classes): train the teacher on this dataset"
     )
