@@ -15,6 +15,7 @@ import json
 import os
 
 import jax
+import pytest
 import numpy as np
 
 from exo2ego_jax.runtime import checkpoints
@@ -60,3 +61,34 @@ def test_three_members_train_as_the_three_separate_seeds(tmp_path, make_config):
       os.listdir(os.path.join(a, "best"))
     )
   assert len(first_losses) == 3  # each member its own seed's init and data
+
+
+def test_train_command_seeds_become_member_runs_with_their_own_teachers(
+  make_config,
+):
+  """`train --seeds=0,2`: each seed's run in <workdir>/seed<k> (a study's
+  layout), `{seed}` in teacher/student-init paths replaced per member, all
+  else shared; bad seed lists are one-line errors."""
+  config = make_config("distill_model", seed=7)
+  config.teacher_workdir = "runs/exo/seed{seed}"
+  config.student_init_workdir = "runs/start/seed{seed}/x"
+  configs, workdirs = members.seed_runs(config, "out", ["0", "2"])
+  assert workdirs == [
+    os.path.join("out", "seed0"),
+    os.path.join("out", "seed2"),
+  ]
+  assert [c.seed for c in configs] == [0, 2]
+  assert [c.teacher_workdir for c in configs] == [
+    "runs/exo/seed0",
+    "runs/exo/seed2",
+  ]
+  assert configs[1].student_init_workdir == "runs/start/seed2/x"
+  assert config.seed == 7 and config.teacher_workdir == "runs/exo/seed{seed}"
+  members.check_alike(configs)  # one program
+  # A path without {seed}: every member distills from the same teacher.
+  config.teacher_workdir = "runs/exo/seed0"
+  shared, _ = members.seed_runs(config, "out", [0, 1])
+  assert {c.teacher_workdir for c in shared} == {"runs/exo/seed0"}
+  for bad, says in ((["0", "x"], "must be integers"), (["1", "1"], "distinct")):
+    with pytest.raises(ValueError, match=says):
+      members.seed_runs(config, "out", bad)

@@ -44,6 +44,8 @@ STEPS = 2
 # is the slowest of the file; tests/test_winograd.py checks it on one).
 MODES = ("exo_supervised", "distill_model", "distill_model:winograd")
 XLA_MODES = MODES[:2]
+# Seeds trained as members of one program (training/members.py) on 8 devices.
+MEMBERS = 2
 
 
 def _layouts(mode: str) -> tuple[int, ...]:
@@ -90,6 +92,9 @@ def results(tmp_path_factory) -> dict:
     for mode in MODES
     for devices in _layouts(mode)
   }
+  for k in range(MEMBERS):
+    for kind in ("single", "members"):
+      arrays[kind, k] = dict(np.load(out_dir / f"{kind}_seed{k}.npz"))
   return {"facts": facts, "arrays": arrays}
 
 
@@ -198,6 +203,27 @@ def test_loss_is_the_global_masked_mean_not_a_mean_of_device_means(
   )
 
 
+def test_members_on_eight_devices_match_each_seed_on_one_device(results):
+  """Members and data parallelism compose (training/members.py): 2 seeds
+  as one vmapped program, each member's batch split over 8 devices and the
+  stacked state replicated, train as each seed does alone on one device
+  (the vmapped program's own rounding: tests/test_members.py)."""
+  facts = results["facts"]["members"]
+  assert facts["batch_devices"] == NUM_DEVICES
+  # Every device holds both members' rows of its part of the batch.
+  assert facts["batch_shard_shapes"] == [
+    [MEMBERS, BATCH // NUM_DEVICES, WINDOW, FEATURE_DIM]
+  ]
+  assert facts["state_replicated"]
+  assert facts["state_devices"] == NUM_DEVICES
+  first_losses = set()
+  for k in range(MEMBERS):
+    alone = results["arrays"]["single", k]
+    assert_same_run(alone, results["arrays"]["members", k])
+    first_losses.add(round(float(alone["losses"][0]), 5))
+  assert len(first_losses) == MEMBERS  # each its own seed and batch
+
+
 def test_two_hosts_match_one_device(results, tmp_path):
   """Two processes joined by distributed.initialize() from the environment,
   each feeding its half of the batch, as the trainer does on a pod."""
@@ -295,7 +321,9 @@ def _setup():
   return batch, make_mode, optimizer, teacher
 
 
-def _train(mode, optimizer, frozen, batch, parallel, process_slice=slice(None)):
+def _train(
+  mode, optimizer, frozen, batch, parallel, process_slice=slice(None), seed=0
+):
   """Two steps as trainer.train_and_evaluate runs them, on the mesh
   `parallel` (runtime/sharding.py); (arrays, state, global batch).
   `process_slice`: this process's part of the batch."""
@@ -304,7 +332,7 @@ def _train(mode, optimizer, frozen, batch, parallel, process_slice=slice(None)):
 
   replicated = parallel.replicated
   state = jax.jit(
-    lambda: trainer.init_state(mode, frozen, optimizer, FEATURE_DIM, seed=0),
+    lambda: trainer.init_state(mode, frozen, optimizer, FEATURE_DIM, seed),
     out_shardings=replicated,
   )()
   global_batch = {
@@ -379,8 +407,77 @@ def _run_devices(out_dir: str) -> None:
       for i in range(BATCH)
     ]
     facts[name]["mean_of_device_losses"] = float(np.mean(per_device))
+  facts["members"] = _train_members(make_mode, optimizer, batch, out_dir)
   with open(os.path.join(out_dir, "facts.json"), "w") as f:
     json.dump(facts, f)
+
+
+def _member_batch(batch: dict, k: int) -> dict:
+  """Member k's batch: the windows in another order per member."""
+  return {key: np.roll(v, 3 * k, axis=0) for key, v in batch.items()}
+
+
+def _train_members(make_mode, optimizer, batch, out_dir: str) -> dict:
+  """MEMBERS seeds of exo_supervised as one vmapped program on 8 devices
+  (training/members.py's layout: state replicated with a leading member
+  axis, each member's batch split over the devices), and each seed alone
+  on one device; writes both, returns the layout's facts."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
+
+  mode = make_mode("exo_supervised")
+  one = sharding.data_parallel(devices=jax.devices()[:1])
+  for k in range(MEMBERS):
+    arrays, _, _ = _train(
+      mode, optimizer, {}, _member_batch(batch, k), one, seed=k
+    )
+    np.savez(os.path.join(out_dir, f"single_seed{k}.npz"), **arrays)
+  parallel = sharding.data_parallel(auto_axes=True)  # members.py's mesh
+  replicated = parallel.replicated
+  states = [
+    jax.jit(
+      lambda k=k: trainer.init_state(mode, {}, optimizer, FEATURE_DIM, k),
+      out_shardings=replicated,
+    )()
+    for k in range(MEMBERS)
+  ]
+  state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+  rows = [_member_batch(batch, k) for k in range(MEMBERS)]
+  global_batch = {
+    key: parallel.from_member_rows(np.stack([r[key] for r in rows]))
+    for key in batch
+  }
+  step = jax.jit(
+    jax.vmap(trainer.make_train_step(mode, optimizer)),
+    donate_argnums=0,
+    out_shardings=(replicated, replicated),
+  )
+  arrays = [_flat("initial", s["params"]) for s in states]
+  losses = []
+  for i in range(STEPS):
+    state, logs = step(state, global_batch)
+    losses.append(np.asarray(logs["loss"]))
+    if i == 0:
+      for k in range(MEMBERS):
+        member = jax.tree.map(lambda a, k=k: a[k], state)
+        arrays[k].update(_flat("params", member["params"]))
+        arrays[k].update(_flat("batch_stats", member["batch_stats"]))
+  for k in range(MEMBERS):
+    arrays[k]["losses"] = np.array([l[k] for l in losses])
+    np.savez(os.path.join(out_dir, f"members_seed{k}.npz"), **arrays[k])
+  exo = global_batch["exo"]
+  return {
+    "batch_devices": len(exo.sharding.device_set),
+    "batch_shard_shapes": sorted(
+      {tuple(s.data.shape) for s in exo.addressable_shards}
+    ),
+    "state_replicated": all(
+      a.sharding.is_fully_replicated for a in jax.tree.leaves(state)
+    ),
+    "state_devices": len(jax.tree.leaves(state)[0].sharding.device_set),
+  }
 
 
 def _mesh_facts(batch: dict) -> dict:

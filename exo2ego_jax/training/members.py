@@ -52,6 +52,48 @@ MEMBER_FIELDS = (
 )
 
 
+# Written in a MEMBER_FIELDS path given to the train command's --seeds, it
+# becomes each member's seed (e.g. --config.teacher_workdir=exo/seed{seed}).
+SEED_FIELD = "{seed}"
+
+
+def seed_runs(
+  config: ml_collections.ConfigDict, workdir: str, seeds
+) -> tuple[list[ml_collections.ConfigDict], list[str]]:
+  """The configs and workdirs of the train command's `--seeds`: `config`
+  with each seed, `{seed}` in its MEMBER_FIELDS paths replaced by that
+  seed, each run in `<workdir>/seed<k>` (the study's layout, so a study
+  reuses them)."""
+  try:
+    seeds = [int(s) for s in seeds]
+  except ValueError:
+    raise ValueError(
+      f"--seeds={','.join(map(str, seeds))} must be integers, e.g. --seeds=0,1,2"
+    ) from None
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise ValueError(
+      f"--seeds={','.join(map(str, seeds))} must name distinct seeds, "
+      "e.g. --seeds=0,1,2"
+    )
+  configs = []
+  for seed in seeds:
+    member = config.copy_and_resolve_references()
+    member.seed = seed
+    flat = workdir_lib.flatten(member.to_dict())
+    for key in MEMBER_FIELDS[1:]:
+      value = flat.get(key)
+      if isinstance(value, str):
+        value = value.replace(SEED_FIELD, str(seed))
+      elif isinstance(value, (tuple, list)):
+        value = type(value)(v.replace(SEED_FIELD, str(seed)) for v in value)
+      else:
+        continue
+      member.update_from_flattened_dict({key: value})
+    configs.append(member)
+  workdirs = [os.path.join(workdir, f"seed{seed}") for seed in seeds]
+  return configs, workdirs
+
+
 def check_alike(configs) -> None:
   """Members must be one program: configs equal but for MEMBER_FIELDS."""
   if not configs:
