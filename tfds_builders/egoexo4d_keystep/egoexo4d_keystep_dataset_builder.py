@@ -295,6 +295,21 @@ class Builder(SyncFeatureBuilder):
     take, _, annotation_path = entry
     name = take.get("take_name", uid)
     ego = _camera_files(feature_dir, uid, config.ego_camera + "*")
+
+    def source(video_id: str) -> _TakeFiles:
+      return _TakeFiles(
+        config,
+        uid,
+        video_id,
+        feature_dir,
+        ego,
+        take,
+        annotation_path,
+        step_classes,
+        table,
+        self.policy,
+      )
+
     if isinstance(config, EgoExo4DMultiviewConfig):
       main = (
         best_exo.get(uid)
@@ -324,19 +339,7 @@ class Builder(SyncFeatureBuilder):
           uid,
           str(main or ""),
           config.ego_camera,
-          _views_loader(
-            config,
-            uid,
-            name,
-            slots,
-            feature_dir,
-            ego,
-            take,
-            annotation_path,
-            step_classes,
-            table,
-            self.policy,
-          ),
+          _views_loader(source(name), slots),
         )
       ]
     if config.exo_camera == "all":
@@ -360,19 +363,7 @@ class Builder(SyncFeatureBuilder):
           uid,
           str(camera),
           config.ego_camera,
-          _loader(
-            config,
-            uid,
-            video_id,
-            camera,
-            feature_dir,
-            ego,
-            take,
-            annotation_path,
-            step_classes,
-            table,
-            self.policy,
-          ),
+          _loader(source(video_id), camera),
         )
       )
     return out
@@ -410,97 +401,89 @@ def _one_file(
   return files[0]
 
 
-def _loader(
-  config,
-  uid,
-  video_id,
-  camera,
-  feature_dir,
-  ego_files,
-  take,
-  annotation_path,
-  step_classes,
-  table,
-  policy,
-):
+@dataclasses.dataclass(frozen=True)
+class _TakeFiles:
+  """What loading one example of a take reads: its feature files, its
+  keystep annotations and how they become labels."""
+
+  config: EgoExo4DConfig
+  uid: str
+  video_id: str
+  feature_dir: str
+  ego_files: list
+  take: dict
+  annotation_path: str
+  step_classes: dict
+  table: str
+  policy: object
+
+  def exo(self, camera: str) -> Stream:
+    path = _one_file(
+      _camera_files(self.feature_dir, self.uid, glob.escape(camera)),
+      f"exo {camera}",
+      self.video_id,
+      self.feature_dir,
+    )
+    return Stream(load_feature_file(path), path)
+
+  def ego(self) -> Stream:
+    path = _one_file(
+      self.ego_files,
+      f"ego {self.config.ego_camera}*",
+      self.video_id,
+      self.feature_dir,
+    )
+    return Stream(load_feature_file(path), path)
+
+  def labels(self, lengths: list[int]) -> Labels:
+    """Labels as long as the longest stream or segment."""
+    segments = _segments(self.config, self.uid, self.take, self.annotation_path)
+    return _labels(
+      segments,
+      max(list(lengths) + [s.end for s in segments]),
+      f"{self.annotation_path} take {self.uid}",
+      self.step_classes,
+      self.table,
+      self.policy,
+    )
+
+
+def _loader(files: _TakeFiles, camera: str | None):
+  """Loads a take's exo camera, its Aria features and its labels."""
+
   def load() -> Loaded:
     if camera is None:
       raise MissingData(
-        "missing_view", f"{video_id}: takes.json gives no best_exo"
+        "missing_view", f"{files.video_id}: takes.json gives no best_exo"
       )
-    exo_path = _one_file(
-      _camera_files(feature_dir, uid, glob.escape(camera)),
-      f"exo {camera}",
-      video_id,
-      feature_dir,
-    )
-    ego_path = _one_file(
-      ego_files, f"ego {config.ego_camera}*", video_id, feature_dir
-    )
-    exo, ego = load_feature_file(exo_path), load_feature_file(ego_path)
-    segments = _segments(config, uid, take, annotation_path)
-    labels = _labels(
-      segments,
-      max([len(exo), len(ego)] + [s.end for s in segments]),
-      f"{annotation_path} take {uid}",
-      step_classes,
-      table,
-      policy,
-    )
+    exo, ego = files.exo(camera), files.ego()
     return Loaded(
       {
-        "exo": Stream(exo, exo_path),
-        "ego": Stream(ego, ego_path),
-        "labels": labels,
+        "exo": exo,
+        "ego": ego,
+        "labels": files.labels([len(exo.values), len(ego.values)]),
       }
     )
 
   return load
 
 
-def _views_loader(
-  config,
-  uid,
-  video_id,
-  slots,
-  feature_dir,
-  ego_files,
-  take,
-  annotation_path,
-  step_classes,
-  table,
-  policy,
-):
+def _views_loader(files: _TakeFiles, slots: list):
   """Loads a take's exo cameras as views (None where a slot has no camera or
   the camera no feature file), its Aria features and its labels."""
 
   def load() -> Loaded:
-    views = []
-    for camera in slots:
-      files = (
-        _camera_files(feature_dir, uid, glob.escape(camera)) if camera else []
-      )
-      if not files:
-        views.append(None)
-        continue
-      path = _one_file(files, f"exo {camera}", video_id, feature_dir)
-      views.append(Stream(load_feature_file(path), path))
-    ego_path = _one_file(
-      ego_files, f"ego {config.ego_camera}*", video_id, feature_dir
-    )
-    ego = load_feature_file(ego_path)
-    segments = _segments(config, uid, take, annotation_path)
+    views = [
+      files.exo(camera)
+      if camera
+      and _camera_files(files.feature_dir, files.uid, glob.escape(camera))
+      else None
+      for camera in slots
+    ]
+    ego = files.ego()
     lengths = [len(v.values) for v in views if v is not None]
-    labels = _labels(
-      segments,
-      max(lengths + [len(ego)] + [s.end for s in segments]),
-      f"{annotation_path} take {uid}",
-      step_classes,
-      table,
-      policy,
-    )
     return Loaded(
-      {"ego": Stream(ego, ego_path), "labels": labels},
+      {"ego": ego, "labels": files.labels(lengths + [len(ego.values)])},
       exo_views=views,
       exo_view_ids=[camera or "" for camera in slots],
     )
