@@ -3,15 +3,25 @@ test recording, without and with the causal smoothing.
 
   python benchmarks/online_scores.py \
       [--workdir workdirs/synthetic_benchmark] [--split test] \
-      [--smooth_steps 2]
+      [--smooth_margin M] [--smooth_steps 1]
 
 For each causal row of configs/synthetic_causal_benchmark.py and each seed
-it finds, runs `stream.score_split` (nothing is written) and
-prints mean +- std over seeds of F1@{10,25,50}, Edit and MoF for three
-label streams: "steps" (each model step's label at its frames: the
-whole-recording causal forward, equal to the step-by-step one), "live" (a
-frame shows the newest step finished when it arrives) and "live + smoothing"
-(stream.DEFAULT_SMOOTH_STEPS: a new label must persist that many steps).
+it finds, scores (nothing is written) and prints mean +- std over seeds of
+F1@{10,25,50}, Edit and MoF for three label streams: "steps" (each model
+step's label at its frames: the whole-recording causal forward, equal to
+the step-by-step one), "live" (a frame shows the newest step finished when
+it arrives) and "live + smoothing" (models/online.py `Smoother`: a new label
+must beat the shown one's probability by the margin).
+
+The margin: --smooth_margin, or else chosen per row on --choose_on (the
+validation split): the one of MARGINS with the best mean F1@25 over the
+row's seeds, printed with its validation score.
+
+The offline rows (--offline_rows, default distill_model: C2F-TCN, which
+sees the whole recording) get the same smoothing, chosen the same way, on
+their frame probabilities (as the study scores them), so that the causal
+student's smoothed stream is compared with the offline student at its own
+best smoothing (margin 0 when none helps on validation).
 """
 
 import argparse
@@ -23,6 +33,7 @@ from exo2ego_jax import stream
 from exo2ego_jax.models import online
 
 ROWS = ("causal_exo_only", "causal_ego_oracle", "causal_distill_model")
+MARGINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 METRICS = ("f1@10", "f1@25", "f1@50", "edit", "mof")
 
 
@@ -36,9 +47,17 @@ def main():
   parser.add_argument("--split", default="test")
   parser.add_argument("--view", default="ego")
   parser.add_argument(
+    "--smooth_margin",
+    type=float,
+    default=None,
+    help="Fixed smoothing margin (default: chosen per row on --choose_on).",
+  )
+  parser.add_argument("--choose_on", default="validation")
+  parser.add_argument(
     "--smooth_steps", type=int, default=stream.DEFAULT_SMOOTH_STEPS
   )
   parser.add_argument("--rows", default=",".join(ROWS))
+  parser.add_argument("--offline_rows", default="distill_model")
   parser.add_argument("--seeds", default="0,1,2")
   args = parser.parse_args()
   print(
@@ -47,6 +66,7 @@ def main():
     + " |"
   )
   print("|---|---|" + "---|" * len(METRICS))
+  notes = []
   for row in args.rows.split(","):
     runs = [
       os.path.join(args.workdir, row, f"seed{s}")
@@ -57,14 +77,18 @@ def main():
     ]
     if not runs:
       continue
-    results = [
-      stream.score_split(
-        online.OnlineSegmenter.from_workdir(run),
-        args.split,
-        args.view,
-        args.smooth_steps,
+    segmenters = [online.OnlineSegmenter.from_workdir(run) for run in runs]
+    margin = args.smooth_margin
+    if margin is None:
+      margin, chosen = choose_margin(segmenters, args)
+      notes.append(
+        f"{row}: smoothing margin {margin}, chosen on "
+        f"{args.choose_on}/{args.view} among {MARGINS} (its F1@25 there: "
+        f"{chosen:.2f})"
       )
-      for run in runs
+    results = [
+      stream.score_split(s, args.split, args.view, margin, args.smooth_steps)
+      for s in segmenters
     ]
     for kind in results[0]:
       values = [[r[kind][m] for r in results] for m in METRICS]
@@ -74,6 +98,124 @@ def main():
         + " |",
         flush=True,
       )
+  for row in filter(None, args.offline_rows.split(",")):
+    runs = [
+      os.path.join(args.workdir, row, f"seed{s}")
+      for s in args.seeds.split(",")
+      if os.path.exists(
+        os.path.join(args.workdir, row, f"seed{s}", "results.json")
+      )
+    ]
+    if runs:
+      notes.append(offline_row(row, runs, args))
+  print("\n".join([""] + notes))
+
+
+def offline_outputs(workdir: str, split: str, view: str) -> tuple[list, dict]:
+  """(video id, frame probabilities, frame labels) of every recording of
+  `split`, from an offline run's best checkpoint as the study scores it;
+  and the dataset's background settings."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  from exo2ego_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import checkpoints  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import frozen as frozen_lib  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
+
+  config = ml_collections.ConfigDict(trainer.read_run_config(workdir))
+  info, sources = datasets.open_dataset(
+    config.dataset.name, config.dataset.data_dir
+  )
+  mode = trainer.build_mode(config, info)
+  _, state = checkpoints.restore_state(workdir, checkpoints.BEST)
+  if frozen_lib.STATE_KEY not in state:
+    state[frozen_lib.STATE_KEY] = trainer.load_frozen(config, info, mode, {})
+  parallel = sharding.data_parallel()
+  predict = trainer.make_predict_fn(
+    mode, jax.device_put(state, parallel.replicated), parallel
+  )
+  source = mode.data_sources(sources)[split]
+  examples = [source[i] for i in range(len(source))]
+  probs = evaluator.predict_recordings(
+    predict,
+    [np.asarray(e[view], np.float32) for e in examples],
+    trainer.eval_chunk_sizes(config),
+    config.data.max_frames,
+    config.data.eval_batch_size,
+  )
+  outputs = [
+    (evaluator.decode_id(e["video_id"]), p, evaluator.labels_for_view(e, view))
+    for e, p in zip(examples, probs)
+  ]
+  background = dict(
+    background_classes=tuple(info.background_classes),
+    background_policy=config.background_policy,
+  )
+  return outputs, background
+
+
+def offline_scores(outputs, background: dict, margin: float, steps: int):
+  from exo2ego_jax.evaluation import metrics  # pylint: disable=g-import-not-at-top
+
+  scores = metrics.SegmentationScores(**background)
+  for video, probs, truth in outputs:
+    scores.add(video, online.smoothed(probs, margin, steps), truth)
+  return scores.summary()
+
+
+def offline_row(row: str, runs: list, args) -> str:
+  """An offline row's test scores with the smoothing chosen on
+  args.choose_on, as the causal rows get theirs."""
+  chosen = {}
+  for split in (args.choose_on, args.split):
+    found = [offline_outputs(run, split, args.view) for run in runs]
+    margins = (
+      [args.smooth_margin]
+      if args.smooth_margin is not None
+      else MARGINS
+      if split == args.choose_on
+      else [chosen["margin"]]
+    )
+    means = {
+      m: {
+        k: np.mean(
+          [offline_scores(o, b, m, args.smooth_steps)[k] for o, b in found]
+        )
+        for k in METRICS
+      }
+      for m in margins
+    }
+    best = max(means, key=lambda m: means[m]["f1@25"])
+    chosen = {"margin": best, **means[best]}
+  return (
+    f"{row} (offline), smoothing margin {chosen['margin']} chosen on "
+    f"{args.choose_on}/{args.view}: {args.split}/{args.view} "
+    + ", ".join(f"{k} {chosen[k]:.2f}" for k in METRICS)
+  )
+
+
+def choose_margin(segmenters, args) -> tuple[float, float]:
+  """The margin of MARGINS with the best mean F1@25 of the smoothed live
+  stream over the runs, on args.choose_on; and that score."""
+  outputs = [
+    stream.split_outputs(s, args.choose_on, args.view) for s in segmenters
+  ]
+  scores = {
+    margin: np.mean(
+      [
+        stream.score_outputs(s, o, margin, args.smooth_steps)["live_smoothed"][
+          "f1@25"
+        ]
+        for s, o in zip(segmenters, outputs)
+      ]
+    )
+    for margin in MARGINS
+  }
+  best = max(scores, key=scores.get)
+  return best, float(scores[best])
 
 
 if __name__ == "__main__":

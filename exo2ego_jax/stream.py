@@ -1,7 +1,7 @@
 """Live segmentation of a recording's features with a causal_tcn run.
 
   python -m exo2ego_jax.stream --workdir RUN --features FILE.npy \
-      [--output labels.txt] [--smooth_steps 0]
+      [--output labels.txt] [--smooth_margin 0.3] [--smooth_steps 1]
 
 Feeds the (T, D) features frame by frame to the run's OnlineSegmenter
 (models/online.py), prints each change of the running label as it happens
@@ -12,9 +12,14 @@ each frame, one class name per line.
   python -m exo2ego_jax.stream --workdir RUN --score test [--view ego]
 
 scores the live label stream of every recording of a split: F1@{10,25,50},
-Edit and MoF without and with the causal smoothing (--smooth_steps, default
-2, chosen on the validation split: a new label is shown once it has been the
-argmax for that many consecutive steps). Writes <RUN>/eval/online_<split>_<view>.json.
+Edit and MoF without and with the causal smoothing. Writes
+<RUN>/eval/online_<split>_<view>.json.
+
+The smoothing (models/online.py `Smoother`) is causal: the shown label
+changes to the argmax class once its probability beats the shown class's by
+more than --smooth_margin (default 0.3, chosen on the validation split by
+benchmarks/online_scores.py; 0: the argmax), and, with --smooth_steps N > 1,
+once that has held for N consecutive steps.
 """
 
 from __future__ import annotations
@@ -31,14 +36,25 @@ import numpy as np
 _WORKDIR = flags.DEFINE_string("workdir", None, "a causal_tcn training run")
 _FEATURES = flags.DEFINE_string("features", None, "(T, D) float .npy file")
 _OUTPUT = flags.DEFINE_string("output", None, "per-frame labels (text)")
+_MARGIN = flags.DEFINE_float(
+  "smooth_margin",
+  None,
+  "causal smoothing: probability margin a new label must win by "
+  "(default 0.3; 0: off)",
+)
 _SMOOTH = flags.DEFINE_integer(
-  "smooth_steps", None, "causal smoothing (steps a new label must persist)"
+  "smooth_steps",
+  None,
+  "causal smoothing: steps a new label must persist (default 1: off)",
 )
 _SCORE = flags.DEFINE_string("score", None, "score the live stream of SPLIT")
 _VIEW = flags.DEFINE_string("view", "ego", "view scored with --score")
 _WHICH = flags.DEFINE_string("which", "best", "checkpoint: best or checkpoints")
 
-DEFAULT_SMOOTH_STEPS = 2
+# Chosen on the validation split (docs/live.md): the margin that gave the
+# distilled causal students their best mean F1@25 (benchmarks/online_scores.py).
+DEFAULT_SMOOTH_MARGIN = 0.3
+DEFAULT_SMOOTH_STEPS = 1
 
 
 def class_names(config, num_classes: int) -> list[str]:
@@ -55,14 +71,16 @@ def class_names(config, num_classes: int) -> list[str]:
 
 
 def stream(
-  segmenter, features: np.ndarray, smooth_steps: int, names, out=sys.stdout
+  segmenter,
+  features: np.ndarray,
+  smoother,
+  names,
+  out=sys.stdout,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Feeds `features` frame by frame; prints label changes. Returns the
-  per-frame labels shown and the seconds each model step took."""
-  from exo2ego_jax.models import online
-
+  per-frame labels shown and the seconds each model step took. `smoother`:
+  an `online.Smoother` (or anything whose push(probs) gives the label)."""
   segmenter.reset()
-  smoother = online.Debounce(smooth_steps)
   labels = np.empty(len(features), np.int64)
   seconds, shown, steps_done = [], None, 0
   pending = 0
@@ -74,7 +92,7 @@ def stream(
       seconds.append(time.perf_counter() - t0)
       pending = 0
       steps_done += 1
-      label = smoother.push(int(np.argmax(probs)))
+      label = smoother.push(probs)
     else:
       label = shown if shown is not None else int(np.argmax(probs))
     if steps_done == 0:  # before the first step: nothing seen yet
@@ -95,12 +113,12 @@ def latency_line(seconds: np.ndarray, chunk: int) -> str:
   )
 
 
-def score_split(segmenter, split: str, view: str, smooth_steps: int) -> dict:
-  """Online scores of every recording of `split` (see the module doc)."""
+def split_outputs(segmenter, split: str, view: str) -> list[tuple]:
+  """(video id, step probabilities, frame labels, frames) of every
+  recording of `split`: the whole-recording causal forward, which by
+  causality is what the segmenter gives step by step."""
   from exo2ego_jax.data import datasets
-  from exo2ego_jax.data import input_pipeline
   from exo2ego_jax.evaluation import evaluator
-  from exo2ego_jax.evaluation import metrics
   from exo2ego_jax.models import online
 
   config = segmenter.config
@@ -112,8 +130,41 @@ def score_split(segmenter, split: str, view: str, smooth_steps: int) -> dict:
       f"dataset {info.name} has no split {split!r}: choose one of "
       f"{', '.join(sources)}"
     )
+  forward = online.RecordingForward(segmenter)
+  source = sources[split]
+  outputs = []
+  for i in range(len(source)):
+    example = source[i]
+    frames = np.asarray(example[view], np.float32)
+    outputs.append(
+      (
+        evaluator.decode_id(example["video_id"]),
+        forward.step_probs(frames),
+        evaluator.labels_for_view(example, view),
+        len(frames),
+      )
+    )
+  return outputs
+
+
+def score_outputs(
+  segmenter, outputs: list[tuple], margin: float, steps: int
+) -> dict:
+  """Scores of three label streams of `outputs` (split_outputs): "steps"
+  (each step's argmax at its frames), "live" (each frame shows the newest
+  finished step) and "live_smoothed" (the live stream of the smoothed
+  labels, models/online.py `Smoother(margin, steps)`)."""
+  from exo2ego_jax.data import datasets
+  from exo2ego_jax.data import input_pipeline
+  from exo2ego_jax.evaluation import metrics
+  from exo2ego_jax.models import online
+
+  config = segmenter.config
+  info, _ = datasets.open_dataset(
+    config.dataset.name, config.dataset.get("data_dir")
+  )
   policy = config.get("background_policy", metrics.BACKGROUND_POLICIES[0])
-  kinds = ("steps", "live", f"live_smoothed_{smooth_steps}")
+  kinds = ("steps", "live", "live_smoothed")
   scores = {
     k: metrics.SegmentationScores(
       background_classes=tuple(info.background_classes),
@@ -121,25 +172,28 @@ def score_split(segmenter, split: str, view: str, smooth_steps: int) -> dict:
     )
     for k in kinds
   }
-  forward = online.RecordingForward(segmenter)
-  source = sources[split]
-  for i in range(len(source)):
-    example = source[i]
-    frames = np.asarray(example[view], np.float32)
-    truth = evaluator.labels_for_view(example, view)
-    step_labels = forward.step_probs(frames).argmax(axis=-1)
-    chunk = segmenter.chunk_size
-    video = evaluator.decode_id(example["video_id"])
-    steps = input_pipeline.steps_to_frames(step_labels, chunk, len(frames))
-    scores["steps"].add(video, steps, truth)
-    scores[kinds[1]].add(
-      video, online.live_frames(step_labels, chunk, len(frames)), truth
+  chunk = segmenter.chunk_size
+  for video, probs, truth, length in outputs:
+    step_labels = probs.argmax(axis=-1)
+    steps_at_frames = input_pipeline.steps_to_frames(step_labels, chunk, length)
+    scores["steps"].add(video, steps_at_frames, truth)
+    scores["live"].add(
+      video, online.live_frames(step_labels, chunk, length), truth
     )
-    smoothed = online.debounced(step_labels, smooth_steps)
-    scores[kinds[2]].add(
-      video, online.live_frames(smoothed, chunk, len(frames)), truth
+    shown = online.smoothed(probs, margin, steps)
+    scores["live_smoothed"].add(
+      video, online.live_frames(shown, chunk, length), truth
     )
   return {k: scores[k].summary() for k in kinds}
+
+
+def score_split(
+  segmenter, split: str, view: str, margin: float, steps: int
+) -> dict:
+  """Online scores of every recording of `split` (see score_outputs)."""
+  return score_outputs(
+    segmenter, split_outputs(segmenter, split, view), margin, steps
+  )
 
 
 def load_features(path: str, dim: int) -> np.ndarray:
@@ -168,10 +222,15 @@ def main(argv):
     )
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-  smooth = DEFAULT_SMOOTH_STEPS if _SMOOTH.value is None else int(_SMOOTH.value)
+  margin = DEFAULT_SMOOTH_MARGIN if _MARGIN.value is None else _MARGIN.value
+  steps = DEFAULT_SMOOTH_STEPS if _SMOOTH.value is None else int(_SMOOTH.value)
+  try:
+    smoother = online.Smoother(margin, steps)
+  except ValueError as e:
+    sys.exit(f"error: --smooth_margin: {e}")
   if _SCORE.value:
     try:
-      result = score_split(segmenter, _SCORE.value, _VIEW.value, smooth)
+      result = score_split(segmenter, _SCORE.value, _VIEW.value, margin, steps)
     except ValueError as e:
       sys.exit(f"error: {e}")
     path = os.path.join(
@@ -179,7 +238,9 @@ def main(argv):
     )
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-      json.dump(result, f, indent=2)
+      json.dump(
+        dict(result, smoothing={"margin": margin, "steps": steps}), f, indent=2
+      )
     for kind, s in result.items():
       print(
         f"{kind}: "
@@ -195,7 +256,7 @@ def main(argv):
   except ValueError as e:
     sys.exit(f"error: {e}")
   names = class_names(segmenter.config, segmenter.num_classes)
-  labels, seconds = stream(segmenter, features, smooth, names)
+  labels, seconds = stream(segmenter, features, smoother, names)
   if _OUTPUT.value:
     with open(_OUTPUT.value, "w") as f:
       f.write("".join(f"{names[k] if k >= 0 else '-'}\n" for k in labels))

@@ -110,6 +110,32 @@ def test_step_by_step_equals_the_whole_recording(random_model):
   )
 
 
+def test_hysteresis_switches_only_on_a_clear_win_and_is_causal():
+  probs = np.array(
+    [
+      [0.6, 0.4, 0.0],
+      [0.45, 0.55, 0.0],  # class 1 leads by 0.10: kept 0
+      [0.2, 0.8, 0.0],  # by 0.60: switch
+      [0.4, 0.35, 0.25],  # 0 leads 1 by 0.05: kept 1
+      [0.1, 0.2, 0.7],  # 2 beats 1 by 0.5: switch
+    ]
+  )
+  np.testing.assert_array_equal(online.smoothed(probs, 0.3, 1), [0, 0, 1, 1, 2])
+  np.testing.assert_array_equal(
+    online.smoothed(probs, 0.0, 1), probs.argmax(-1)
+  )
+  # Margin, then debounce: the switch to 1 waits a second step.
+  np.testing.assert_array_equal(online.smoothed(probs, 0.3, 2), [0, 0, 0, 1, 1])
+  # Causal: a step's label does not change when later steps change.
+  later = probs.copy()
+  later[3:] = [[0.0, 0.0, 1.0]] * 2
+  np.testing.assert_array_equal(
+    online.smoothed(later, 0.3, 1)[:3], online.smoothed(probs, 0.3, 1)[:3]
+  )
+  with pytest.raises(ValueError, match=r"margin 1.5 must be in \[0, 1\)"):
+    online.Smoother(1.5)
+
+
 def test_debounce_and_live_frames():
   labels = np.array([0, 0, 1, 0, 0, 2, 2, 2, 1, 2])
   np.testing.assert_array_equal(

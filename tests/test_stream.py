@@ -38,7 +38,9 @@ def test_stream_prints_changes_and_labels_every_frame(live_run):
   frames = rng.normal(size=(41, segmenter.feature_dim)).astype(np.float32)
   names = [f"c{k}" for k in range(segmenter.num_classes)]
   out = io.StringIO()
-  labels, seconds = stream.stream(segmenter, frames, 1, names, out)
+  labels, seconds = stream.stream(
+    segmenter, frames, online.Smoother(0.0, 1), names, out
+  )
   assert len(seconds) == 10  # 41 frames: 10 whole chunks of 4
   assert list(labels[:3]) == [-1, -1, -1]  # before the first step
   whole = online.RecordingForward(segmenter).step_probs(frames)
@@ -55,12 +57,23 @@ def test_stream_prints_changes_and_labels_every_frame(live_run):
   assert "p99" in stream.latency_line(seconds, 4)
 
 
-def test_smoothing_of_one_step_is_the_live_stream(live_run):
+def test_no_smoothing_is_the_live_stream_and_a_margin_changes_it(live_run):
   segmenter = online.OnlineSegmenter.from_workdir(live_run)
-  scores = stream.score_split(segmenter, "test", "ego", 1)
-  assert set(scores) == {"steps", "live", "live_smoothed_1"}
-  assert scores["live"] == scores["live_smoothed_1"]
+  outputs = stream.split_outputs(segmenter, "test", "ego")
+  scores = stream.score_outputs(segmenter, outputs, 0.0, 1)
+  assert set(scores) == {"steps", "live", "live_smoothed"}
+  assert scores["live"] == scores["live_smoothed"]
   assert 0 <= scores["steps"]["mof"] <= 100
+  assert stream.score_split(segmenter, "test", "ego", 0.0, 1) == scores
+  # A margin no class can win by: each recording shows its first label.
+  held = stream.score_outputs(segmenter, outputs, 0.99, 1)["live_smoothed"]
+  firsts = stream.score_outputs(
+    segmenter,
+    [(v, np.broadcast_to(p[:1], p.shape), t, n) for v, p, t, n in outputs],
+    0.0,
+    1,
+  )["live"]
+  assert held == firsts
 
 
 def test_command_writes_a_label_per_frame(live_run, tmp_path):

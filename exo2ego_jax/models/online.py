@@ -223,6 +223,46 @@ def debounced(labels: np.ndarray, steps: int) -> np.ndarray:
   return np.asarray([smoother.push(int(k)) for k in labels], np.int64)
 
 
+class Hysteresis:
+  """Causal smoothing of a probability stream: the shown label changes to
+  the argmax class only when its probability beats the shown class's by
+  more than `margin` (0: the plain argmax). A confident change is shown at
+  once; a near tie, which flickers, keeps the label shown."""
+
+  def __init__(self, margin: float):
+    if not 0 <= margin < 1:
+      raise ValueError(f"smoothing margin {margin} must be in [0, 1)")
+    self.margin = float(margin)
+    self.shown = None
+
+  def push(self, probs: np.ndarray) -> int:
+    best = int(np.argmax(probs))
+    if self.shown is None or (
+      best != self.shown and probs[best] - probs[self.shown] > self.margin
+    ):
+      self.shown = best
+    return self.shown
+
+
+class Smoother:
+  """The live label of a probability stream: `Hysteresis(margin)`, then
+  `Debounce(steps)` (margin 0 and steps 1: the argmax). Causal: the label
+  of a step reads only that step's and earlier probabilities."""
+
+  def __init__(self, margin: float = 0.0, steps: int = 1):
+    self.margin, self.steps = margin, steps
+    self._hysteresis, self._debounce = Hysteresis(margin), Debounce(steps)
+
+  def push(self, probs: np.ndarray) -> int:
+    return self._debounce.push(self._hysteresis.push(probs))
+
+
+def smoothed(probs: np.ndarray, margin: float, steps: int) -> np.ndarray:
+  """`Smoother` applied to a whole (steps, C) probability sequence."""
+  smoother = Smoother(margin, steps)
+  return np.asarray([smoother.push(p) for p in probs], np.int64)
+
+
 def live_frames(step_labels: np.ndarray, chunk: int, length: int) -> np.ndarray:
   """The label shown at each of `length` frames when step s is known once
   its last frame (s * chunk + chunk - 1) has arrived: frame f shows step
