@@ -8,7 +8,7 @@ As configs/synthetic_ablation_jitter.py (seeds 0, 1, 2; per-recording
 offsets uniform in [-J, J] frames), with config.sync.estimate on and two
 rounds: round 1 estimates each recording's offset from the frozen teacher's
 outputs on both streams and distills; round 2 (the row) re-estimates with
-round 1's student on the ego stream, rate included, and distills again
+round 1's students on the ego stream and distills again
 from the teacher. Each round-2 run keeps its round-1 run in
 <run>/round1/ and both write sync_estimates.json (the estimates, and their
 error against the offsets put in). The exo teacher and the ego oracle runs
