@@ -190,6 +190,28 @@ def test_runs_from_before_the_new_options_still_resume(tmp_path, make_config):
     workdir_lib.check_same_config(str(tmp_path), config.to_json(), False)
 
 
+def test_a_section_switched_off_in_both_configs_does_not_refuse_a_run(
+  tmp_path, make_config
+):
+  """config.sync is read only with sync.estimate on: a run without it is
+  reused whatever the other sync fields now default to; with it on (in
+  either config) they count."""
+  config = make_config()
+  (tmp_path / "config.json").write_text(config.to_json())
+  config.sync.max_rate = 0.25
+  workdir_lib.check_same_config(str(tmp_path), config.to_json(), False)
+  config.sync.estimate = True
+  with pytest.raises(
+    workdir_lib.ConfigMismatchError,
+    match=r"sync.estimate: False -> True, sync.max_rate: 0.0 -> 0.25",
+  ):
+    workdir_lib.check_same_config(str(tmp_path), config.to_json(), False)
+  config.data.sync_offset = 8  # outside the section: always counts
+  config.sync.estimate, config.sync.max_rate = False, 0.0
+  with pytest.raises(workdir_lib.ConfigMismatchError, match="data.sync_offset"):
+    workdir_lib.check_same_config(str(tmp_path), config.to_json(), False)
+
+
 # ----- Test-time augmentation. -----
 
 

@@ -15,6 +15,11 @@ import threading
 
 # Fields that may change between invocations of the same run.
 MUTABLE_FIELDS = ("progress",)
+# Sections a run reads only when their switch is on: where the switch is off
+# in both the run's config and the new one, the rest of the section cannot
+# change the run (a new default of config.sync.max_rate does not refuse an
+# exo-only run).
+SWITCHED_SECTIONS = {"sync.": "sync.estimate"}
 # Fields added after runs already existed, with the value that means "as
 # before": a run whose config.json lacks one continues (and is reused by the
 # benchmark) when the new config leaves it at that value.
@@ -119,7 +124,9 @@ def check_same_config(
   changed = sorted(
     k
     for k in set(old) | set(new)
-    if k not in MUTABLE_FIELDS and old.get(k) != new.get(k)
+    if k not in MUTABLE_FIELDS
+    and old.get(k) != new.get(k)
+    and not _switched_off(k, old, new)
   )
   if changed:
     details = ", ".join(
@@ -130,6 +137,18 @@ def check_same_config(
       "--workdir, or pass --allow_config_change to continue this run with "
       "the new config"
     )
+
+
+def _switched_off(key: str, old: dict, new: dict) -> bool:
+  """Whether `key` lies in a SWITCHED_SECTIONS section whose switch is off
+  in both configs."""
+  return any(
+    key.startswith(section)
+    and key != switch
+    and not old.get(switch)
+    and not new.get(switch)
+    for section, switch in SWITCHED_SECTIONS.items()
+  )
 
 
 def read_json(path: str, fix: str):
