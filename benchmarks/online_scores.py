@@ -168,18 +168,11 @@ def offline_scores(outputs, background: dict, margin: float, steps: int):
 
 def offline_row(row: str, runs: list, args) -> str:
   """An offline row's test scores with the smoothing chosen on
-  args.choose_on, as the causal rows get theirs."""
-  chosen = {}
-  for split in (args.choose_on, args.split):
+  args.choose_on (or --smooth_margin), as the causal rows get theirs."""
+
+  def means(split: str, margins) -> dict:
     found = [offline_outputs(run, split, args.view) for run in runs]
-    margins = (
-      [args.smooth_margin]
-      if args.smooth_margin is not None
-      else MARGINS
-      if split == args.choose_on
-      else [chosen["margin"]]
-    )
-    means = {
+    return {
       m: {
         k: np.mean(
           [offline_scores(o, b, m, args.smooth_steps)[k] for o, b in found]
@@ -188,12 +181,18 @@ def offline_row(row: str, runs: list, args) -> str:
       }
       for m in margins
     }
-    best = max(means, key=lambda m: means[m]["f1@25"])
-    chosen = {"margin": best, **means[best]}
+
+  if args.smooth_margin is not None:
+    margin, how = args.smooth_margin, "given"
+  else:
+    tried = means(args.choose_on, MARGINS)
+    margin = max(tried, key=lambda m: tried[m]["f1@25"])
+    how = f"chosen on {args.choose_on}/{args.view}"
+  scores = means(args.split, [margin])[margin]
   return (
-    f"{row} (offline), smoothing margin {chosen['margin']} chosen on "
-    f"{args.choose_on}/{args.view}: {args.split}/{args.view} "
-    + ", ".join(f"{k} {chosen[k]:.2f}" for k in METRICS)
+    f"{row} (offline), smoothing margin {margin} {how}: "
+    f"{args.split}/{args.view} "
+    + ", ".join(f"{k} {scores[k]:.2f}" for k in METRICS)
   )
 
 
