@@ -68,13 +68,7 @@ def main():
   print("|---|---|" + "---|" * len(METRICS))
   notes = []
   for row in args.rows.split(","):
-    runs = [
-      os.path.join(args.workdir, row, f"seed{s}")
-      for s in args.seeds.split(",")
-      if os.path.exists(
-        os.path.join(args.workdir, row, f"seed{s}", "results.json")
-      )
-    ]
+    runs = finished_runs(args, row)
     if not runs:
       continue
     segmenters = [online.OnlineSegmenter.from_workdir(run) for run in runs]
@@ -99,45 +93,32 @@ def main():
         flush=True,
       )
   for row in filter(None, args.offline_rows.split(",")):
-    runs = [
-      os.path.join(args.workdir, row, f"seed{s}")
-      for s in args.seeds.split(",")
-      if os.path.exists(
-        os.path.join(args.workdir, row, f"seed{s}", "results.json")
-      )
-    ]
+    runs = finished_runs(args, row)
     if runs:
       notes.append(offline_row(row, runs, args))
   print("\n".join([""] + notes))
+
+
+def finished_runs(args, row: str) -> list[str]:
+  """The workdirs of `row`'s seeds that finished (have results.json)."""
+  runs = [
+    os.path.join(args.workdir, row, f"seed{s}") for s in args.seeds.split(",")
+  ]
+  return [r for r in runs if os.path.exists(os.path.join(r, "results.json"))]
 
 
 def offline_outputs(workdir: str, split: str, view: str) -> tuple[list, dict]:
   """(video id, frame probabilities, frame labels) of every recording of
   `split`, from an offline run's best checkpoint as the study scores it;
   and the dataset's background settings."""
-  import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
 
-  from exo2ego_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax.runtime import checkpoints  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax.runtime import frozen as frozen_lib  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
 
   config = ml_collections.ConfigDict(trainer.read_run_config(workdir))
-  info, sources = datasets.open_dataset(
-    config.dataset.name, config.dataset.data_dir
-  )
-  mode = trainer.build_mode(config, info)
-  _, state = checkpoints.restore_state(workdir, checkpoints.BEST)
-  if frozen_lib.STATE_KEY not in state:
-    state[frozen_lib.STATE_KEY] = trainer.load_frozen(config, info, mode, {})
-  parallel = sharding.data_parallel()
-  predict = trainer.make_predict_fn(
-    mode, jax.device_put(state, parallel.replicated), parallel
-  )
-  source = mode.data_sources(sources)[split]
+  info, sources, _, predict = trainer.restored_predictor(config, workdir, split)
+  source = sources[split]
   examples = [source[i] for i in range(len(source))]
   probs = evaluator.predict_recordings(
     predict,
@@ -199,16 +180,17 @@ def offline_row(row: str, runs: list, args) -> str:
 def choose_margin(segmenters, args) -> tuple[float, float]:
   """The margin of MARGINS with the best mean F1@25 of the smoothed live
   stream over the runs, on args.choose_on; and that score."""
-  outputs = [
-    stream.split_outputs(s, args.choose_on, args.view) for s in segmenters
+  found = [
+    (stream.split_outputs(s, args.choose_on, args.view), s.chunk_size)
+    for s in segmenters
   ]
   scores = {
     margin: np.mean(
       [
-        stream.score_outputs(s, o, margin, args.smooth_steps)["live_smoothed"][
-          "f1@25"
-        ]
-        for s, o in zip(segmenters, outputs)
+        stream.score_outputs(
+          outputs, background, chunk, margin, args.smooth_steps
+        )["live_smoothed"]["f1@25"]
+        for (outputs, background), chunk in found
       ]
     )
     for margin in MARGINS

@@ -113,12 +113,14 @@ def latency_line(seconds: np.ndarray, chunk: int) -> str:
   )
 
 
-def split_outputs(segmenter, split: str, view: str) -> list[tuple]:
+def split_outputs(segmenter, split: str, view: str) -> tuple[list, dict]:
   """(video id, step probabilities, frame labels, frames) of every
   recording of `split`: the whole-recording causal forward, which by
-  causality is what the segmenter gives step by step."""
+  causality is what the segmenter gives step by step; and the scoring's
+  background settings (the dataset's classes, the run's policy)."""
   from exo2ego_jax.data import datasets
   from exo2ego_jax.evaluation import evaluator
+  from exo2ego_jax.evaluation import metrics
   from exo2ego_jax.models import online
 
   config = segmenter.config
@@ -144,35 +146,29 @@ def split_outputs(segmenter, split: str, view: str) -> list[tuple]:
         len(frames),
       )
     )
-  return outputs
+  background = dict(
+    background_classes=tuple(info.background_classes),
+    background_policy=config.get(
+      "background_policy", metrics.BACKGROUND_POLICIES[0]
+    ),
+  )
+  return outputs, background
 
 
 def score_outputs(
-  segmenter, outputs: list[tuple], margin: float, steps: int
+  outputs: list[tuple], background: dict, chunk: int, margin: float, steps: int
 ) -> dict:
-  """Scores of three label streams of `outputs` (split_outputs): "steps"
-  (each step's argmax at its frames), "live" (each frame shows the newest
-  finished step) and "live_smoothed" (the live stream of the smoothed
-  labels, models/online.py `Smoother(margin, steps)`)."""
-  from exo2ego_jax.data import datasets
+  """Scores of three label streams of `outputs` (split_outputs, with its
+  `background`; `chunk`: frames per model step): "steps" (each step's
+  argmax at its frames), "live" (each frame shows the newest finished step)
+  and "live_smoothed" (the live stream of the smoothed labels,
+  models/online.py `Smoother(margin, steps)`)."""
   from exo2ego_jax.data import input_pipeline
   from exo2ego_jax.evaluation import metrics
   from exo2ego_jax.models import online
 
-  config = segmenter.config
-  info, _ = datasets.open_dataset(
-    config.dataset.name, config.dataset.get("data_dir")
-  )
-  policy = config.get("background_policy", metrics.BACKGROUND_POLICIES[0])
   kinds = ("steps", "live", "live_smoothed")
-  scores = {
-    k: metrics.SegmentationScores(
-      background_classes=tuple(info.background_classes),
-      background_policy=policy,
-    )
-    for k in kinds
-  }
-  chunk = segmenter.chunk_size
+  scores = {k: metrics.SegmentationScores(**background) for k in kinds}
   for video, probs, truth, length in outputs:
     step_labels = probs.argmax(axis=-1)
     steps_at_frames = input_pipeline.steps_to_frames(step_labels, chunk, length)
@@ -191,9 +187,8 @@ def score_split(
   segmenter, split: str, view: str, margin: float, steps: int
 ) -> dict:
   """Online scores of every recording of `split` (see score_outputs)."""
-  return score_outputs(
-    segmenter, split_outputs(segmenter, split, view), margin, steps
-  )
+  outputs, background = split_outputs(segmenter, split, view)
+  return score_outputs(outputs, background, segmenter.chunk_size, margin, steps)
 
 
 def load_features(path: str, dim: int) -> np.ndarray:

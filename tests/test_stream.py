@@ -59,17 +59,21 @@ def test_stream_prints_changes_and_labels_every_frame(live_run):
 
 def test_no_smoothing_is_the_live_stream_and_a_margin_changes_it(live_run):
   segmenter = online.OnlineSegmenter.from_workdir(live_run)
-  outputs = stream.split_outputs(segmenter, "test", "ego")
-  scores = stream.score_outputs(segmenter, outputs, 0.0, 1)
+  outputs, background = stream.split_outputs(segmenter, "test", "ego")
+  chunk = segmenter.chunk_size
+  scores = stream.score_outputs(outputs, background, chunk, 0.0, 1)
   assert set(scores) == {"steps", "live", "live_smoothed"}
   assert scores["live"] == scores["live_smoothed"]
   assert 0 <= scores["steps"]["mof"] <= 100
   assert stream.score_split(segmenter, "test", "ego", 0.0, 1) == scores
   # A margin no class can win by: each recording shows its first label.
-  held = stream.score_outputs(segmenter, outputs, 0.99, 1)["live_smoothed"]
+  held = stream.score_outputs(outputs, background, chunk, 0.99, 1)[
+    "live_smoothed"
+  ]
   firsts = stream.score_outputs(
-    segmenter,
     [(v, np.broadcast_to(p[:1], p.shape), t, n) for v, p, t, n in outputs],
+    background,
+    chunk,
     0.0,
     1,
   )["live"]

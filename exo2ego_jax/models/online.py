@@ -250,7 +250,6 @@ class Smoother:
   of a step reads only that step's and earlier probabilities."""
 
   def __init__(self, margin: float = 0.0, steps: int = 1):
-    self.margin, self.steps = margin, steps
     self._hysteresis, self._debounce = Hysteresis(margin), Debounce(steps)
 
   def push(self, probs: np.ndarray) -> int:

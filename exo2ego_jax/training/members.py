@@ -80,8 +80,8 @@ def seed_runs(
     member = config.copy_and_resolve_references()
     member.seed = seed
     flat = workdir_lib.flatten(member.to_dict())
-    for key in MEMBER_FIELDS[1:]:
-      value = flat.get(key)
+    for key in MEMBER_FIELDS:
+      value = None if key == "seed" else flat.get(key)
       if isinstance(value, str):
         value = value.replace(SEED_FIELD, str(seed))
       elif isinstance(value, (tuple, list)):

@@ -851,17 +851,15 @@ def _stored_profile(workdir: str) -> dict | None:
     return None
 
 
-def evaluate_run(
+def restored_predictor(
   config: ml_collections.ConfigDict,
   workdir: str,
   split: str,
-  view: str | None = None,
-  chunk_sizes=None,
   which: str = checkpoints.BEST,
-  write_predictions: bool = True,
-) -> dict:
-  """Scores a run's checkpoint on `split`; returns the metrics dict."""
-  distributed.initialize()
+):
+  """(info, sources, step, predict_fn) of a run's checkpoint `which`: the
+  dataset's sources as the run's mode reads them (which must hold `split`)
+  and the jitted predictor of that checkpoint, frozen parts re-attached."""
   info, sources = datasets.open_dataset(
     config.dataset.name, config.dataset.data_dir
   )
@@ -870,12 +868,6 @@ def evaluate_run(
       f"dataset {info.name} has no split {split!r}: choose "
       f"one of {', '.join(sources)}"
     )
-  view = view or config.data.eval_view
-  chunk_sizes = (
-    tuple(int(c) for c in chunk_sizes)
-    if chunk_sizes
-    else eval_chunk_sizes(config)
-  )
   mode = build_mode(config, info)
   sources = mode.data_sources(sources)
   step, state = checkpoints.restore_state(workdir, which)
@@ -888,9 +880,32 @@ def evaluate_run(
     state[frozen_lib.STATE_KEY] = frozen
   parallel = sharding_lib.data_parallel()
   state = jax.device_put(state, parallel.replicated)
+  return info, sources, step, make_predict_fn(mode, state, parallel)
+
+
+def evaluate_run(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  split: str,
+  view: str | None = None,
+  chunk_sizes=None,
+  which: str = checkpoints.BEST,
+  write_predictions: bool = True,
+) -> dict:
+  """Scores a run's checkpoint on `split`; returns the metrics dict."""
+  distributed.initialize()
+  view = view or config.data.eval_view
+  chunk_sizes = (
+    tuple(int(c) for c in chunk_sizes)
+    if chunk_sizes
+    else eval_chunk_sizes(config)
+  )
+  info, sources, step, predict_fn = restored_predictor(
+    config, workdir, split, which
+  )
   out_dir = os.path.join(workdir, "eval", f"{split}_{view}")
   summary = evaluator.evaluate_split(
-    make_predict_fn(mode, state, parallel),
+    predict_fn,
     sources[split],
     view=view,
     chunk_sizes=chunk_sizes,
