@@ -424,11 +424,13 @@ def _member_batch(batch: dict, k: int) -> dict:
 def _train_members(make_mode, optimizer, batch, out_dir: str) -> dict:
   """MEMBERS seeds of exo_supervised as one vmapped program on 8 devices
   (training/members.py's layout: state replicated with a leading member
-  axis, each member's batch split over the devices), and each seed alone
-  on one device; writes both, returns the layout's facts."""
+  axis, each member's batch split over the devices), and each seed but 0
+  alone on one device (seed 0 alone is the exo_supervised 1-device run);
+  writes both, returns the layout's facts."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.training import members  # pylint: disable=g-import-not-at-top
   from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
 
   mode = make_mode("exo_supervised")
@@ -465,7 +467,7 @@ def _train_members(make_mode, optimizer, batch, out_dir: str) -> dict:
     losses.append(np.asarray(logs["loss"]))
     if i == 0:
       for k in range(MEMBERS):
-        member = jax.tree.map(lambda a, k=k: a[k], state)
+        member = members.member_state(state, k)
         arrays[k].update(_flat("params", member["params"]))
         arrays[k].update(_flat("batch_stats", member["batch_stats"]))
   for k in range(MEMBERS):
