@@ -88,6 +88,18 @@ def pytest_collection_modifyitems(items):
   items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))
 
 
+@pytest.fixture(autouse=True)
+def fresh_programs():
+  """Each test starts (and leaves) without the programs a process's runs
+  share (trainer.cached_program), as a new process would: a test's runs
+  compile what they use, whatever ran before it on the worker."""
+  from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
+
+  trainer.clear_programs()
+  yield
+  trainer.clear_programs()
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds"))

@@ -437,3 +437,43 @@ def test_evaluations_of_a_run_share_one_compiled_predictor(
   other = evaluate(dict(state, params=zeroed), "validation", "exo")
   assert len(traced) == traces
   assert other != first
+
+
+def test_a_second_seed_in_the_same_process_reuses_the_compiled_programs(
+  tmp_path, make_config
+):
+  """A study's seeds trace the same programs (the seed and the teacher are
+  their arguments): the second seed's run compiles nothing, and the initial
+  state the shared init program gives a seed is bit for bit the one a
+  program built for that seed alone gives."""
+  first = trainer.train_and_evaluate(
+    make_config(num_epochs=1, seed=0), str(tmp_path / "seed0")
+  )
+  second = trainer.train_and_evaluate(
+    make_config(num_epochs=1, seed=1), str(tmp_path / "seed1")
+  )
+  assert first["profile"]["compile"] > 0
+  assert second["profile"]["trained_steps"] == first["profile"]["trained_steps"]
+  assert second["profile"]["compile"] <= 0.1 * first["profile"]["compile"]
+  # Another optimiser setting is another program.
+  assert trainer.optimizer_key(
+    make_config(**{"optim.learning_rate": 0.5})
+  ) != trainer.optimizer_key(make_config())
+
+  config = make_config(seed=1)
+  info, _ = datasets.open_dataset(config.dataset.name, config.dataset.data_dir)
+  mode = trainer.build_mode(config, info)
+  replicated = trainer.sharding_lib.data_parallel().replicated
+  shared = trainer.initial_state(mode, {}, config, info.feature_dim, replicated)
+  optimizer = trainer.make_optimizer(config)
+  alone = jax.jit(
+    lambda: trainer.init_state(mode, {}, optimizer, info.feature_dim, 1)
+  )()
+  _assert_trees_equal(shared, alone)
+  zero = trainer.initial_state(
+    mode, {}, make_config(seed=0), info.feature_dim, replicated
+  )
+  assert not all(  # the seed is an argument, not a constant of the program
+    np.array_equal(a, b)
+    for a, b in zip(_leaves(zero["params"]), _leaves(shared["params"]))
+  )

@@ -271,11 +271,45 @@ def read_run_config(workdir: str) -> dict:
 def make_optimizer(
   config: ml_collections.ConfigDict,
 ) -> optax.GradientTransformation:
-  """Adam with L2 weight decay added to the gradient (PyTorch's Adam)."""
+  """Adam with L2 weight decay added to the gradient (PyTorch's Adam). It
+  reads `config.optim` alone (`optimizer_key` relies on it)."""
   return optax.chain(
     optax.add_decayed_weights(config.optim.weight_decay),
     optax.adam(config.optim.learning_rate),
   )
+
+
+def optimizer_key(config: ml_collections.ConfigDict) -> str:
+  """What `make_optimizer` builds from, as a program cache key."""
+  return config.optim.to_json(sort_keys=True)
+
+
+# ----- Compiled programs shared by the runs of one process. -----
+
+# Runs that differ only in what their programs take as arguments (the seed,
+# the workdir, the teacher's weights) trace the same programs: a study's
+# seeds, a sweep's settings that only move data. Keeping the jitted
+# functions here lets the second such run in a process skip tracing,
+# lowering and even the persistent-cache read (jax.jit caches compiled
+# executables per function object, and a new run builds new ones).
+# Keys hold everything a program is built from: the method (a frozen,
+# hashable dataclass whose fields are its static settings), the optimiser
+# settings and the output sharding.
+_PROGRAMS: dict = {}
+
+
+def cached_program(key: tuple, build):
+  """The jitted program of `key`, built by `build()` on the first call in
+  this process."""
+  program = _PROGRAMS.get(key)
+  if program is None:
+    program = _PROGRAMS[key] = build()
+  return program
+
+
+def clear_programs() -> None:
+  """Forgets the shared programs (their compiled executables go with them)."""
+  _PROGRAMS.clear()
 
 
 def init_state(
@@ -298,6 +332,32 @@ def init_state(
     "opt_state": optimizer.init(params),
     "frozen": jax.tree.map(jnp.asarray, frozen),
   }
+
+
+def initial_state(
+  mode: methods_base.Method,
+  frozen: dict,
+  config: ml_collections.ConfigDict,
+  feature_dim: int,
+  replicated,
+) -> dict:
+  """`init_state` compiled once per (method, optimiser, feature size) in a
+  process: the seed and the frozen parts are its arguments, so every seed of
+  a study reuses the program (the teacher's weights are not baked into it)."""
+
+  def build():
+    optimizer = make_optimizer(config)
+    return jax.jit(
+      lambda frozen, seed: init_state(
+        mode, frozen, optimizer, feature_dim, seed
+      ),
+      out_shardings=replicated,
+    )
+
+  init = cached_program(
+    ("init", mode, optimizer_key(config), feature_dim, replicated), build
+  )
+  return init(frozen, np.int32(config.seed))
 
 
 def make_train_step(
@@ -346,7 +406,10 @@ def make_predictor(
   function per evaluation compiled it again each time)."""
   # Multi-host: every process passes the same windows and gets all the
   # probabilities back (replicated output), so scoring needs no gather.
-  predict = jax.jit(mode.predict_probs, out_shardings=parallel.replicated)
+  predict = cached_program(
+    ("predict", mode, parallel.replicated),
+    lambda: jax.jit(mode.predict_probs, out_shardings=parallel.replicated),
+  )
 
   def predictor(state: dict, windows: np.ndarray, masks: np.ndarray):
     return np.asarray(
@@ -641,10 +704,9 @@ def _run(
 
   # ----- Model, optimiser and state (restored if the run exists). -----
   optimizer = make_optimizer(config)
-  state = jax.jit(
-    lambda: init_state(mode, frozen, optimizer, info.feature_dim, config.seed),
-    out_shardings=replicated,
-  )()
+  state = initial_state(
+    mode, frozen, config, info.feature_dim, parallel.replicated
+  )
   # Checkpoints hold what trains; the frozen parts are re-attached (older
   # workdirs' checkpoints hold them too, and those copies are used).
   ckpt = checkpoints.RunCheckpoints(
@@ -685,10 +747,19 @@ def _run(
     stopped_early = start_step  # a finished, early-stopped run: report it
 
   # ----- Compiled steps. -----
-  train_step = jax.jit(
-    make_train_step(mode, optimizer, config.skip_nonfinite_batches),
-    donate_argnums=0,
-    out_shardings=(replicated, replicated),
+  train_step = cached_program(
+    (
+      "train_step",
+      mode,
+      optimizer_key(config),
+      bool(config.skip_nonfinite_batches),
+      replicated,
+    ),
+    lambda: jax.jit(
+      make_train_step(mode, optimizer, config.skip_nonfinite_batches),
+      donate_argnums=0,
+      out_shardings=(replicated, replicated),
+    ),
   )
 
   evaluate = profile.timed(
