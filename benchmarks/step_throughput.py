@@ -4,12 +4,16 @@
   python benchmarks/step_throughput.py --quick         # smoke run, seconds
   python benchmarks/step_throughput.py --sizes 1024x600x8 --repeats 5
   python benchmarks/step_throughput.py --jax-conv xla    # one JAX variant
+  python benchmarks/step_throughput.py --frameworks jax torch torch_compile
 
 For every size FEATURE_DIMxWINDOWxBATCH it times, each in a fresh process
 (so peak memory is that configuration's own): the JAX supervised step
 (`trainer.make_train_step`, the trainer's Adam, jit with donated state), the
 JAX model-distillation step (frozen teacher forward + student update), and
-the same two steps in PyTorch (`torch_c2f_tcn.py`). JAX runs once per
+the same two steps in PyTorch (`torch_c2f_tcn.py`; eager, and with
+`--frameworks ... torch_compile` its networks under `torch.compile`, whose
+first step, the compilation, gets a column). PyTorch runs on CUDA where it
+sees a GPU, JAX on its default device. JAX runs once per
 `--jax-conv` implementation of the model's 5-tap convolutions: "xla" (XLA's
 convolution) and "winograd" (F(4, 5) minimal filtering, the model's
 `conv_impl="winograd"`: the same function with 2.5x fewer matmul FLOPs).
@@ -161,6 +165,13 @@ def jax_worker(
   }
 
 
+def torch_device():
+  """CUDA where PyTorch sees a GPU, else the CPU."""
+  import torch  # pylint: disable=g-import-not-at-top
+
+  return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def torch_worker(
   kind: str,
   feature_dim: int,
@@ -168,33 +179,52 @@ def torch_worker(
   batch: int,
   warmup: int,
   repeats: int,
+  compiled: bool = False,
 ) -> dict:
+  """PyTorch eager, or with `compiled` the networks under `torch.compile`
+  (its default inductor backend; the optimiser step stays eager). The
+  compilation happens in the first warm-up step and is timed apart."""
   import torch  # pylint: disable=g-import-not-at-top
 
   sys.path.insert(0, HERE)
   import torch_c2f_tcn  # pylint: disable=g-import-not-at-top
 
+  device = torch_device()
   torch.manual_seed(0)
-  student = torch_c2f_tcn.C2FTCN(feature_dim, NUM_CLASSES)
+  student = torch_c2f_tcn.C2FTCN(feature_dim, NUM_CLASSES).to(device)
   optimizer = torch_c2f_tcn.make_optimizer(student)
-  data = {"mask": torch.ones(batch, window)}
+  net = torch.compile(student) if compiled else student
+  data = {"mask": torch.ones(batch, window, device=device)}
   if kind == "distill":
-    teacher = torch_c2f_tcn.C2FTCN(feature_dim, NUM_CLASSES)
+    teacher = torch_c2f_tcn.C2FTCN(feature_dim, NUM_CLASSES).to(device)
     for p in teacher.parameters():
       p.requires_grad_(False)
-    data["exo"] = torch.randn(batch, feature_dim, window)
-    data["ego"] = torch.randn(batch, feature_dim, window)
-    run = lambda: torch_c2f_tcn.distill_step(student, teacher, optimizer, data)
+    teacher_net = torch.compile(teacher) if compiled else teacher
+    data["exo"] = torch.randn(batch, feature_dim, window, device=device)
+    data["ego"] = torch.randn(batch, feature_dim, window, device=device)
+    run = lambda: torch_c2f_tcn.distill_step(net, teacher_net, optimizer, data)
   else:
-    data["x"] = torch.randn(batch, feature_dim, window)
-    data["labels"] = torch.randint(0, NUM_CLASSES, (batch, window))
-    run = lambda: torch_c2f_tcn.train_step(student, optimizer, data)
-  times = time_steps(lambda: float(run()), warmup, repeats)
+    data["x"] = torch.randn(batch, feature_dim, window, device=device)
+    data["labels"] = torch.randint(
+      0, NUM_CLASSES, (batch, window), device=device
+    )
+    run = lambda: torch_c2f_tcn.train_step(net, optimizer, data)
+  step = lambda: float(run())  # .item(): waits for the device
+  start = time.perf_counter()
+  step()  # the first step: torch.compile compiles here
+  compile_s = time.perf_counter() - start
+  times = time_steps(step, max(0, warmup - 1), repeats)
+  if device.type == "cuda":
+    peak = torch.cuda.max_memory_allocated() / 2**20
+  else:
+    peak = peak_memory_mib()
   return {
     "times": times,
-    "peak_mib": peak_memory_mib(),
+    "peak_mib": peak,
+    "first_step_s": compile_s,
     "threads": torch.get_num_threads(),
     "version": torch.__version__,
+    "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
   }
 
 
@@ -203,12 +233,17 @@ def ceiling_worker(framework: str, size: int, repeats: int) -> dict:
   if framework == "torch":
     import torch  # pylint: disable=g-import-not-at-top
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    times = time_steps(lambda: a @ b, 1, repeats)
+    device = torch_device()
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    times = time_steps(lambda: (a @ b, sync()), 1, repeats)
     return {
       "flops_per_s": 2 * size**3 / min(times),
-      "device": "cpu",
-      "platform": "cpu",
+      "device": torch.cuda.get_device_name()
+      if device.type == "cuda"
+      else "cpu",
+      "platform": device.type,
     }
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -256,6 +291,10 @@ def fmt(value: float, digits: int = 0) -> str:
   return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN -> n/a
 
 
+def fmt_ratio(value: float) -> str:
+  return "n/a" if value != value else f"{value:,.2f}x"
+
+
 def table(results: dict, sizes, jax_convs, ceiling: float, steps=STEPS) -> str:
   """Markdown: one row per size, step and JAX convolution, JAX and PyTorch
   side by side; times, frames/s and FLOP/s from the median step, (best)
@@ -266,7 +305,8 @@ def table(results: dict, sizes, jax_convs, ceiling: float, steps=STEPS) -> str:
     "| JAX / PyTorch throughput | model GFLOP/step "
     "| JAX executed GFLOP/step | JAX GFLOP/s (% ceiling) "
     "| PyTorch GFLOP/s (% ceiling) | JAX peak MiB | PyTorch peak MiB "
-    "| JAX compile s |"
+    "| JAX compile s | torch.compile ms | JAX / torch.compile throughput "
+    "| torch.compile first step s |"
   )
   lines = [head, "|" + "---|" * head.count(" |")]
   for size in sizes:
@@ -274,6 +314,8 @@ def table(results: dict, sizes, jax_convs, ceiling: float, steps=STEPS) -> str:
     for kind in steps:
       torch_r = results.get(("torch", kind, size))
       torch_ms = median_ms(torch_r)
+      compiled_r = results.get(("torch_compile", kind, size))
+      compiled_ms = median_ms(compiled_r)
       # The model's FLOPs: the step with XLA's direct convolution.
       model_r = results.get(("jax:xla", kind, size))
       flops = model_r["flops"] if model_r else float("nan")
@@ -295,19 +337,22 @@ def table(results: dict, sizes, jax_convs, ceiling: float, steps=STEPS) -> str:
           f"| {fmt(torch_ms, 1)} ({fmt(best_ms(torch_r), 1)}) "
           f"| {fmt(frames / jax_ms * 1e3)} "
           f"| {fmt(frames / torch_ms * 1e3)} "
-          f"| {fmt(torch_ms / jax_ms, 2)}x "
-          f"({fmt(best_ms(torch_r) / best_ms(jax_r), 2)}x) "
+          f"| {fmt_ratio(torch_ms / jax_ms)} "
+          f"({fmt_ratio(best_ms(torch_r) / best_ms(jax_r))}) "
           f"| {fmt(flops / 1e9, 1)} "
           f"| {fmt(jax_r['flops'] / 1e9 if jax_r else float('nan'), 1)} "
           f"| {achieved(jax_ms)} | {achieved(torch_ms)} "
           f"| {peak(jax_r)} | {peak(torch_r)} "
-          f"| {fmt(jax_r['compile_s'] if jax_r else float('nan'), 1)} |"
+          f"| {fmt(jax_r['compile_s'] if jax_r else float('nan'), 1)} "
+          f"| {fmt(compiled_ms, 1)} ({fmt(best_ms(compiled_r), 1)}) "
+          f"| {fmt_ratio(compiled_ms / jax_ms)} "
+          f"| {fmt(compiled_r['first_step_s'] if compiled_r else float('nan'), 1)} |"
         )
   lines.append("")
   lines.append("Distillation step time / supervised step time:")
-  variants = [f"jax:{c}" for c in jax_convs] + (
-    ["torch"] if any(k[0] == "torch" for k in results) else []
-  )
+  variants = [f"jax:{c}" for c in jax_convs] + [
+    f for f in ("torch", "torch_compile") if any(k[0] == f for k in results)
+  ]
   for size in sizes:
     ratios = []
     for variant in variants:
@@ -343,7 +388,9 @@ def main() -> None:
     "--frameworks",
     nargs="+",
     default=["jax", "torch"],
-    choices=["jax", "torch"],
+    choices=["jax", "torch", "torch_compile"],
+    help="what to time (default: jax torch); torch_compile: the PyTorch "
+    "networks under torch.compile",
   )
   parser.add_argument(
     "--jax-conv",
@@ -382,7 +429,11 @@ def main() -> None:
         )
       else:
         result = torch_worker(
-          kind, *parse_size(size), int(warmup), int(repeats)
+          kind,
+          *parse_size(size),
+          int(warmup),
+          int(repeats),
+          compiled=what == "torch_compile",
         )
     print(json.dumps(result))
     return
@@ -393,12 +444,12 @@ def main() -> None:
   repeats = args.repeats or (2 if args.quick else 10)
   warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
   frameworks = list(args.frameworks)
-  if "torch" in frameworks and importlib.util.find_spec("torch") is None:
+  if importlib.util.find_spec("torch") is None and set(frameworks) - {"jax"}:
     print(
       "PyTorch is not installed: JAX only (pip install -e '.[bench]')",
       file=sys.stderr,
     )
-    frameworks.remove("torch")
+    frameworks = [f for f in frameworks if f == "jax"]
 
   load_before = os.getloadavg()[0]
   ceilings = {
@@ -406,13 +457,14 @@ def main() -> None:
       ["ceiling", f, "512" if args.quick else "4096", str(min(repeats, 5))]
     )
     for f in frameworks
+    if f != "torch_compile"  # the same matmul as eager PyTorch's
   }
   ceiling = max(
     (c for c in ceilings.values() if c), key=lambda c: c["flops_per_s"]
   )
   variants = (
     [("jax", c) for c in args.jax_convs] if "jax" in frameworks else []
-  ) + ([("torch", None)] if "torch" in frameworks else [])
+  ) + [(f, None) for f in ("torch", "torch_compile") if f in frameworks]
   jax_convs = args.jax_convs if "jax" in frameworks else []
   results = {}
   for size in sizes:
@@ -433,7 +485,7 @@ def main() -> None:
         )
 
   torch_info = next(
-    (r for (f, _, _), r in results.items() if f == "torch"), None
+    (r for (f, _, _), r in results.items() if f.startswith("torch")), None
   )
   print(
     f"Device: {ceiling['device']} ({ceiling['platform']}), "
@@ -445,7 +497,8 @@ def main() -> None:
     )
     + " GFLOP/s). "
     + (
-      f"PyTorch {torch_info['version']}, {torch_info['threads']} threads. "
+      f"PyTorch {torch_info['version']} on {torch_info['device']}, "
+      f"{torch_info['threads']} threads. "
       if torch_info
       else ""
     )

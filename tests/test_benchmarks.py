@@ -135,3 +135,46 @@ def test_torch_model_computes_what_the_jax_model_computes():
     np.asarray(jax_probs)[1, :70],
     atol=1e-5,
   )
+
+
+def test_the_table_compares_jax_with_torch_compile():
+  """The torch.compile columns: its step time (median, best), JAX's
+  throughput against it and its first (compiling) step; n/a without it."""
+  import importlib.util as util  # pylint: disable=g-import-not-at-top
+
+  spec = util.spec_from_file_location(
+    "step_throughput", os.path.join(REPO, "benchmarks", "step_throughput.py")
+  )
+  bench = util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  size = (16, 64, 2)
+  results = {
+    ("jax:xla", "train", size): {
+      "times": [0.010, 0.012, 0.011],
+      "flops": 2e9,
+      "peak_mib": 100.0,
+      "compile_s": 1.5,
+    },
+    ("torch", "train", size): {"times": [0.030], "peak_mib": 50.0},
+    ("torch_compile", "train", size): {
+      "times": [0.022, 0.020],
+      "peak_mib": 60.0,
+      "first_step_s": 9.25,
+    },
+  }
+  text = bench.table(results, [size], ["xla"], 1e12, steps=("train",))
+  head, _, row = text.splitlines()[:3]
+  cells = dict(
+    zip(
+      [c.strip() for c in head.strip("|").split("|")],
+      [c.strip() for c in row.strip("|").split("|")],
+    )
+  )
+  assert cells["torch.compile ms"] == "21.0 (20.0)"
+  assert cells["JAX / torch.compile throughput"] == "1.91x"
+  assert cells["torch.compile first step s"] == "9.2"
+  assert cells["JAX / PyTorch throughput"] == "2.73x (3.00x)"
+  assert "torch_compile n/a" in text  # no distillation step was timed
+  del results[("torch_compile", "train", size)]
+  text = bench.table(results, [size], ["xla"], 1e12, steps=("train",))
+  assert text.splitlines()[2].endswith("| n/a (n/a) | n/a | n/a |")
