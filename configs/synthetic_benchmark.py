@@ -7,8 +7,9 @@ exo teacher, the ego oracle and every adaptation method (configs/synthetic_*.py)
 and scores each on the ego view of the test split. Writes
 workdirs/synthetic_benchmark/{results.md,results.json,segmentation.png} and
 prints the table (mean ± std over seeds). Runs that already finished are
-reused; an interrupted study resumes. About 15 minutes on 2 CPU cores
-(15 min 11 s measured from a cold start, dataset build included).
+reused; an interrupted study resumes. About 13 minutes on 2 CPU cores
+(12 min 35 s measured from a cold start on an idle 2-vCPU Intel Xeon VM,
+dataset build and compilation included).
 Expected: exo_only F1@25 below 10; ego_oracle about 50; distill_model closes
 more than 70% of the exo_only -> ego_oracle gap in Edit and F1@25.
 """
