@@ -5,7 +5,7 @@
 
 Builds `synthetic_sync/default` on first use (about 30 s, 123 MB), then trains
 C2F-TCN on the labeled exo `train` split for 20 epochs (150 steps, about a
-minutes on 2 CPU cores), selecting the checkpoint by F1@25 on the exo view of
+minute on 2 CPU cores), selecting the checkpoint by F1@25 on the exo view of
 `validation`. Expected (seed 0): validation/exo F1@25 about 60-65, MoF about
 80; on the ego test view the same model gets F1@25 below 10, the gap the other
 configs close.
