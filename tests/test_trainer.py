@@ -477,3 +477,28 @@ def test_a_second_seed_in_the_same_process_reuses_the_compiled_programs(
     np.array_equal(a, b)
     for a, b in zip(_leaves(zero["params"]), _leaves(shared["params"]))
   )
+  # Frozen parts are arguments too: the state holds copies, never the
+  # caller's buffers (the training step donates the state).
+  frozen = {"teacher": {"w": jax.numpy.arange(3.0)}}
+  with_frozen = trainer.initial_state(
+    mode, frozen, config, info.feature_dim, replicated
+  )
+  copy = with_frozen["frozen"]["teacher"]["w"]
+  np.testing.assert_array_equal(copy, frozen["teacher"]["w"])
+  assert (
+    copy.unsafe_buffer_pointer()
+    != frozen["teacher"]["w"].unsafe_buffer_pointer()
+  )
+
+
+def test_programs_are_shared_by_key_and_unhashable_keys_build_each_time():
+  built = []
+  build = lambda: built.append(1) or len(built)
+  assert trainer.cached_program(("step", 1), build) == 1
+  assert trainer.cached_program(("step", 1), build) == 1  # shared
+  assert trainer.cached_program(("step", 2), build) == 2
+  unhashable = ("step", np.zeros(2))  # e.g. a method holding an array
+  assert trainer.cached_program(unhashable, build) == 3
+  assert trainer.cached_program(unhashable, build) == 4
+  trainer.clear_programs()
+  assert trainer.cached_program(("step", 1), build) == 5

@@ -300,8 +300,12 @@ _PROGRAMS: dict = {}
 
 def cached_program(key: tuple, build):
   """The jitted program of `key`, built by `build()` on the first call in
-  this process."""
-  program = _PROGRAMS.get(key)
+  this process (every call, for a key that cannot be hashed: a method
+  holding an array, say)."""
+  try:
+    program = _PROGRAMS.get(key)
+  except TypeError:  # unhashable: build it for this run alone
+    return build()
   if program is None:
     program = _PROGRAMS[key] = build()
   return program
