@@ -20,6 +20,7 @@ import pytest
 from configs import synthetic_exo
 from exo2ego_jax.data import datasets
 from exo2ego_jax.runtime import cli
+from exo2ego_jax.runtime import programs
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,13 +92,11 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(autouse=True)
 def fresh_programs():
   """Each test starts (and leaves) without the programs a process's runs
-  share (trainer.cached_program), as a new process would: a test's runs
+  share (runtime/programs.py), as a new process would: a test's runs
   compile what they use, whatever ran before it on the worker."""
-  from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
-
-  trainer.clear_programs()
+  programs.clear()
   yield
-  trainer.clear_programs()
+  programs.clear()
 
 
 @pytest.fixture(scope="session")

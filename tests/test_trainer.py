@@ -13,6 +13,7 @@ import shutil
 
 from exo2ego_jax.runtime import checkpoints
 from exo2ego_jax.runtime import frozen as frozen_lib
+from exo2ego_jax.runtime import programs
 from exo2ego_jax.data import datasets
 from exo2ego_jax.methods import pseudo_labels
 from exo2ego_jax.methods import registry
@@ -494,11 +495,11 @@ def test_a_second_seed_in_the_same_process_reuses_the_compiled_programs(
 def test_programs_are_shared_by_key_and_unhashable_keys_build_each_time():
   built = []
   build = lambda: built.append(1) or len(built)
-  assert trainer.cached_program(("step", 1), build) == 1
-  assert trainer.cached_program(("step", 1), build) == 1  # shared
-  assert trainer.cached_program(("step", 2), build) == 2
+  assert programs.cached(("step", 1), build) == 1
+  assert programs.cached(("step", 1), build) == 1  # shared
+  assert programs.cached(("step", 2), build) == 2
   unhashable = ("step", np.zeros(2))  # e.g. a method holding an array
-  assert trainer.cached_program(unhashable, build) == 3
-  assert trainer.cached_program(unhashable, build) == 4
-  trainer.clear_programs()
-  assert trainer.cached_program(("step", 1), build) == 5
+  assert programs.cached(unhashable, build) == 3
+  assert programs.cached(unhashable, build) == 4
+  programs.clear()
+  assert programs.cached(("step", 1), build) == 5

@@ -32,6 +32,7 @@ from exo2ego_jax.runtime import checkpoints
 from exo2ego_jax.data import datasets
 from exo2ego_jax.runtime import distributed
 from exo2ego_jax.runtime import frozen as frozen_lib
+from exo2ego_jax.runtime import programs
 from exo2ego_jax.evaluation import evaluator
 from exo2ego_jax.data import input_pipeline
 from exo2ego_jax.training import loop
@@ -284,38 +285,6 @@ def optimizer_key(config: ml_collections.ConfigDict) -> str:
   return config.optim.to_json(sort_keys=True)
 
 
-# ----- Compiled programs shared by the runs of one process. -----
-
-# Runs that differ only in what their programs take as arguments (the seed,
-# the workdir, the teacher's weights) trace the same programs: a study's
-# seeds, a sweep's settings that only move data. Keeping the jitted
-# functions here lets the second such run in a process skip tracing,
-# lowering and even the persistent-cache read (jax.jit caches compiled
-# executables per function object, and a new run builds new ones).
-# Keys hold everything a program is built from: the method (a frozen,
-# hashable dataclass whose fields are its static settings), the optimiser
-# settings and the output sharding.
-_PROGRAMS: dict = {}
-
-
-def cached_program(key: tuple, build):
-  """The jitted program of `key`, built by `build()` on the first call in
-  this process (every call, for a key that cannot be hashed: a method
-  holding an array, say)."""
-  try:
-    program = _PROGRAMS.get(key)
-  except TypeError:  # unhashable: build it for this run alone
-    return build()
-  if program is None:
-    program = _PROGRAMS[key] = build()
-  return program
-
-
-def clear_programs() -> None:
-  """Forgets the shared programs (their compiled executables go with them)."""
-  _PROGRAMS.clear()
-
-
 def init_state(
   mode: methods_base.Method,
   frozen: dict,
@@ -358,7 +327,7 @@ def initial_state(
       out_shardings=replicated,
     )
 
-  init = cached_program(
+  init = programs.cached(
     ("init", mode, optimizer_key(config), feature_dim, replicated), build
   )
   return init(frozen, np.int32(config.seed))
@@ -410,7 +379,7 @@ def make_predictor(
   function per evaluation compiled it again each time)."""
   # Multi-host: every process passes the same windows and gets all the
   # probabilities back (replicated output), so scoring needs no gather.
-  predict = cached_program(
+  predict = programs.cached(
     ("predict", mode, parallel.replicated),
     lambda: jax.jit(mode.predict_probs, out_shardings=parallel.replicated),
   )
@@ -751,7 +720,7 @@ def _run(
     stopped_early = start_step  # a finished, early-stopped run: report it
 
   # ----- Compiled steps. -----
-  train_step = cached_program(
+  train_step = programs.cached(
     (
       "train_step",
       mode,
