@@ -10,7 +10,8 @@ on the test split's ego view. Writes `results.json`, `results.md` (mean and
 std over seeds of F1@10/25/50, Edit, MoF, and the share of the exo-only ->
 ego-oracle gap each method closes) and `segmentation.png` (ground truth and
 each method's prediction of one test recording as coloured bars) into
-`config.results_dir` (default `config.workdir`), and prints the Markdown
+`config.results_dir` (default `config.workdir`; a results_dir inside the
+config's workdir moves with --workdir), and prints the Markdown
 table. A line per run says which run of how many it is, the time spent and
 the study's ETA from the runs so far; `tensorboard --logdir <workdir>` shows
 every run's training loss and validation metrics.
@@ -21,6 +22,8 @@ distillation, and plots the score against the value (`sweep.png`) with the
 `sweep.references` rows (exo-only, ego-oracle) as horizontal lines. Sweep
 points that leave a method's config unchanged reuse its ordinary runs.
 """
+
+import os
 
 from absl import flags
 from ml_collections import config_flags
@@ -39,11 +42,24 @@ _WORKDIR = flags.DEFINE_string(
 )
 
 
+def moved_to(bench, workdir: str) -> None:
+  """Makes `workdir` the study's directory. A results_dir inside the
+  config's own workdir (the baselines' `workdirs/synthetic_benchmark/
+  baselines`) moves with it, so `--workdir W` keeps every output under W."""
+  old = os.path.normpath(bench.workdir)
+  results = bench.results_dir
+  if results and not os.path.isabs(results):
+    inside = os.path.relpath(os.path.normpath(results), old)
+    if not inside.startswith(os.pardir):
+      bench.results_dir = os.path.join(workdir, inside)
+  bench.workdir = workdir
+
+
 def main(argv):
   del argv
   bench = _CONFIG.value
   if _WORKDIR.value:
-    bench.workdir = _WORKDIR.value
+    moved_to(bench, _WORKDIR.value)
   study.run_benchmark(bench)
 
 

@@ -373,3 +373,24 @@ def test_bounded_compilation_cache_takes_over_an_unbounded_one(tmp_path):
   lru_cache.LRUCache(str(tmp_path), max_size=1000).put("x", b"x" * 200)
   cached = sorted(p.name for p in tmp_path.glob("*-cache"))
   assert cached == ["new-cache", "x-cache"]  # the oldest made room
+
+
+def test_benchmark_workdir_takes_the_results_dir_inside_it_along():
+  """`--workdir W` keeps every output of a study under W: the baselines'
+  results_dir (inside the config's workdir) moves with it; a results_dir
+  elsewhere, or none, stays as it is."""
+  from configs import synthetic_benchmark  # pylint: disable=g-import-not-at-top
+  from configs import synthetic_benchmark_baselines  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax import benchmark  # pylint: disable=g-import-not-at-top
+
+  bench = synthetic_benchmark_baselines.get_config()
+  benchmark.moved_to(bench, "/data/W")
+  assert (bench.workdir, bench.results_dir) == ("/data/W", "/data/W/baselines")
+  bench = synthetic_benchmark.get_config()
+  benchmark.moved_to(bench, "W")
+  assert (bench.workdir, bench.results_dir) == ("W", None)
+  for elsewhere in ("/abs/results", "workdirs/other/results"):
+    bench = synthetic_benchmark_baselines.get_config()
+    bench.results_dir = elsewhere
+    benchmark.moved_to(bench, "W")
+    assert bench.results_dir == elsewhere

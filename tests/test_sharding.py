@@ -335,10 +335,9 @@ def _train(
   from exo2ego_jax.training import trainer  # pylint: disable=g-import-not-at-top
 
   replicated = parallel.replicated
-  state = jax.jit(
-    lambda: trainer.init_state(mode, frozen, optimizer, FEATURE_DIM, seed),
-    out_shardings=replicated,
-  )()
+  state = trainer.initial_state(
+    mode, frozen, optimizer, FEATURE_DIM, seed, replicated
+  )
   global_batch = {
     k: parallel.from_process_rows(v[process_slice]) for k, v in batch.items()
   }

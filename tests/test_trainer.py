@@ -441,7 +441,7 @@ def test_evaluations_of_a_run_share_one_compiled_predictor(
 
 
 def test_a_second_seed_in_the_same_process_reuses_the_compiled_programs(
-  tmp_path, make_config
+  tmp_path, make_config, caplog
 ):
   """A study's seeds trace the same programs (the seed and the teacher are
   their arguments): the second seed's run compiles nothing, and the initial
@@ -450,9 +450,13 @@ def test_a_second_seed_in_the_same_process_reuses_the_compiled_programs(
   first = trainer.train_and_evaluate(
     make_config(num_epochs=1, seed=0), str(tmp_path / "seed0")
   )
-  second = trainer.train_and_evaluate(
-    make_config(num_epochs=1, seed=1), str(tmp_path / "seed1")
-  )
+  caplog.clear()
+  with caplog.at_level("INFO"):
+    second = trainer.train_and_evaluate(
+      make_config(num_epochs=1, seed=1), str(tmp_path / "seed1")
+    )
+  assert "compiled by an earlier run of this process" in caplog.text
+  assert "compiling the training step" not in caplog.text
   assert first["profile"]["compile"] > 0
   assert second["profile"]["trained_steps"] == first["profile"]["trained_steps"]
   assert second["profile"]["compile"] <= 0.1 * first["profile"]["compile"]
@@ -465,14 +469,17 @@ def test_a_second_seed_in_the_same_process_reuses_the_compiled_programs(
   info, _ = datasets.open_dataset(config.dataset.name, config.dataset.data_dir)
   mode = trainer.build_mode(config, info)
   replicated = trainer.sharding_lib.data_parallel().replicated
-  shared = trainer.initial_state(mode, {}, config, info.feature_dim, replicated)
   optimizer = trainer.make_optimizer(config)
+  key = trainer.optimizer_key(config)
+  shared = trainer.initial_state(
+    mode, {}, optimizer, info.feature_dim, 1, replicated, key
+  )
   alone = jax.jit(
     lambda: trainer.init_state(mode, {}, optimizer, info.feature_dim, 1)
   )()
   _assert_trees_equal(shared, alone)
   zero = trainer.initial_state(
-    mode, {}, make_config(seed=0), info.feature_dim, replicated
+    mode, {}, optimizer, info.feature_dim, 0, replicated, key
   )
   assert not all(  # the seed is an argument, not a constant of the program
     np.array_equal(a, b)
@@ -482,7 +489,7 @@ def test_a_second_seed_in_the_same_process_reuses_the_compiled_programs(
   # caller's buffers (the training step donates the state).
   frozen = {"teacher": {"w": jax.numpy.arange(3.0)}}
   with_frozen = trainer.initial_state(
-    mode, frozen, config, info.feature_dim, replicated
+    mode, frozen, optimizer, info.feature_dim, 1, replicated
   )
   copy = with_frozen["frozen"]["teacher"]["w"]
   np.testing.assert_array_equal(copy, frozen["teacher"]["w"])

@@ -34,6 +34,14 @@ def cached(key: tuple, build: Callable[[], T]) -> T:
   return program
 
 
+def holds(key: tuple) -> bool:
+  """Whether the program of `key` was built in this process already."""
+  try:
+    return key in _PROGRAMS
+  except TypeError:  # unhashable: never kept
+    return False
+
+
 def clear() -> None:
   """Forgets the shared programs (their compiled executables go with them)."""
   _PROGRAMS.clear()

@@ -138,8 +138,15 @@ class RunReport:
   def __exit__(self, *exc):
     self.close()
 
-  def compiling(self) -> None:
-    """Before the first step: compilation can take minutes."""
+  def compiling(self, reused: bool = False) -> None:
+    """Before the first step: compilation can take minutes (`reused`: an
+    earlier run of this process compiled the step already)."""
+    if reused:
+      self.write(
+        f"{self.name}: the training step was compiled by an earlier run "
+        "of this process"
+      )
+      return
     self._compile_start = time.time()
     self.write(f"{self.name}: compiling the training step...")
 

@@ -310,16 +310,18 @@ def init_state(
 def initial_state(
   mode: methods_base.Method,
   frozen: dict,
-  config: ml_collections.ConfigDict,
+  optimizer,
   feature_dim: int,
+  seed: int,
   replicated,
+  optimizer_key: str | None = None,
 ) -> dict:
-  """`init_state` compiled once per (method, optimiser, feature size) in a
-  process: the seed and the frozen parts are its arguments, so every seed of
-  a study reuses the program (the teacher's weights are not baked into it)."""
+  """`init_state`, compiled with the seed and the frozen parts as arguments
+  (not constants baked into the program) and its output replicated. Given
+  `optimizer_key` (what `optimizer` was built from), the program is kept for
+  the process (runtime/programs.py): every seed of a study reuses it."""
 
   def build():
-    optimizer = make_optimizer(config)
     return jax.jit(
       lambda frozen, seed: init_state(
         mode, frozen, optimizer, feature_dim, seed
@@ -327,10 +329,14 @@ def initial_state(
       out_shardings=replicated,
     )
 
-  init = programs.cached(
-    ("init", mode, optimizer_key(config), feature_dim, replicated), build
+  init = (
+    build()
+    if optimizer_key is None
+    else programs.cached(
+      ("init", mode, optimizer_key, feature_dim, replicated), build
+    )
   )
-  return init(frozen, np.int32(config.seed))
+  return init(frozen, np.int32(seed))
 
 
 def make_train_step(
@@ -678,7 +684,13 @@ def _run(
   # ----- Model, optimiser and state (restored if the run exists). -----
   optimizer = make_optimizer(config)
   state = initial_state(
-    mode, frozen, config, info.feature_dim, parallel.replicated
+    mode,
+    frozen,
+    optimizer,
+    info.feature_dim,
+    config.seed,
+    replicated,
+    optimizer_key(config),
   )
   # Checkpoints hold what trains; the frozen parts are re-attached (older
   # workdirs' checkpoints hold them too, and those copies are used).
@@ -720,14 +732,16 @@ def _run(
     stopped_early = start_step  # a finished, early-stopped run: report it
 
   # ----- Compiled steps. -----
+  step_key = (
+    "train_step",
+    mode,
+    optimizer_key(config),
+    bool(config.skip_nonfinite_batches),
+    replicated,
+  )
+  step_reused = programs.holds(step_key)
   train_step = programs.cached(
-    (
-      "train_step",
-      mode,
-      optimizer_key(config),
-      bool(config.skip_nonfinite_batches),
-      replicated,
-    ),
+    step_key,
     lambda: jax.jit(
       make_train_step(mode, optimizer, config.skip_nonfinite_batches),
       donate_argnums=0,
@@ -762,7 +776,7 @@ def _run(
     indices = batch.pop("index")
     global_batch = {k: parallel.from_process_rows(v) for k, v in batch.items()}
     if step == start_step + 1:
-      report.compiling()
+      report.compiling(step_reused)
     state, logs = train_step(state, global_batch)
     report.step(step)
     return state, (step, indices, logs)
