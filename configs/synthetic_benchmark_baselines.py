@@ -9,8 +9,9 @@ independently: no synchronization), DTW-aligned teacher pseudo-labels
 (timestamps not trusted) and synchronized teacher pseudo-labels (the simplest
 use of synchronization), and distill_kl (Hinton's softened-KL distillation,
 the worked example of docs/methods.md). Tables and figure go to
-workdirs/synthetic_benchmark/baselines/. About 25 minutes for the 15 new
-runs (three seeds) on 2 CPU cores on top of the main study.
+workdirs/synthetic_benchmark/baselines/ (<workdir>/baselines with --workdir).
+About 16 minutes for the 15 new runs (three seeds) on 2 CPU cores on top of
+the main study (15 min 48 s measured on an idle 2-vCPU Intel Xeon VM).
 Expected (mean of seeds 0-2, ego test F1@25 / Edit; docs/results.md):
 uda_adversarial 3.2 / 8.5 and uda_entropy 5.4 / 12.2 (exo-only 5.1 / 11.1:
 no synchronization, no transfer), align_pseudo_label 48.6 / 41.7,
