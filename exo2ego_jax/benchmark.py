@@ -23,8 +23,6 @@ distillation, and plots the score against the value (`sweep.png`) with the
 points that leave a method's config unchanged reuse its ordinary runs.
 """
 
-import os
-
 from absl import flags
 from ml_collections import config_flags
 
@@ -42,24 +40,11 @@ _WORKDIR = flags.DEFINE_string(
 )
 
 
-def moved_to(bench, workdir: str) -> None:
-  """Makes `workdir` the study's directory. A results_dir inside the
-  config's own workdir (the baselines' `workdirs/synthetic_benchmark/
-  baselines`) moves with it, so `--workdir W` keeps every output under W."""
-  old = os.path.normpath(bench.workdir)
-  results = bench.results_dir
-  if results and not os.path.isabs(results):
-    inside = os.path.relpath(os.path.normpath(results), old)
-    if not inside.startswith(os.pardir):
-      bench.results_dir = os.path.join(workdir, inside)
-  bench.workdir = workdir
-
-
 def main(argv):
   del argv
   bench = _CONFIG.value
   if _WORKDIR.value:
-    moved_to(bench, _WORKDIR.value)
+    study.move_to_workdir(bench, _WORKDIR.value)
   study.run_benchmark(bench)
 
 

@@ -381,16 +381,15 @@ def test_benchmark_workdir_takes_the_results_dir_inside_it_along():
   elsewhere, or none, stays as it is."""
   from configs import synthetic_benchmark  # pylint: disable=g-import-not-at-top
   from configs import synthetic_benchmark_baselines  # pylint: disable=g-import-not-at-top
-  from exo2ego_jax import benchmark  # pylint: disable=g-import-not-at-top
 
   bench = synthetic_benchmark_baselines.get_config()
-  benchmark.moved_to(bench, "/data/W")
+  study.move_to_workdir(bench, "/data/W")
   assert (bench.workdir, bench.results_dir) == ("/data/W", "/data/W/baselines")
   bench = synthetic_benchmark.get_config()
-  benchmark.moved_to(bench, "W")
+  study.move_to_workdir(bench, "W")
   assert (bench.workdir, bench.results_dir) == ("W", None)
   for elsewhere in ("/abs/results", "workdirs/other/results"):
     bench = synthetic_benchmark_baselines.get_config()
     bench.results_dir = elsewhere
-    benchmark.moved_to(bench, "W")
+    study.move_to_workdir(bench, "W")
     assert bench.results_dir == elsewhere

@@ -190,6 +190,19 @@ def find_labels(
   raise KeyError(f"{video_id} is not in split {split}")
 
 
+def move_to_workdir(bench, workdir: str) -> None:
+  """Makes `workdir` the study's directory. A results_dir inside the
+  config's own workdir (the baselines' `workdirs/synthetic_benchmark/
+  baselines`) moves with it, so `--workdir W` keeps every output under W."""
+  old = os.path.normpath(bench.workdir)
+  results = bench.results_dir
+  if results and not os.path.isabs(results):
+    inside = os.path.relpath(os.path.normpath(results), old)
+    if inside != os.pardir and not inside.startswith(os.pardir + os.sep):
+      bench.results_dir = os.path.join(workdir, inside)
+  bench.workdir = workdir
+
+
 def run_benchmark(bench: ml_collections.ConfigDict) -> dict:
   """Trains and scores every (method, seed); returns the results dict."""
   from exo2ego_jax.evaluation import plots
