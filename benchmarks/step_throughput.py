@@ -166,10 +166,12 @@ def jax_worker(
 
 
 def torch_device():
-  """CUDA where PyTorch sees a GPU, else the CPU."""
+  """(device, its name): CUDA where PyTorch sees a GPU, else the CPU."""
   import torch  # pylint: disable=g-import-not-at-top
 
-  return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  if torch.cuda.is_available():
+    return torch.device("cuda"), torch.cuda.get_device_name()
+  return torch.device("cpu"), "cpu"
 
 
 def torch_worker(
@@ -189,7 +191,7 @@ def torch_worker(
   sys.path.insert(0, HERE)
   import torch_c2f_tcn  # pylint: disable=g-import-not-at-top
 
-  device = torch_device()
+  device, device_name = torch_device()
   torch.manual_seed(0)
   student = torch_c2f_tcn.C2FTCN(feature_dim, NUM_CLASSES).to(device)
   optimizer = torch_c2f_tcn.make_optimizer(student)
@@ -224,7 +226,7 @@ def torch_worker(
     "first_step_s": compile_s,
     "threads": torch.get_num_threads(),
     "version": torch.__version__,
-    "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    "device": device_name,
   }
 
 
@@ -233,16 +235,14 @@ def ceiling_worker(framework: str, size: int, repeats: int) -> dict:
   if framework == "torch":
     import torch  # pylint: disable=g-import-not-at-top
 
-    device = torch_device()
+    device, device_name = torch_device()
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     times = time_steps(lambda: (a @ b, sync()), 1, repeats)
     return {
       "flops_per_s": 2 * size**3 / min(times),
-      "device": torch.cuda.get_device_name()
-      if device.type == "cuda"
-      else "cpu",
+      "device": device_name,
       "platform": device.type,
     }
   import jax  # pylint: disable=g-import-not-at-top

@@ -1,9 +1,8 @@
 """Compiled programs shared by the runs of one process.
 
 Runs that differ only in what their programs take as arguments (the seed,
-the workdir, a teacher's or a student's weights) trace the same programs: a
-study's seeds, a sweep's settings that only move data, the teacher and the
-cross-fitted students that estimate clocks. JAX caches compiled executables
+the workdir, the teacher's weights) trace the same programs: a study's
+seeds, a sweep's settings that only move data. JAX caches compiled executables
 per jitted function object, and a run that builds new jitted functions
 traces, lowers and (from the persistent cache) loads them again: 4 to 7 s a
 run of the synthetic benchmark. `cached(key, build)` keeps one jitted

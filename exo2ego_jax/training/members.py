@@ -81,7 +81,9 @@ def seed_runs(
     member.seed = seed
     flat = workdir_lib.flatten(member.to_dict())
     for key in MEMBER_FIELDS:
-      value = None if key == "seed" else flat.get(key)
+      if key == "seed":  # set above
+        continue
+      value = flat.get(key)
       if isinstance(value, str):
         value = value.replace(SEED_FIELD, str(seed))
       elif isinstance(value, (tuple, list)):

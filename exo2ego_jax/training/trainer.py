@@ -682,15 +682,9 @@ def _run(
   eval_every = max(1, int(config.eval_every_epochs * steps_per_epoch))
 
   # ----- Model, optimiser and state (restored if the run exists). -----
-  optimizer = make_optimizer(config)
+  optimizer, opt_key = make_optimizer(config), optimizer_key(config)
   state = initial_state(
-    mode,
-    frozen,
-    optimizer,
-    info.feature_dim,
-    config.seed,
-    replicated,
-    optimizer_key(config),
+    mode, frozen, optimizer, info.feature_dim, config.seed, replicated, opt_key
   )
   # Checkpoints hold what trains; the frozen parts are re-attached (older
   # workdirs' checkpoints hold them too, and those copies are used).
@@ -735,7 +729,7 @@ def _run(
   step_key = (
     "train_step",
     mode,
-    optimizer_key(config),
+    opt_key,
     bool(config.skip_nonfinite_batches),
     replicated,
   )
