@@ -71,6 +71,23 @@ def test_benchmark_configs_name_every_run(path, monkeypatch):
   assert bench.teacher in bench.methods
 
 
+def test_a_method_without_a_config_file_is_refused_before_training(
+  monkeypatch,
+):
+  # `--config.methods` naming a row the config has no file for used to
+  # train the rows before it and then fail with a bare KeyError.
+  monkeypatch.chdir(ROOT)
+  bench = study.load_config_file("configs/synthetic_benchmark.py")
+  bench.methods = ("exo_only", "distill_model", "align_pseudo_label")
+  with pytest.raises(ValueError) as err:
+    study.study_rows(bench)
+  message = str(err.value)
+  assert message.startswith("config.methods names 'align_pseudo_label'")
+  known = message.split("(known: ")[1].split(")")[0].split(", ")
+  assert sorted(known) == sorted(bench.method_configs)
+  assert "synthetic_benchmark_baselines.py" in message
+
+
 def test_assembly101_benchmark_uses_the_reference_schedule(monkeypatch):
   monkeypatch.chdir(ROOT)
   bench = study.load_config_file("configs/assembly101_benchmark.py")

@@ -110,6 +110,15 @@ def study_rows(
 ) -> list[tuple[str, str, dict | None]]:
   """(row name, method, sweep point) of every table row, in order: the
   methods, then one row per sweep point."""
+  unknown = [m for m in bench.methods if m not in bench.method_configs]
+  if unknown:
+    raise ValueError(
+      f"config.methods names {', '.join(map(repr, unknown))}, which "
+      "config.method_configs has no config file for: add an entry "
+      f"(known: {', '.join(bench.method_configs)}) or drop it from "
+      "config.methods; the baselines are in "
+      "configs/synthetic_benchmark_baselines.py"
+    )
   rows = [(method, method, None) for method in bench.methods]
   points = sweep_points(bench)
   if points:
