@@ -335,3 +335,60 @@ def test_cross_fitted_students_never_estimate_what_they_trained_on(
   ]
   record = json.loads((student_dir / resync.FILENAME).read_text())
   assert [e["index"] for e in record["recordings"]] == others
+
+
+def test_a_third_round_is_cross_fitted_at_every_depth(
+  make_config, teacher_dir, tmp_path
+):
+  """With rounds = 3, the top run trains round 2's fold students
+  (<run>/round2_fold<k>); each of those trains on the other folds, whose
+  pairs round 1's student of their own fold estimates, from the shared
+  <run>/round1_fold<j>, not from a student of its own that trained on the
+  very recordings it estimates."""
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  calls = []
+
+  def train_round(earlier, folder):
+    calls.append((earlier.sync.rounds, earlier.sync.holdout, folder))
+    if not os.path.exists(folder):
+      shutil.copytree(teacher_dir, folder)
+
+  def config_of(rounds, holdout):
+    config = make_config("distill_model", teacher_workdir=teacher_dir)
+    config.sync.estimate, config.sync.rounds = True, rounds
+    config.sync.folds, config.sync.holdout = 2, holdout
+    config.sync.min_frames = 32
+    return config
+
+  top = config_of(3, None)
+  info, sources = datasets.open_dataset(top.dataset.name, top.dataset.data_dir)
+  mode = trainer.build_mode(top, info)
+  frozen = trainer.load_frozen(top, info, mode)
+  source = sources["sync_pairs"]
+  run = tmp_path / "run"
+  run.mkdir()
+  resync.synced_source(mode, frozen, source, top, str(run), train_round)
+  assert calls == [
+    (2, 0, str(run / "round2_fold0")),
+    (2, 1, str(run / "round2_fold1")),
+  ]
+  # What round2_fold1 does when it is trained: it keeps fold 0 and asks
+  # round 1's fold-0 student, beside it, for their clocks.
+  fold = resync.folds_of(8, 2, top.seed)
+  calls.clear()
+  resync.synced_source(
+    mode,
+    frozen,
+    source,
+    config_of(2, 1),
+    str(run / "round2_fold1"),
+    train_round,
+  )
+  assert calls == [(1, 0, str(run / "round1_fold0"))]
+  record = json.loads((run / "round2_fold1" / resync.FILENAME).read_text())
+  assert record["cross_fitted"] and record["estimated_by"] == "student"
+  assert [e["index"] for e in record["recordings"]] == [
+    i for i in range(8) if fold[i] == 0
+  ]
+  assert not (run / "round2_fold1" / "round1").exists()

@@ -15,7 +15,11 @@ included, and trains from the teacher again on the new pairs. The
 students are cross-fitted (config.sync.folds = K): the recordings are dealt
 into K folds, student k (`<workdir>/round<R-1>_fold<k>`) trains on the
 other folds only and estimates fold k, because a student trained on a
-recording reproduces the pairing it was trained on, wrong or right.
+recording reproduces the pairing it was trained on, wrong or right. With
+R >= 3 the fold students of every round sit side by side in `<workdir>`
+(`round<r>_fold<k>`), and round r's fold-k student trains on pairs that
+round r - 1's students of the other folds estimated: no estimate of any
+round comes from a student that trained on its recording.
 
 A synchronization error put in on purpose (config.data.sync_offset,
 "fixed" or "per_video") is applied to the recording before estimation,
@@ -358,29 +362,47 @@ class SubsetSource:
     return self.source[self.indices[index]]
 
 
+def round_root(workdir: str, holdout, rounds: int) -> str:
+  """The folder that holds every round's fold students: the run's own, or,
+  for a fold student of round R (`<root>/round<R>_fold<k>`, the folder
+  `earlier_students` gave it), the folder above it. Round R's fold-k
+  student then finds round R - 1's students beside itself."""
+  if holdout is not None:
+    head, name = os.path.split(os.path.normpath(workdir))
+    if name == f"round{rounds}_fold{holdout}":
+      return head
+  return workdir
+
+
 def earlier_students(
   config: ml_collections.ConfigDict,
   workdir: str,
   frozen: dict,
   fold: np.ndarray,
   train_round: Callable[[ml_collections.ConfigDict, str], dict],
+  kept: list[int],
 ) -> dict:
-  """{fold: state} of the previous round's students, trained (or reused)
-  first. With config.sync.folds = K > 1 (and no holdout of its own) there
-  is one student per fold, trained on the other folds' recordings, so no
-  recording is estimated by a student that was trained on it (a student
-  repeats the pairing it was trained on, right or wrong)."""
+  """{fold: state} of the previous round's students that estimate the
+  recordings `kept`, trained (or reused) first. With config.sync.folds =
+  K > 1 there is one student per fold, trained on the other folds'
+  recordings, so no recording is estimated by a student that was trained
+  on it (a student repeats the pairing it was trained on, right or wrong).
+  This holds at every depth: round R's fold-k student (holdout k) is itself
+  trained on pairs estimated by round R - 1's students of the other folds,
+  the same folders its siblings use (`round_root`), so with R >= 3 every
+  estimate of every round is cross-fitted."""
   opts = options(config)
   rounds = int(opts["rounds"])
-  crossed = int(opts["folds"]) > 1 and opts["holdout"] is None
+  crossed = int(opts["folds"]) > 1
+  root = round_root(workdir, opts["holdout"], rounds)
   students = {}
-  for k in sorted(set(fold.tolist())) if crossed else [None]:
+  for k in sorted({int(fold[i]) for i in kept}) if crossed else [None]:
     earlier = ml_collections.ConfigDict(config.to_dict())
     earlier.sync.rounds = rounds - 1
     folder = previous_round(workdir, rounds)
     if crossed:
       earlier.sync.holdout = k
-      folder += f"_fold{k}"
+      folder = os.path.join(root, f"round{rounds - 1}_fold{k}")
     log.info("sync: training round %d in %s", rounds - 1, folder)
     train_round(earlier, folder)
     restored = frozen_lib.restore(folder, None, "student")
@@ -421,9 +443,12 @@ def synced_source(
   else:
     students = {}
     if int(opts["rounds"]) > 1:
-      students = earlier_students(config, workdir, frozen, fold, train_round)
+      students = earlier_students(
+        config, workdir, frozen, fold, train_round, kept
+      )
+    crossed = None not in students
     student_of = {
-      i: students.get(fold[i] if len(students) > 1 else None) for i in kept
+      i: students.get(int(fold[i]) if crossed else None) for i in kept
     }
     entries = estimate_clocks(
       mode, frozen, source, shifts, config, kept, student_of
@@ -431,7 +456,7 @@ def synced_source(
     record = {
       "round": int(opts["rounds"]),
       "estimated_by": "student" if students else "teacher",
-      "cross_fitted": len(students) > 1,
+      "cross_fitted": bool(students) and crossed,
       "summary": summary(entries, config.data.chunk_size),
       "recordings": entries,
     }
