@@ -4,6 +4,7 @@ the PyTorch C2F-TCN it compares against has the JAX model's layers."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -178,3 +179,61 @@ def test_the_table_compares_jax_with_torch_compile():
   del results[("torch_compile", "train", size)]
   text = bench.table(results, [size], ["xla"], 1e12, steps=("train",))
   assert text.splitlines()[2].endswith("| n/a (n/a) | n/a | n/a |")
+
+
+def _study_results(path, seeds, rows):
+  """A study's results.json with only what compare_rows reads."""
+  per_seed = {
+    row: [{"f1@25": f, "edit": f - 5.0} for f in scores]
+    for row, scores in rows.items()
+  }
+  path.write_text(json.dumps({"seeds": list(seeds), "per_seed": per_seed}))
+  return str(path)
+
+
+def test_compare_rows_pools_seeds_and_pairs_them(tmp_path, capsys):
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+
+  spec = importlib.util.spec_from_file_location(
+    "compare_rows", os.path.join(REPO, "benchmarks", "compare_rows.py")
+  )
+  compare_rows = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(compare_rows)
+  a1 = _study_results(tmp_path / "a1.json", [0, 1, 2], {"m": [50, 52, 48]})
+  a2 = _study_results(tmp_path / "a2.json", [3], {"m": [49]})
+  ref = _study_results(
+    tmp_path / "r.json", [0, 1, 2, 3], {"dtw": [48, 49, 47, 48]}
+  )
+  out = tmp_path / "cmp.md"
+  argv = ["--results", a1, a2, "--against", ref, "--against_row", "dtw"]
+  assert compare_rows.main(argv + ["--out", str(out)]) == 0
+  row = [r for r in out.read_text().splitlines() if r.startswith("| m |")][0]
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  # Seeds 0-3 pooled; differences 2, 3, 1, 1: mean 1.75, sd 0.957, t(3).
+  assert cells[:6] == [
+    "m",
+    "4",
+    "f1@25",
+    "49.75 ± 1.48",
+    "48.00 ± 0.71",
+    "+1.75",
+  ]
+  assert cells[6] == "[+0.23, +3.27]" and cells[8] == "paired"
+  paired = stats.ttest_rel([50, 52, 48, 49], [48, 49, 47, 48]).pvalue
+  assert float(cells[7]) == pytest.approx(paired, abs=0.005)
+  # Other seeds: Welch's interval and test.
+  other = _study_results(tmp_path / "o.json", [7, 8, 9], {"dtw": [47, 50, 48]})
+  c = compare_rows.compare(
+    compare_rows.pooled([a1, a2])["m"],
+    compare_rows.pooled([other])["dtw"],
+    "f1@25",
+  )
+  welch = stats.ttest_ind([50, 52, 48, 49], [47, 50, 48], equal_var=False)
+  assert c["test"] == "welch" and c["p"] == pytest.approx(welch.pvalue)
+  # The same seed reported twice with other scores; a row that is not there.
+  clash = _study_results(tmp_path / "c.json", [2], {"m": [40]})
+  with pytest.raises(SystemExit, match=r"c.json: row 'm' seed 2 differs"):
+    compare_rows.main(["--results", a1, clash] + argv[3:])
+  with pytest.raises(SystemExit, match=r"error: no row 'x' in .*rows there: m"):
+    compare_rows.main(argv + ["--rows", "x"])
+  capsys.readouterr()
