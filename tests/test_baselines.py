@@ -388,3 +388,58 @@ def test_baseline_config_mistakes_are_reported(
   config.mode = mode
   with pytest.raises(ValueError, match=message):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_dtw_reads_the_streams_a_clock_error_gives(
+  make_config, teacher_dir, tmp_path, monkeypatch
+):
+  """align_pseudo_label trusts no timestamp: config.data.sync_offset puts
+  the error into the recordings it aligns (the ego stream shifted, as a rig
+  with that clock gives it) and not, again, into its training windows."""
+  from exo2ego_jax.runtime import time_profile  # pylint: disable=g-import-not-at-top
+  from exo2ego_jax.sync import resync  # pylint: disable=g-import-not-at-top
+
+  config = _baseline_config(make_config, "align_pseudo_label", teacher_dir)
+  config.data.sync_offset, config.data.sync_offset_mode = 8, "per_video"
+  info, sources = datasets.open_dataset(
+    config.dataset.name, config.dataset.data_dir
+  )
+  mode = trainer.build_mode(config, info)
+  frozen = trainer.load_frozen(config, info, mode)
+  seen = {}
+  labeled = mode.train_source
+
+  def train_source(frozen, source, config, workdir):
+    seen["source"] = source
+    return labeled(frozen, source, config, workdir)
+
+  train_dataset = input_pipeline.train_dataset
+
+  def spy(*args, **kwargs):
+    seen["window_offset"] = kwargs["sync_offset"]
+    return train_dataset(*args, **kwargs)
+
+  monkeypatch.setattr(mode, "train_source", train_source)
+  monkeypatch.setattr(input_pipeline, "train_dataset", spy)
+  trainer.training_data(
+    config,
+    info,
+    sources,
+    mode,
+    frozen,
+    str(tmp_path),
+    time_profile.RunProfile(),
+  )
+  assert seen["window_offset"] is None
+  pairs = sources["sync_pairs"]
+  shifts = resync.draw_shifts(pairs, config)
+  assert any(shifts.values()) and set(shifts) == set(range(len(pairs)))
+  for i in range(len(pairs)):
+    ego, given = pairs[i]["ego"], seen["source"][i]["ego"]
+    frames = np.clip(np.arange(len(ego)) + shifts[i], 0, len(ego) - 1)
+    np.testing.assert_array_equal(given, np.asarray(ego)[frames])
+    np.testing.assert_array_equal(seen["source"][i]["exo"], pairs[i]["exo"])
+  # Per-window offsets change inside a recording: refused for it.
+  config.data.sync_offset_mode = "per_window"
+  with pytest.raises(ValueError, match="not 'per_window'"):
+    trainer.build_mode(config, info)

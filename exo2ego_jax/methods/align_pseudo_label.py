@@ -19,6 +19,8 @@ class AlignPseudoLabel(pseudo_labels.PseudoLabel):
   """Teacher labels moved along a DTW alignment."""
 
   reads_ego_outputs = True
+  # A clock error is in the streams it aligns, as on a real rig.
+  sync_offset_at_source = True
 
   def step_labels(
     self, exo, ego, config: ml_collections.ConfigDict

@@ -56,6 +56,11 @@ class Method:
   # config.data.sync_offset (a deliberate synchronization error) means
   # something.
   trains_on_sync_pairs: ClassVar[bool] = False
+  # Whether it trusts no timestamp but reads both streams whole, so that
+  # config.data.sync_offset means the recordings a rig with that clock
+  # error gives: the ego streams are shifted before the method reads them
+  # (not the windows after), as `sync/resync.py` puts the error in.
+  sync_offset_at_source: ClassVar[bool] = False
   # Whether its runs can serve as a teacher (supervised on labels).
   is_teacher: ClassVar[bool] = False
   # Whether training reads the dataset's labels (config.data.label_key);

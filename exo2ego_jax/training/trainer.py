@@ -155,16 +155,25 @@ def build_mode(
     if view not in input_pipeline.VIEWS:
       raise ValueError(f"view {view!r} is unknown: use 'exo' or 'ego'")
   input_pipeline.check_fraction(added_option(config, "data.train_fraction"))
-  if (
-    added_option(config, "data.sync_offset") and not method.trains_on_sync_pairs
+  offset = added_option(config, "data.sync_offset")
+  offset_mode = added_option(config, "data.sync_offset_mode")
+  if offset and not (
+    method.trains_on_sync_pairs or method.sync_offset_at_source
   ):
+    names = registry.names(
+      where=lambda m: m.trains_on_sync_pairs or m.sync_offset_at_source
+    )
     raise ValueError(
       f"config.data.sync_offset shifts the student's view against the "
       f"teacher's; mode {config.mode} trains on no synchronized pair: "
-      f"leave it 0, or use one of "
-      f"{', '.join(registry.names(where=lambda m: m.trains_on_sync_pairs))}"
+      f"leave it 0, or use one of {', '.join(names)}"
     )
-  offset_mode = added_option(config, "data.sync_offset_mode")
+  if offset and method.sync_offset_at_source and offset_mode == "per_window":
+    raise ValueError(
+      f"mode {config.mode} reads whole recordings, so config.data."
+      "sync_offset is put into each recording once: use "
+      "sync_offset_mode 'fixed' or 'per_video', not 'per_window'"
+    )
   resync.check_config(config, method)
   if offset_mode not in input_pipeline.OFFSET_MODES:
     raise ValueError(
@@ -599,10 +608,14 @@ def training_data(
     mode, frozen, train_source, config, workdir, train_and_evaluate
   )
   estimated = resync.options(config)["estimate"]
+  offset = added_option(config, "data.sync_offset")
+  at_source = bool(offset) and mode.sync_offset_at_source
+  if at_source:  # the recordings as a rig with this clock error gives them
+    shifts = resync.draw_shifts(train_source, config)
+    train_source = resync.ResyncedSource(train_source, shifts, {})
   # E.g. with teacher pseudo-labels, made once.
   with profile.part("pseudo_labels"):
     train_source = mode.train_source(frozen, train_source, config, workdir)
-  offset = added_option(config, "data.sync_offset")
   train_ds = input_pipeline.train_dataset(
     train_source,
     views=mode.input_views,
@@ -626,7 +639,7 @@ def training_data(
         view=config.data.view,
         seed=config.seed,
       )
-      if offset and not estimated
+      if offset and not (estimated or at_source)
       else None
     ),
     windows=added_option(config, "data.windows"),
