@@ -18,8 +18,9 @@ sync_error.{md,json} into --out (default: --workdir).
 
 With --figure: the share of the exo-only -> ego-oracle gap closed (F1@25
 and Edit) against the sweep value, for the study without (--plain) and
-with (--estimated) the estimator, the DTW baseline (align_pseudo_label's
-row of --baseline, which ignores timestamps) as a horizontal line.
+with (--estimated) the estimator, and the DTW baseline: a curve where
+--baseline is its own sweep over the same J (`--config.sweep.method=
+align_pseudo_label`), else its align_pseudo_label row as a horizontal line.
 """
 
 from __future__ import annotations
@@ -116,7 +117,19 @@ def draw(path: str, plain: str, estimated: str, baseline: str | None) -> None:
         capsize=3,
         label=f"distill_model, {label}",
       )
-    if base is not None:
+    if base is not None and base.get("sweep"):  # DTW measured at every J
+      values, curve = gap_curve(base, metric)
+      ax.errorbar(
+        values,
+        [c for c, _ in curve],
+        yerr=[s for _, s in curve],
+        color="gray",
+        linestyle="--",
+        marker="s",
+        capsize=3,
+        label="align_pseudo_label (DTW)",
+      )
+    elif base is not None:
       lo = base["table"]["exo_only"][metric]["mean"]
       hi = base["table"]["ego_oracle"][metric]["mean"]
       dtw = base["table"]["align_pseudo_label"][metric]["mean"]
@@ -142,7 +155,12 @@ def main() -> None:
   parser.add_argument("--figure", help="Also draw the sweep figure here.")
   parser.add_argument("--plain", help="results.json of the plain sweep.")
   parser.add_argument("--estimated", help="results.json, clocks estimated.")
-  parser.add_argument("--baseline", help="results.json with align rows.")
+  parser.add_argument(
+    "--baseline",
+    help="results.json of the DTW baseline: its sweep over the same J "
+    "(--config.sweep.method=align_pseudo_label), drawn as a curve, or a "
+    "study with an align_pseudo_label row, drawn as a line.",
+  )
   args = parser.parse_args()
   if not os.path.isdir(args.workdir):
     raise SystemExit(f"error: {args.workdir} is not a study's workdir")
