@@ -48,7 +48,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.subset_seed = 0  # which subset train_fraction keeps
   # Synchronization error put in at training time (distill_* and
   # sync_pseudo_label), in frames: the student view's frames are shifted
-  # against the teacher's. Independent of any jitter built into the dataset.
+  # against the teacher's. For align_pseudo_label, which trusts no
+  # timestamp, it is put into the recordings DTW aligns. Independent of any
+  # jitter built into the dataset.
   config.data.sync_offset = 0
   # How sync_offset applies: "fixed" (always that shift), or an offset drawn
   # uniformly from [-sync_offset, sync_offset] once per recording
