@@ -6,12 +6,16 @@ a reference row, seed by seed.
   python benchmarks/compare_rows.py \
       --results A/results.json [B/results.json ...] \
       --against C/results.json [D/results.json ...] \
-      --against_row align_pseudo_label \
+      (--against_row align_pseudo_label | --against_method align_pseudo_label) \
       [--rows "distill_model sync_offset=32" ...] [--metrics f1@25 edit] \
       [--out comparison.md]
 
-For every row of --results (or only --rows) and every metric it prints the
-row's mean ± std over its seeds, the reference row's, and the difference
+The reference is one row (--against_row), or, for the rows of a sweep,
+the same sweep point of another method (--against_method: "distill_model
+sync_offset=32" against "align_pseudo_label sync_offset=32"; rows with no
+such counterpart are left out). For every row of --results (or only
+--rows) and every metric it prints the row's mean ± std over its seeds,
+the reference row's, and the difference
 of the means with a 95% confidence interval. Where the two rows were run
 on the same seeds, the difference is taken seed by seed (a paired t
 interval: the runs of one seed share their teacher and data, so their
@@ -98,18 +102,24 @@ def compare(a: dict, b: dict, metric: str) -> dict:
   return out
 
 
-def table(rows: dict, reference: dict, names, metrics, against: str) -> str:
+def counterpart(row: str, method: str) -> str:
+  """The same sweep point of `method`: "m key=v" -> "method key=v"."""
+  _, sep, point = row.partition(" ")
+  return f"{method}{sep}{point}"
+
+
+def table(rows: dict, pairs: list, metrics) -> str:
+  """pairs: [(row name, reference name, reference scores)]."""
   lines = [
-    f"Each row against {against!r}; mean ± std over seeds (population "
-    "std, as the study tables), the difference of the means with its 95% "
-    "interval (paired by seed where both rows ran the same seeds, else "
-    "Welch) and the two-sided p-value.",
+    "Mean ± std over seeds (population std, as the study tables), the "
+    "difference of the means with its 95% interval (paired by seed where "
+    "both rows ran the same seeds, else Welch) and the two-sided p-value.",
     "",
-    "| row | seeds | metric | row | reference | difference | 95% interval "
-    "| p | test |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| row | reference | seeds | metric | row | reference | difference | "
+    "95% interval | p | test |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ]
-  for name in names:
+  for name, against, reference in pairs:
     for metric in metrics:
       c = compare(rows[name], reference, metric)
       interval = (
@@ -119,7 +129,7 @@ def table(rows: dict, reference: dict, names, metrics, against: str) -> str:
       )
       p = f"{c['p']:.2f}" if "p" in c else "-"
       lines.append(
-        f"| {name} | {len(c['seeds'])} | {metric} | "
+        f"| {name} | {against} | {len(c['seeds'])} | {metric} | "
         f"{c['mean']:.2f} ± {c['std']:.2f} | "
         f"{c['reference_mean']:.2f} ± {c['reference_std']:.2f} | "
         f"{c['difference']:+.2f} | {interval} | {p} | {c['test'] or '-'} |"
@@ -133,18 +143,17 @@ def main(argv=None) -> int:
   )
   parser.add_argument("--results", nargs="+", required=True)
   parser.add_argument("--against", nargs="+", required=True)
-  parser.add_argument("--against_row", required=True)
+  which = parser.add_mutually_exclusive_group(required=True)
+  which.add_argument("--against_row", help="the one reference row")
+  which.add_argument(
+    "--against_method", help="each row's sweep point of this method"
+  )
   parser.add_argument("--rows", nargs="*", default=None)
   parser.add_argument("--metrics", nargs="+", default=["f1@25", "edit"])
   parser.add_argument("--out", default=None, help="also write the table here")
   args = parser.parse_args(argv)
   rows = pooled(args.results)
   references = pooled(args.against)
-  if args.against_row not in references:
-    raise SystemExit(
-      f"error: no row {args.against_row!r} in {' '.join(args.against)}; "
-      f"rows there: {', '.join(references)}"
-    )
   names = args.rows or list(rows)
   missing = [n for n in names if n not in rows]
   if missing:
@@ -152,8 +161,27 @@ def main(argv=None) -> int:
       f"error: no row {missing[0]!r} in {' '.join(args.results)}; rows "
       f"there: {', '.join(rows)}"
     )
-  reference = references[args.against_row]
-  checked = [(n, rows[n]) for n in names] + [(args.against_row, reference)]
+  if args.against_row:
+    if args.against_row not in references:
+      raise SystemExit(
+        f"error: no row {args.against_row!r} in {' '.join(args.against)}; "
+        f"rows there: {', '.join(references)}"
+      )
+    pairs = [(n, args.against_row) for n in names]
+  else:
+    pairs = [
+      (n, counterpart(n, args.against_method))
+      for n in names
+      if counterpart(n, args.against_method) in references
+    ]
+    if not pairs:
+      raise SystemExit(
+        f"error: no row of {' '.join(args.against)} is a sweep point of "
+        f"{args.against_method!r} that {' '.join(args.results)} has; rows "
+        f"there: {', '.join(references)}"
+      )
+  checked = [(n, rows[n]) for n, _ in pairs]
+  checked += [(a, references[a]) for _, a in pairs]
   for name, scores in checked:
     known = set.intersection(*(set(s) for s in scores.values()))
     for metric in args.metrics:
@@ -162,7 +190,7 @@ def main(argv=None) -> int:
           f"error: row {name!r} has no metric {metric!r}; metrics: "
           f"{', '.join(sorted(known))}"
         )
-  text = table(rows, reference, names, args.metrics, args.against_row)
+  text = table(rows, [(n, a, references[a]) for n, a in pairs], args.metrics)
   print(text)
   if args.out:
     with open(args.out, "w") as f:

@@ -209,6 +209,7 @@ def test_compare_rows_pools_seeds_and_pairs_them(tmp_path, capsys):
   assert compare_rows.main(argv + ["--out", str(out)]) == 0
   row = [r for r in out.read_text().splitlines() if r.startswith("| m |")][0]
   cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells.pop(1) == "dtw"  # the reference row
   # Seeds 0-3 pooled; differences 2, 3, 1, 1: mean 1.75, sd 0.957, t(3).
   assert cells[:6] == [
     "m",
@@ -230,6 +231,26 @@ def test_compare_rows_pools_seeds_and_pairs_them(tmp_path, capsys):
   )
   welch = stats.ttest_ind([50, 52, 48, 49], [47, 50, 48], equal_var=False)
   assert c["test"] == "welch" and c["p"] == pytest.approx(welch.pvalue)
+  # Sweep rows against the same point of another method's sweep.
+  sweep = _study_results(
+    tmp_path / "s.json",
+    [0, 1],
+    {"exo_only": [5, 6], "m J=8": [50, 51], "m J=16": [49, 47]},
+  )
+  dtw = _study_results(
+    tmp_path / "d.json", [0, 1], {"dtw J=8": [46, 48], "dtw J=16": [47, 46]}
+  )
+  text_out = tmp_path / "sweep.md"
+  compare_rows.main(
+    ["--results", sweep, "--against", dtw, "--against_method", "dtw"]
+    + ["--metrics", "edit", "--out", str(text_out)]
+  )
+  rows = [r.split(" | ")[:3] for r in text_out.read_text().splitlines()[4:]]
+  assert rows == [["| m J=8", "dtw J=8", "2"], ["| m J=16", "dtw J=16", "2"]]
+  with pytest.raises(SystemExit, match="no row of .* is a sweep point of 'x'"):
+    compare_rows.main(
+      ["--results", sweep, "--against", dtw, "--against_method", "x"]
+    )
   # The same seed reported twice with other scores; a row that is not there.
   clash = _study_results(tmp_path / "c.json", [2], {"m": [40]})
   with pytest.raises(SystemExit, match=r"c.json: row 'm' seed 2 differs"):
