@@ -105,31 +105,25 @@ def draw(path: str, plain: str, estimated: str, baseline: str | None) -> None:
   if baseline:
     with open(baseline) as f:
       base = json.load(f)
+  curves = [
+    (results, {"marker": "o", "label": f"distill_model, {label}"})
+    for label, results in runs.items()
+  ]
+  if base is not None and base.get("sweep"):  # DTW measured at every J
+    style = {"color": "gray", "linestyle": "--", "marker": "s"}
+    curves.append((base, dict(style, label="align_pseudo_label (DTW)")))
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   for ax, metric, title in zip(axes, ("f1@25", "edit"), ("F1@25", "Edit")):
-    for label, results in runs.items():
+    for results, style in curves:
       values, curve = gap_curve(results, metric)
       ax.errorbar(
         values,
         [c for c, _ in curve],
         yerr=[s for _, s in curve],
-        marker="o",
         capsize=3,
-        label=f"distill_model, {label}",
+        **style,
       )
-    if base is not None and base.get("sweep"):  # DTW measured at every J
-      values, curve = gap_curve(base, metric)
-      ax.errorbar(
-        values,
-        [c for c, _ in curve],
-        yerr=[s for _, s in curve],
-        color="gray",
-        linestyle="--",
-        marker="s",
-        capsize=3,
-        label="align_pseudo_label (DTW)",
-      )
-    elif base is not None:
+    if base is not None and not base.get("sweep"):
       lo = base["table"]["exo_only"][metric]["mean"]
       hi = base["table"]["ego_oracle"][metric]["mean"]
       dtw = base["table"]["align_pseudo_label"][metric]["mean"]
