@@ -414,6 +414,14 @@ def earlier_students(
   return students
 
 
+def offset_in_recordings(mode, config: ml_collections.ConfigDict) -> bool:
+  """Whether config.data.sync_offset is put into the recordings
+  (`synced_source` does it) rather than into the training windows: when
+  clocks are estimated, and for a method that reads whole recordings
+  (`sync_offset_at_source`, e.g. DTW)."""
+  return bool(options(config)["estimate"] or mode.sync_offset_at_source)
+
+
 def synced_source(
   mode,
   frozen: dict,
@@ -423,13 +431,18 @@ def synced_source(
   train_round: Callable[[ml_collections.ConfigDict, str], dict],
 ):
   """`source` re-synchronized by the run's clock estimates (computed once,
-  kept in the workdir); `source` itself when config.sync.estimate is off.
+  kept in the workdir). When config.sync.estimate is off: `source` with the
+  deliberate offset put into its recordings for a method that reads them
+  whole (as a rig with that clock error gives them), else `source` itself.
   With config.sync.holdout = k, only the recordings outside fold k (a
   cross-fitting student's). `train_round(config, workdir)` trains (or
   re-reports) an earlier round."""
   opts = options(config)
   if not opts["estimate"]:
-    return source
+    if not mode.sync_offset_at_source:
+      return source  # any offset goes into the training windows
+    shifts = draw_shifts(source, config)
+    return ResyncedSource(source, shifts, {}) if shifts else source
   shifts = draw_shifts(source, config)
   fold = folds_of(len(source), int(opts["folds"]), config.seed)
   holdout = opts["holdout"]

@@ -157,12 +157,12 @@ def build_mode(
   input_pipeline.check_fraction(added_option(config, "data.train_fraction"))
   offset = added_option(config, "data.sync_offset")
   offset_mode = added_option(config, "data.sync_offset_mode")
-  if offset and not (
-    method.trains_on_sync_pairs or method.sync_offset_at_source
-  ):
-    names = registry.names(
-      where=lambda m: m.trains_on_sync_pairs or m.sync_offset_at_source
-    )
+
+  def takes_offset(m) -> bool:
+    return m.trains_on_sync_pairs or m.sync_offset_at_source
+
+  if offset and not takes_offset(method):
+    names = registry.names(where=takes_offset)
     raise ValueError(
       f"config.data.sync_offset shifts the student's view against the "
       f"teacher's; mode {config.mode} trains on no synchronized pair: "
@@ -603,16 +603,12 @@ def training_data(
   per_process_batch = config.data.batch_size // jax.process_count()
   train_source = sources[config.data.train_split]
   # With config.sync.estimate: the pairs re-synchronized by estimated clocks
-  # (the deliberate offset, if any, applied to the recordings first).
+  # (the deliberate offset, if any, applied to the recordings first); for a
+  # method that reads whole recordings, the offset put into them.
   train_source = resync.synced_source(
     mode, frozen, train_source, config, workdir, train_and_evaluate
   )
-  estimated = resync.options(config)["estimate"]
   offset = added_option(config, "data.sync_offset")
-  at_source = bool(offset) and mode.sync_offset_at_source
-  if at_source:  # the recordings as a rig with this clock error gives them
-    shifts = resync.draw_shifts(train_source, config)
-    train_source = resync.ResyncedSource(train_source, shifts, {})
   # E.g. with teacher pseudo-labels, made once.
   with profile.part("pseudo_labels"):
     train_source = mode.train_source(frozen, train_source, config, workdir)
@@ -639,7 +635,7 @@ def training_data(
         view=config.data.view,
         seed=config.seed,
       )
-      if offset and not (estimated or at_source)
+      if offset and not resync.offset_in_recordings(mode, config)
       else None
     ),
     windows=added_option(config, "data.windows"),
