@@ -284,6 +284,21 @@ def test_a_run_estimates_clocks_in_two_rounds(
   assert 0 <= figures[" round2"]["offsets_within_4"] <= 1
 
 
+def _stand_in_rounds(teacher_dir):
+  """(calls, train_round): a train_round that records (rounds, holdout,
+  folder) and stands in for training with a copy of the teacher's run."""
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  calls = []
+
+  def train_round(earlier, folder):
+    calls.append((earlier.sync.rounds, earlier.sync.holdout, folder))
+    if not os.path.exists(folder):
+      shutil.copytree(teacher_dir, folder)
+
+  return calls, train_round
+
+
 def test_cross_fitted_students_never_estimate_what_they_trained_on(
   make_config, teacher_dir, tmp_path
 ):
@@ -291,8 +306,6 @@ def test_cross_fitted_students_never_estimate_what_they_trained_on(
   copy of the teacher's run) one round-1 student per fold, each with that
   fold held out, and estimates each recording with the student of its
   fold; a held-out run trains and estimates only the other folds."""
-  import shutil  # pylint: disable=g-import-not-at-top
-
   config = make_config("distill_model", teacher_workdir=teacher_dir)
   config.sync.estimate, config.sync.rounds, config.sync.folds = True, 2, 2
   config.sync.min_frames = 32
@@ -301,12 +314,7 @@ def test_cross_fitted_students_never_estimate_what_they_trained_on(
   )
   mode = trainer.build_mode(config, info)
   frozen = trainer.load_frozen(config, info, mode)
-  calls = []
-
-  def train_round(earlier, folder):
-    calls.append((earlier.sync.rounds, earlier.sync.holdout, folder))
-    shutil.copytree(teacher_dir, folder)
-
+  calls, train_round = _stand_in_rounds(teacher_dir)
   source = sources["sync_pairs"]
   workdir = tmp_path / "run"
   workdir.mkdir()
@@ -345,14 +353,7 @@ def test_a_third_round_is_cross_fitted_at_every_depth(
   pairs round 1's student of their own fold estimates, from the shared
   <run>/round1_fold<j>, not from a student of its own that trained on the
   very recordings it estimates."""
-  import shutil  # pylint: disable=g-import-not-at-top
-
-  calls = []
-
-  def train_round(earlier, folder):
-    calls.append((earlier.sync.rounds, earlier.sync.holdout, folder))
-    if not os.path.exists(folder):
-      shutil.copytree(teacher_dir, folder)
+  calls, train_round = _stand_in_rounds(teacher_dir)
 
   def config_of(rounds, holdout):
     config = make_config("distill_model", teacher_workdir=teacher_dir)
